@@ -1,0 +1,764 @@
+//! Node configuration: the seeds' `sys.config` sections as a TOML file.
+//!
+//! Every field has a default (written in its doc) so an empty file is a valid config.
+//! [`FlowConfig::validate`] refuses bad values with an error that names the field,
+//! e.g. `circuit_breaker.failure_rate_threshold must be in (0, 1], got 1.5`. Unknown
+//! keys are refused too, so a typo does not silently fall back to a default.
+//!
+//! ```
+//! use erlmcp_flow_core::config::FlowConfig;
+//! let cfg = FlowConfig::from_toml_str(r#"
+//!     [load_balancer]
+//!     strategy = "least_connections"
+//!     [circuit_breaker]
+//!     timeout_ms = 1000
+//! "#).unwrap();
+//! assert_eq!(cfg.circuit_breaker.timeout_ms, 1000);
+//! assert!(FlowConfig::from_toml_str("[circuit_breaker]\nmin_requests = 0").is_err());
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest payload the codec will ever allow: comfortably under ractor_cluster's 16 MiB
+/// frame limit, past which one message drops the whole link.
+pub const PAYLOAD_HARD_LIMIT_BYTES: usize = 15 * 1024 * 1024;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML for this schema (syntax, type, or unknown key).
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// A value is out of range.
+    #[error("invalid config: {field} {reason}")]
+    Invalid {
+        /// Dotted path of the field, e.g. `router.max_in_flight`.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// The offending field, when the error is about one value.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            ConfigError::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+/// The whole node configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowConfig {
+    /// Node identity and randomness.
+    pub node: NodeConfig,
+    /// Q-learning router (seed `q_learning`).
+    pub q_learning: QLearningConfig,
+    /// Strategy selection (seed `load_balancer`).
+    pub load_balancer: LoadBalancerConfig,
+    /// Per-agent circuit breakers (seed `circuit_breaker`).
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// Retries and agent liveness (seed `failure_detector`).
+    pub failure_detector: FailureDetectorConfig,
+    /// Byzantine quorum voting (seed `byzantine`).
+    pub byzantine: ByzantineConfig,
+    /// Timeouts (seed `timeouts`).
+    pub timeouts: TimeoutsConfig,
+    /// Router limits: admission, bulkheads, retry budget, fallback, dead letters.
+    pub router: RouterConfig,
+    /// Correlation tracker bounds.
+    pub correlation: CorrelationConfig,
+    /// Supervisor restart intensities.
+    pub supervision: SupervisionConfig,
+    /// Wire payload limits.
+    pub codec: CodecConfig,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node name, unique in a cluster. Default `"node-1"`.
+    pub name: String,
+    /// Seed for every routing random choice (p2c sampling, jitter, exploration). Absent:
+    /// seeded from the OS. Default absent.
+    pub seed: Option<u64>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            name: "node-1".into(),
+            seed: None,
+        }
+    }
+}
+
+/// `[q_learning]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QLearningConfig {
+    /// Exploration rate ε in [0, 1]. Default 0.1.
+    pub epsilon: f64,
+    /// Multiplicative ε decay per update, in (0, 1]. Default 0.999.
+    pub epsilon_decay: f64,
+    /// Floor for ε, in [0, epsilon]. Default 0.01.
+    pub epsilon_min: f64,
+    /// Learning rate α in (0, 1]. Default 0.1.
+    pub alpha: f64,
+    /// Discount factor γ in [0, 1). Default 0.9.
+    pub gamma: f64,
+    /// Where the Q-table is persisted. Default `"data/q_table.bin"`.
+    pub model_path: String,
+    /// How often the table is written, ms (0 = only at shutdown). Default 10000.
+    pub persist_interval_ms: u64,
+}
+
+impl Default for QLearningConfig {
+    fn default() -> Self {
+        Self {
+            epsilon: 0.1,
+            epsilon_decay: 0.999,
+            epsilon_min: 0.01,
+            alpha: 0.1,
+            gamma: 0.9,
+            model_path: "data/q_table.bin".into(),
+            persist_interval_ms: 10_000,
+        }
+    }
+}
+
+/// Agent selection strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyKind {
+    /// Rotate through candidates.
+    #[default]
+    RoundRobin,
+    /// Fewest tasks in flight.
+    LeastConnections,
+    /// Lowest `0.5*load/10 + 0.3*latency_ms/1000 + 0.2*(1-success_rate)*10`.
+    LoadAware,
+    /// Proportional to each agent's weight.
+    Weighted,
+    /// Consistent hashing of the task's affinity key (session affinity).
+    ConsistentHash,
+    /// Power of two random choices on peak-EWMA latency × (in-flight + 1).
+    P2cEwma,
+    /// Q-learning over load/success/latency states.
+    QLearning,
+}
+
+impl StrategyKind {
+    /// All strategies.
+    pub const ALL: [StrategyKind; 7] = [
+        StrategyKind::RoundRobin,
+        StrategyKind::LeastConnections,
+        StrategyKind::LoadAware,
+        StrategyKind::Weighted,
+        StrategyKind::ConsistentHash,
+        StrategyKind::P2cEwma,
+        StrategyKind::QLearning,
+    ];
+
+    /// The snake_case name used in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyKind::RoundRobin => "round_robin",
+            StrategyKind::LeastConnections => "least_connections",
+            StrategyKind::LoadAware => "load_aware",
+            StrategyKind::Weighted => "weighted",
+            StrategyKind::ConsistentHash => "consistent_hash",
+            StrategyKind::P2cEwma => "p2c_ewma",
+            StrategyKind::QLearning => "q_learning",
+        }
+    }
+}
+
+impl std::fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for StrategyKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let norm = s.replace('-', "_");
+        StrategyKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == norm)
+            .ok_or_else(|| {
+                let names: Vec<_> = StrategyKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown strategy {s:?}; expected one of {}", names.join(", "))
+            })
+    }
+}
+
+/// `[load_balancer]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoadBalancerConfig {
+    /// Strategy. Default `"round_robin"`.
+    pub strategy: StrategyKind,
+    /// Virtual nodes per agent on the consistent-hash ring, 1..=1000. Default 150.
+    pub consistent_hash_vnodes: u32,
+    /// Peak-EWMA decay time constant, ms (> 0). Default 10000 (Finagle's default).
+    pub ewma_decay_ms: u64,
+    /// Latency assumed for an agent with no samples yet, µs (> 0). Default 1000.
+    pub ewma_default_rtt_us: u64,
+}
+
+impl Default for LoadBalancerConfig {
+    fn default() -> Self {
+        Self {
+            strategy: StrategyKind::RoundRobin,
+            consistent_hash_vnodes: 150,
+            ewma_decay_ms: 10_000,
+            ewma_default_rtt_us: 1_000,
+        }
+    }
+}
+
+/// `[circuit_breaker]`: closed → open → half_open → closed, per agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Consecutive failures that open the breaker regardless of rate (seed), ≥ 1. Default 5.
+    pub failure_threshold: u32,
+    /// Failure rate over the window that opens the breaker, in (0, 1]. Default 0.5.
+    pub failure_rate_threshold: f64,
+    /// Requests in the window before the rate is judged, ≥ 1. Default 10.
+    pub min_requests: u32,
+    /// Size of the rolling window of recent results, ≥ min_requests, ≤ 1024. Default 20.
+    pub window_size: u32,
+    /// Time open before trying half_open, ms (> 0). Default 30000.
+    pub timeout_ms: u64,
+    /// Successes in half_open that close the breaker, ≥ 1. Default 3.
+    pub half_open_successes: u32,
+    /// Concurrent trial requests allowed in half_open, ≥ 1. Default 1.
+    pub half_open_max_probes: u32,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            failure_rate_threshold: 0.5,
+            min_requests: 10,
+            window_size: 20,
+            timeout_ms: 30_000,
+            half_open_successes: 3,
+            half_open_max_probes: 1,
+        }
+    }
+}
+
+/// `[failure_detector]`: retries and agent liveness.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailureDetectorConfig {
+    /// Delivery attempts per phase (primary candidates, then fallback swarm), 1..=100.
+    /// Default 3.
+    pub max_retry_attempts: u32,
+    /// First retry delay, ms. Default 100.
+    pub base_retry_delay_ms: u64,
+    /// Retry delay cap, ms (≥ base). Default 5000.
+    pub max_retry_delay_ms: u64,
+    /// Redeliveries of a task whose agent died before running it, per task, ≤ 1000.
+    /// These do not use attempts: the task never ran. Default 16.
+    pub max_redeliveries: u32,
+    /// An agent busy on one task for longer than this is presumed hung and killed
+    /// (its supervisor restarts it), ms. Default 60000.
+    pub hung_agent_after_ms: u64,
+    /// How often the detector sweeps agents and orphaned tasks, ms (> 0). Default 100.
+    pub sweep_interval_ms: u64,
+    /// Times a task may lose its routing driver (a router bug or abort) before it is
+    /// failed as internal, 1..=100. Default 3.
+    pub max_orphan_recoveries: u32,
+    /// Phi-accrual suspicion threshold for peer nodes (> 0). Default 8.
+    pub phi_threshold: f64,
+}
+
+impl Default for FailureDetectorConfig {
+    fn default() -> Self {
+        Self {
+            max_retry_attempts: 3,
+            base_retry_delay_ms: 100,
+            max_retry_delay_ms: 5_000,
+            max_redeliveries: 16,
+            hung_agent_after_ms: 60_000,
+            sweep_interval_ms: 100,
+            max_orphan_recoveries: 3,
+            phi_threshold: 8.0,
+        }
+    }
+}
+
+/// `[byzantine]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ByzantineConfig {
+    /// Faulty nodes tolerated, f ≥ 1. Default 1.
+    pub byzantine_tolerance: u32,
+    /// Matching votes needed; must equal 2f + 1. Default 3.
+    pub quorum_size: u32,
+    /// Only `"hmac_sha256"`. Default `"hmac_sha256"`.
+    pub signature_algorithm: String,
+    /// Time to collect a quorum, ms (> 0). Default 500.
+    pub round_timeout_ms: u64,
+    /// Share of dishonest votes above which a node is blacklisted, in (0, 1). Default 0.3.
+    pub blacklist_threshold: f64,
+}
+
+impl Default for ByzantineConfig {
+    fn default() -> Self {
+        Self {
+            byzantine_tolerance: 1,
+            quorum_size: 3,
+            signature_algorithm: "hmac_sha256".into(),
+            round_timeout_ms: 500,
+            blacklist_threshold: 0.3,
+        }
+    }
+}
+
+/// `[timeouts]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// Longest wait for a usable agent (breaker closed, bulkhead permit) per attempt, ms.
+    /// Default 5000.
+    pub routing_ms: u64,
+    /// Default per-attempt execution timeout, ms (tasks may set their own). Default 30000.
+    pub execution_ms: u64,
+    /// Agent heartbeat interval, ms. Default 5000.
+    pub heartbeat_ms: u64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self {
+            routing_ms: 5_000,
+            execution_ms: 30_000,
+            heartbeat_ms: 5_000,
+        }
+    }
+}
+
+/// `[router]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Accepted but unfinished tasks allowed on this node; submitters wait (or get
+    /// `Overloaded` from `try_submit`) beyond it. 1..=10_000_000. Default 10000.
+    pub max_in_flight: u32,
+    /// Bulkhead: tasks queued or running per agent, 1..=65536. Default 8.
+    pub bulkhead_max_concurrent: u32,
+    /// Retry budget: retries allowed as a share of first attempts, in [0, 10]. Default 0.2.
+    pub retry_budget_percent: f64,
+    /// Retry budget floor: retries per second always allowed. Default 10.
+    pub retry_budget_min_per_sec: u32,
+    /// Retry budget window, ms, 1000..=60000. Default 10000.
+    pub retry_budget_ttl_ms: u64,
+    /// Swarm tried after the primary candidates fail. Default none.
+    pub fallback_swarm: Option<String>,
+    /// Dead letters kept for inspection (the counts are never dropped), ≥ 1. Default 10000.
+    pub dead_letter_capacity: u32,
+    /// Recently finished task ids remembered to refuse duplicate submissions. Default 100000.
+    pub dedup_window: u32,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 10_000,
+            bulkhead_max_concurrent: 8,
+            retry_budget_percent: 0.2,
+            retry_budget_min_per_sec: 10,
+            retry_budget_ttl_ms: 10_000,
+            fallback_swarm: None,
+            dead_letter_capacity: 10_000,
+            dedup_window: 100_000,
+        }
+    }
+}
+
+/// `[correlation]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorrelationConfig {
+    /// How long a correlation record lives, ms (> 0). Default 3600000 (1 h, seed).
+    pub ttl_ms: u64,
+    /// Records kept at most; the oldest go first, ≥ 1. Default 100000 (seed).
+    pub max_entries: u32,
+    /// Expiry sweep interval, ms (> 0). Default 1000.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for CorrelationConfig {
+    fn default() -> Self {
+        Self {
+            ttl_ms: 3_600_000,
+            max_entries: 100_000,
+            sweep_interval_ms: 1_000,
+        }
+    }
+}
+
+/// Restart intensity: more than `max_restarts` restarts within `window_ms` and the
+/// supervisor gives up and fails itself (escalating to its parent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntensityConfig {
+    /// Restarts tolerated in the window.
+    pub max_restarts: u32,
+    /// The window, ms (> 0).
+    pub window_ms: u64,
+}
+
+impl Default for IntensityConfig {
+    fn default() -> Self {
+        Self {
+            max_restarts: 5,
+            window_ms: 60_000,
+        }
+    }
+}
+
+impl IntensityConfig {
+    /// The window as a duration.
+    pub fn window(&self) -> Duration {
+        Duration::from_millis(self.window_ms)
+    }
+}
+
+/// `[supervision]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisionConfig {
+    /// FlowSupervisor (the node's services). Default 10 restarts in 60 s.
+    pub flow: IntensityConfig,
+    /// AgentSupervisor (the agents). Default 5 restarts in 60 s (OTP's default).
+    pub agents: IntensityConfig,
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        Self {
+            flow: IntensityConfig {
+                max_restarts: 10,
+                window_ms: 60_000,
+            },
+            agents: IntensityConfig::default(),
+        }
+    }
+}
+
+/// `[codec]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CodecConfig {
+    /// Largest task payload accepted, bytes, 1..=15 MiB. Default 1 MiB.
+    pub max_payload_bytes: usize,
+}
+
+impl Default for CodecConfig {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 1024 * 1024,
+        }
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn check(ok: bool, field: &'static str, reason: impl FnOnce() -> String) -> Result<(), ConfigError> {
+    if ok { Ok(()) } else { Err(invalid(field, reason())) }
+}
+
+macro_rules! range {
+    ($value:expr, $field:literal, $lo:expr, $hi:expr) => {{
+        let v = $value;
+        check(v >= $lo && v <= $hi, $field, || {
+            format!("must be in [{}, {}], got {}", $lo, $hi, v)
+        })
+    }};
+}
+
+macro_rules! positive {
+    ($value:expr, $field:literal) => {{
+        let v = $value;
+        check(v > 0, $field, || format!("must be > 0, got {v}"))
+    }};
+}
+
+impl FlowConfig {
+    /// Parses and validates TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let cfg: FlowConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string().trim().to_owned()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads, parses and validates a TOML file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml_str(&text)
+    }
+
+    /// The config as TOML text.
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string_pretty(self).expect("config always serialises")
+    }
+
+    /// Fast timeouts for tests: short breaker timeout and retry delays, so fault tests
+    /// finish in milliseconds.
+    pub fn for_test() -> Self {
+        let mut cfg = Self::default();
+        cfg.node.seed = Some(7);
+        cfg.circuit_breaker.timeout_ms = 200;
+        cfg.failure_detector.base_retry_delay_ms = 1;
+        cfg.failure_detector.max_retry_delay_ms = 20;
+        cfg.failure_detector.sweep_interval_ms = 10;
+        cfg.timeouts.routing_ms = 1_000;
+        cfg.timeouts.execution_ms = 2_000;
+        cfg.timeouts.heartbeat_ms = 100;
+        cfg.router.retry_budget_percent = 10.0;
+        cfg.router.retry_budget_min_per_sec = 1_000;
+        cfg
+    }
+
+    /// Checks every value; the error names the first bad field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        // node
+        crate::id::NodeName::new(&self.node.name)
+            .map_err(|e| invalid("node.name", e.to_string()))?;
+
+        // q_learning
+        let q = &self.q_learning;
+        range!(q.epsilon, "q_learning.epsilon", 0.0, 1.0)?;
+        check(q.epsilon_decay > 0.0 && q.epsilon_decay <= 1.0, "q_learning.epsilon_decay", || {
+            format!("must be in (0, 1], got {}", q.epsilon_decay)
+        })?;
+        range!(q.epsilon_min, "q_learning.epsilon_min", 0.0, q.epsilon)?;
+        check(q.alpha > 0.0 && q.alpha <= 1.0, "q_learning.alpha", || {
+            format!("must be in (0, 1], got {}", q.alpha)
+        })?;
+        check(q.gamma >= 0.0 && q.gamma < 1.0, "q_learning.gamma", || {
+            format!("must be in [0, 1), got {}", q.gamma)
+        })?;
+        check(!q.model_path.is_empty(), "q_learning.model_path", || {
+            "must not be empty".into()
+        })?;
+
+        // load_balancer
+        let lb = &self.load_balancer;
+        range!(lb.consistent_hash_vnodes, "load_balancer.consistent_hash_vnodes", 1, 1000)?;
+        positive!(lb.ewma_decay_ms, "load_balancer.ewma_decay_ms")?;
+        positive!(lb.ewma_default_rtt_us, "load_balancer.ewma_default_rtt_us")?;
+
+        // circuit_breaker
+        let cb = &self.circuit_breaker;
+        positive!(cb.failure_threshold, "circuit_breaker.failure_threshold")?;
+        check(
+            cb.failure_rate_threshold > 0.0 && cb.failure_rate_threshold <= 1.0,
+            "circuit_breaker.failure_rate_threshold",
+            || format!("must be in (0, 1], got {}", cb.failure_rate_threshold),
+        )?;
+        positive!(cb.min_requests, "circuit_breaker.min_requests")?;
+        range!(cb.window_size, "circuit_breaker.window_size", cb.min_requests, 1024)?;
+        positive!(cb.timeout_ms, "circuit_breaker.timeout_ms")?;
+        positive!(cb.half_open_successes, "circuit_breaker.half_open_successes")?;
+        positive!(cb.half_open_max_probes, "circuit_breaker.half_open_max_probes")?;
+
+        // failure_detector
+        let fd = &self.failure_detector;
+        range!(fd.max_retry_attempts, "failure_detector.max_retry_attempts", 1, 100)?;
+        range!(
+            fd.max_retry_delay_ms,
+            "failure_detector.max_retry_delay_ms",
+            fd.base_retry_delay_ms,
+            3_600_000
+        )?;
+        check(fd.max_redeliveries <= 1000, "failure_detector.max_redeliveries", || {
+            format!("must be at most 1000, got {}", fd.max_redeliveries)
+        })?;
+        positive!(fd.hung_agent_after_ms, "failure_detector.hung_agent_after_ms")?;
+        positive!(fd.sweep_interval_ms, "failure_detector.sweep_interval_ms")?;
+        range!(fd.max_orphan_recoveries, "failure_detector.max_orphan_recoveries", 1, 100)?;
+        check(fd.phi_threshold > 0.0 && fd.phi_threshold.is_finite(), "failure_detector.phi_threshold", || {
+            format!("must be a finite number > 0, got {}", fd.phi_threshold)
+        })?;
+
+        // byzantine
+        let bz = &self.byzantine;
+        positive!(bz.byzantine_tolerance, "byzantine.byzantine_tolerance")?;
+        check(
+            bz.quorum_size == 2 * bz.byzantine_tolerance + 1,
+            "byzantine.quorum_size",
+            || {
+                format!(
+                    "must be 2f+1 = {} for byzantine_tolerance f = {}, got {}",
+                    2 * bz.byzantine_tolerance + 1,
+                    bz.byzantine_tolerance,
+                    bz.quorum_size
+                )
+            },
+        )?;
+        check(bz.signature_algorithm == "hmac_sha256", "byzantine.signature_algorithm", || {
+            format!("must be \"hmac_sha256\", got {:?}", bz.signature_algorithm)
+        })?;
+        positive!(bz.round_timeout_ms, "byzantine.round_timeout_ms")?;
+        check(
+            bz.blacklist_threshold > 0.0 && bz.blacklist_threshold < 1.0,
+            "byzantine.blacklist_threshold",
+            || format!("must be in (0, 1), got {}", bz.blacklist_threshold),
+        )?;
+
+        // timeouts
+        let t = &self.timeouts;
+        positive!(t.routing_ms, "timeouts.routing_ms")?;
+        positive!(t.execution_ms, "timeouts.execution_ms")?;
+        positive!(t.heartbeat_ms, "timeouts.heartbeat_ms")?;
+
+        // router
+        let r = &self.router;
+        range!(r.max_in_flight, "router.max_in_flight", 1, 10_000_000)?;
+        range!(r.bulkhead_max_concurrent, "router.bulkhead_max_concurrent", 1, 65_536)?;
+        range!(r.retry_budget_percent, "router.retry_budget_percent", 0.0, 10.0)?;
+        range!(r.retry_budget_ttl_ms, "router.retry_budget_ttl_ms", 1_000, 60_000)?;
+        if let Some(s) = &r.fallback_swarm {
+            crate::id::SwarmName::new(s).map_err(|e| invalid("router.fallback_swarm", e.to_string()))?;
+        }
+        positive!(r.dead_letter_capacity, "router.dead_letter_capacity")?;
+
+        // correlation
+        let c = &self.correlation;
+        positive!(c.ttl_ms, "correlation.ttl_ms")?;
+        positive!(c.max_entries, "correlation.max_entries")?;
+        positive!(c.sweep_interval_ms, "correlation.sweep_interval_ms")?;
+
+        // supervision
+        positive!(self.supervision.flow.window_ms, "supervision.flow.window_ms")?;
+        positive!(self.supervision.agents.window_ms, "supervision.agents.window_ms")?;
+
+        // codec
+        range!(
+            self.codec.max_payload_bytes,
+            "codec.max_payload_bytes",
+            1,
+            PAYLOAD_HARD_LIMIT_BYTES
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults are valid and match the seeds' `sys.config`.
+    #[test]
+    fn defaults_are_valid_and_match_seeds() {
+        let cfg = FlowConfig::default();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.q_learning.epsilon, 0.1);
+        assert_eq!(cfg.q_learning.alpha, 0.1);
+        assert_eq!(cfg.q_learning.gamma, 0.9);
+        assert_eq!(cfg.load_balancer.consistent_hash_vnodes, 150);
+        assert_eq!(cfg.circuit_breaker.failure_threshold, 5);
+        assert_eq!(cfg.circuit_breaker.min_requests, 10);
+        assert_eq!(cfg.circuit_breaker.timeout_ms, 30_000);
+        assert_eq!(cfg.failure_detector.max_retry_attempts, 3);
+        assert_eq!(cfg.failure_detector.base_retry_delay_ms, 100);
+        assert_eq!(cfg.failure_detector.max_retry_delay_ms, 5_000);
+        assert_eq!(cfg.byzantine.quorum_size, 3);
+        assert_eq!(cfg.timeouts.routing_ms, 5_000);
+        assert_eq!(cfg.timeouts.execution_ms, 30_000);
+        assert_eq!(cfg.timeouts.heartbeat_ms, 5_000);
+        assert_eq!(cfg.supervision.agents.max_restarts, 5);
+        FlowConfig::for_test().validate().unwrap();
+    }
+
+    /// An empty file is the default config, and the default survives a TOML round trip.
+    #[test]
+    fn empty_text_is_default_and_round_trips() {
+        assert_eq!(FlowConfig::from_toml_str("").unwrap(), FlowConfig::default());
+        let text = FlowConfig::default().to_toml_string();
+        assert_eq!(FlowConfig::from_toml_str(&text).unwrap(), FlowConfig::default());
+    }
+
+    /// Out-of-range values are refused with the dotted name of the field.
+    #[test]
+    fn bad_values_name_the_field() {
+        let cases = [
+            ("[q_learning]\nepsilon = 1.5", "q_learning.epsilon"),
+            ("[q_learning]\ngamma = 1.0", "q_learning.gamma"),
+            ("[circuit_breaker]\nfailure_rate_threshold = 0.0", "circuit_breaker.failure_rate_threshold"),
+            ("[circuit_breaker]\nmin_requests = 0", "circuit_breaker.min_requests"),
+            ("[circuit_breaker]\nwindow_size = 5", "circuit_breaker.window_size"),
+            ("[failure_detector]\nmax_retry_attempts = 0", "failure_detector.max_retry_attempts"),
+            ("[failure_detector]\nmax_retry_delay_ms = 10", "failure_detector.max_retry_delay_ms"),
+            ("[byzantine]\nquorum_size = 4", "byzantine.quorum_size"),
+            ("[byzantine]\nsignature_algorithm = \"md5\"", "byzantine.signature_algorithm"),
+            ("[router]\nmax_in_flight = 0", "router.max_in_flight"),
+            ("[router]\nfallback_swarm = \"has space\"", "router.fallback_swarm"),
+            ("[codec]\nmax_payload_bytes = 999999999", "codec.max_payload_bytes"),
+            ("[node]\nname = \"\"", "node.name"),
+            ("[timeouts]\nexecution_ms = 0", "timeouts.execution_ms"),
+        ];
+        for (text, field) in cases {
+            let err = FlowConfig::from_toml_str(text).unwrap_err();
+            assert_eq!(err.field(), Some(field), "{text}: {err}");
+            assert!(err.to_string().contains(field), "{err}");
+        }
+    }
+
+    /// Unknown keys, wrong types and broken syntax are parse errors that say what is wrong.
+    #[test]
+    fn unknown_keys_and_bad_types_are_refused() {
+        let err = FlowConfig::from_toml_str("[router]\nmax_inflight = 3").unwrap_err();
+        assert!(err.to_string().contains("max_inflight"), "{err}");
+        let err = FlowConfig::from_toml_str("[load_balancer]\nstrategy = \"fastest\"").unwrap_err();
+        assert!(err.to_string().contains("fastest"), "{err}");
+        let err = FlowConfig::from_toml_str("[timeouts]\nrouting_ms = \"soon\"").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse(_)), "{err}");
+        assert!(matches!(FlowConfig::from_toml_str("[router"), Err(ConfigError::Parse(_))));
+        let err = FlowConfig::from_file("/nonexistent/flow.toml").unwrap_err();
+        assert!(matches!(err, ConfigError::Io { .. }));
+    }
+
+    /// Strategy names parse from config spelling and CLI spelling, and unknown ones list
+    /// the valid names.
+    #[test]
+    fn strategy_names_parse() {
+        assert_eq!("p2c-ewma".parse::<StrategyKind>(), Ok(StrategyKind::P2cEwma));
+        assert_eq!("q_learning".parse::<StrategyKind>(), Ok(StrategyKind::QLearning));
+        assert!("best".parse::<StrategyKind>().unwrap_err().contains("round_robin"));
+    }
+}

@@ -1,0 +1,32 @@
+//! Errors a node answers to a submission it refuses. A refused task was never accepted:
+//! it does not enter the ledger and does not count in the no-loss invariant.
+
+use crate::id::TaskId;
+
+/// Why a task was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The task requires no capability at all; say what it needs.
+    #[error("the task requires no capability; at least one is needed")]
+    EmptyCapabilities,
+    /// The payload is over `codec.max_payload_bytes`.
+    #[error("payload is {size} bytes, the limit is {limit}")]
+    PayloadTooLarge {
+        /// Payload size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A task with this id is open or finished recently.
+    #[error("task {0} was already submitted")]
+    DuplicateTask(TaskId),
+    /// `try_submit` found the node at `router.max_in_flight`.
+    #[error("node is at its in-flight limit ({limit} tasks)")]
+    Overloaded {
+        /// The limit.
+        limit: u32,
+    },
+    /// The node is stopping or stopped.
+    #[error("node is not running")]
+    NodeStopped,
+}

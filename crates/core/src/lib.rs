@@ -1,0 +1,42 @@
+//! The shared vocabulary of erlmcp-flow.
+//!
+//! Everything here is plain data or a pure state machine, used by every other crate:
+//!
+//! # Layout
+//!
+//! * [`id`]: validated names ([`AgentId`], [`SwarmName`], [`NodeName`], [`Capability`])
+//!   and [`TaskId`].
+//! * [`capability`]: [`CapabilitySet`], sorted and de-duplicated.
+//! * [`task`]: [`Task`] and its builder methods, [`Priority`].
+//! * [`outcome`]: [`TaskOutcome`] (Completed / Failed / DeadLettered) and why attempts fail.
+//! * [`agent`]: the [`Agent`] trait users implement and the [`AgentMsg`] an agent actor takes.
+//! * [`trace_context`]: strict W3C `traceparent` parsing ([`TraceContext`]).
+//! * [`ledger`]: [`TaskLedger`], the pure state machine behind the no-loss invariant.
+//! * [`config`]: [`FlowConfig`], the TOML configuration with validation.
+//! * [`codec`]: [`Codec`], bincode 2 with size limits, for anything crossing a process.
+//! * [`error`]: [`SubmitError`], what the node answers to a refused submission.
+
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod capability;
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod id;
+pub mod ledger;
+pub mod outcome;
+pub mod task;
+pub mod trace_context;
+
+pub use agent::{Agent, AgentError, AgentMsg, AgentRef, AgentReply, AgentReplyError};
+pub use capability::CapabilitySet;
+pub use codec::{Codec, CodecError};
+pub use config::{ConfigError, FlowConfig, StrategyKind};
+pub use error::SubmitError;
+pub use id::{AgentId, Capability, NameError, NodeName, SwarmName, TaskId};
+pub use ledger::{LedgerCounts, LedgerError, OpenState, TaskLedger};
+pub use outcome::{AttemptError, DeadLetterReason, FailureReason, TaskOutcome, TerminalKind};
+pub use task::{Priority, Task};
+pub use trace_context::{TraceContext, TraceContextError};
