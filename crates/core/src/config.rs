@@ -86,6 +86,8 @@ pub struct FlowConfig {
     pub supervision: SupervisionConfig,
     /// Wire payload limits.
     pub codec: CodecConfig,
+    /// Registry bounds.
+    pub registry: RegistryConfig,
 }
 
 /// `[node]`
@@ -485,6 +487,25 @@ impl Default for CodecConfig {
     }
 }
 
+/// `[registry]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Agents a node's registry holds at most, ≥ 1. Default 1000000.
+    pub max_agents: u32,
+    /// Distinct capability/swarm queries whose candidate lists are cached, ≥ 1. Default 4096.
+    pub candidate_cache_entries: u32,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            max_agents: 1_000_000,
+            candidate_cache_entries: 4096,
+        }
+    }
+}
+
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field,
@@ -666,6 +687,10 @@ impl FlowConfig {
         // supervision
         positive!(self.supervision.flow.window_ms, "supervision.flow.window_ms")?;
         positive!(self.supervision.agents.window_ms, "supervision.agents.window_ms")?;
+
+        // registry
+        positive!(self.registry.max_agents, "registry.max_agents")?;
+        positive!(self.registry.candidate_cache_entries, "registry.candidate_cache_entries")?;
 
         // codec
         range!(

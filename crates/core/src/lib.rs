@@ -12,6 +12,7 @@
 //! * [`agent`]: the [`Agent`] trait users implement and the [`AgentMsg`] an agent actor takes.
 //! * [`trace_context`]: strict W3C `traceparent` parsing ([`TraceContext`]).
 //! * [`ledger`]: [`TaskLedger`], the pure state machine behind the no-loss invariant.
+//! * [`clock`]: [`MonoClock`], nanoseconds as `u64` for atomics on hot paths.
 //! * [`config`]: [`FlowConfig`], the TOML configuration with validation.
 //! * [`codec`]: [`Codec`], bincode 2 with size limits, for anything crossing a process.
 //! * [`error`]: [`SubmitError`], what the node answers to a refused submission.
@@ -21,6 +22,7 @@
 
 pub mod agent;
 pub mod capability;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod error;
@@ -32,6 +34,7 @@ pub mod trace_context;
 
 pub use agent::{Agent, AgentError, AgentMsg, AgentRef, AgentReply, AgentReplyError};
 pub use capability::CapabilitySet;
+pub use clock::MonoClock;
 pub use codec::{Codec, CodecError};
 pub use config::{ConfigError, FlowConfig, StrategyKind};
 pub use error::SubmitError;

@@ -1,0 +1,342 @@
+//! The registry's shared read side.
+//!
+//! Reads never wait in a mailbox: lookups by id go to a sharded concurrent map
+//! (`dashmap`, chosen over a single `RwLock<HashMap>` so readers on different cores do not
+//! contend on one lock word), and capability/swarm queries read an index under a
+//! read-mostly `RwLock`. Only the registry actor writes.
+//!
+//! Routing asks the same "agents with all of these capabilities (in this swarm)" question
+//! for every task, so answers are cached per query as a shared `Arc<[Arc<AgentEntry>]>`,
+//! tagged with the registry *epoch*. Every membership change bumps the epoch after the
+//! index is updated; a reader tags its answer with the epoch it read *before* computing,
+//! so an answer computed during a change is tagged stale and recomputed next time.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use erlmcp_flow_core::{AgentId, Capability, CapabilitySet, SwarmName};
+use parking_lot::RwLock;
+use tokio::sync::broadcast;
+
+use crate::entry::AgentEntry;
+
+/// A shared, cheaply cloned list of candidate agents, sorted by agent id.
+pub type Candidates = Arc<[Arc<AgentEntry>]>;
+
+/// A leadership change in a swarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderChange {
+    /// The swarm.
+    pub swarm: SwarmName,
+    /// The new leader; `None` when the swarm became empty.
+    pub leader: Option<AgentId>,
+}
+
+#[derive(Debug, Default)]
+struct Swarm {
+    /// Members by registration order: the first is the oldest, and the leader.
+    members: BTreeMap<u64, AgentId>,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    by_capability: HashMap<Capability, HashSet<AgentId>>,
+    swarms: HashMap<SwarmName, Swarm>,
+    /// Swarm memberships per agent.
+    member_of: HashMap<AgentId, Vec<SwarmName>>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedAnswer {
+    epoch: u64,
+    agents: Candidates,
+}
+
+type QueryKey = (CapabilitySet, Option<SwarmName>);
+
+/// The shared registry contents. Cloning the `Arc` is how readers get access.
+#[derive(Debug)]
+pub struct RegistryView {
+    by_id: DashMap<AgentId, Arc<AgentEntry>>,
+    index: RwLock<Index>,
+    epoch: AtomicU64,
+    cache: DashMap<QueryKey, CachedAnswer>,
+    cache_limit: usize,
+    leaders: broadcast::Sender<LeaderChange>,
+    max_agents: usize,
+}
+
+impl RegistryView {
+    /// An empty registry holding at most `max_agents`, caching up to `cache_limit` queries.
+    pub fn new(max_agents: usize, cache_limit: usize) -> Self {
+        Self {
+            by_id: DashMap::new(),
+            index: RwLock::new(Index::default()),
+            epoch: AtomicU64::new(0),
+            cache: DashMap::new(),
+            cache_limit: cache_limit.max(1),
+            leaders: broadcast::channel(1024).0,
+            max_agents,
+        }
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    /// The agent with this id.
+    pub fn get(&self, id: &AgentId) -> Option<Arc<AgentEntry>> {
+        self.by_id.get(id).map(|e| e.value().clone())
+    }
+
+    /// Number of registered agents.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// True when no agent is registered.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Membership epoch: changes whenever an agent is added or removed or changes swarms.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// All agents, sorted by id.
+    pub fn all(&self) -> Vec<Arc<AgentEntry>> {
+        let mut v: Vec<_> = self.by_id.iter().map(|e| e.value().clone()).collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Agents having `cap`.
+    pub fn find_by_capability(&self, cap: &Capability) -> Vec<Arc<AgentEntry>> {
+        self.query(&CapabilitySet::from(vec![cap.clone()]), None).to_vec()
+    }
+
+    /// Agents having *all* of `caps` (and in `swarm`, when given), sorted by id. Cached;
+    /// see the module docs. An empty `caps` matches every agent (of the swarm).
+    pub fn query(&self, caps: &CapabilitySet, swarm: Option<&SwarmName>) -> Candidates {
+        let epoch = self.epoch();
+        let key = (caps.clone(), swarm.cloned());
+        if let Some(hit) = self.cache.get(&key)
+            && hit.epoch == epoch
+        {
+            return hit.agents.clone();
+        }
+        let agents = self.compute(caps, swarm);
+        if self.cache.len() >= self.cache_limit {
+            self.cache.clear();
+        }
+        let answer = CachedAnswer {
+            epoch,
+            agents: agents.clone(),
+        };
+        self.cache
+            .entry(key)
+            .and_modify(|cur| {
+                if cur.epoch <= epoch {
+                    *cur = answer.clone();
+                }
+            })
+            .or_insert(answer);
+        agents
+    }
+
+    fn compute(&self, caps: &CapabilitySet, swarm: Option<&SwarmName>) -> Candidates {
+        let index = self.index.read();
+        // Start from the smallest set that constrains the answer.
+        let mut sets: Vec<&HashSet<AgentId>> = Vec::with_capacity(caps.len());
+        for cap in caps {
+            match index.by_capability.get(cap) {
+                Some(set) => sets.push(set),
+                None => return Arc::from(Vec::new()),
+            }
+        }
+        let swarm_members: Option<Vec<&AgentId>> = match swarm {
+            Some(s) => match index.swarms.get(s) {
+                Some(sw) => Some(sw.members.values().collect()),
+                None => return Arc::from(Vec::new()),
+            },
+            None => None,
+        };
+        sets.sort_by_key(|s| s.len());
+        let seed: Box<dyn Iterator<Item = &AgentId>> = match (&swarm_members, sets.first()) {
+            (Some(m), Some(s)) if m.len() <= s.len() => Box::new(m.iter().copied()),
+            (_, Some(s)) => Box::new(s.iter()),
+            (Some(m), None) => Box::new(m.iter().copied()),
+            (None, None) => Box::new(index.member_of.keys()),
+        };
+        let mut out: Vec<Arc<AgentEntry>> = seed
+            .filter(|id| sets.iter().all(|s| s.contains(*id)))
+            .filter(|id| match (swarm, index.member_of.get(*id)) {
+                (None, _) => true,
+                (Some(s), Some(of)) => of.contains(s),
+                (Some(_), None) => false,
+            })
+            .filter_map(|id| self.get(id))
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out.into()
+    }
+
+    /// Members of `swarm`, oldest first.
+    pub fn swarm_members(&self, swarm: &SwarmName) -> Vec<Arc<AgentEntry>> {
+        let index = self.index.read();
+        index
+            .swarms
+            .get(swarm)
+            .map(|s| s.members.values().filter_map(|id| self.get(id)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Names of all swarms with at least one member.
+    pub fn swarms(&self) -> Vec<SwarmName> {
+        let mut v: Vec<_> = self.index.read().swarms.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Swarms `agent` belongs to.
+    pub fn swarms_of(&self, agent: &AgentId) -> Vec<SwarmName> {
+        self.index.read().member_of.get(agent).cloned().unwrap_or_default()
+    }
+
+    /// The leader of `swarm`: its longest-registered live member.
+    pub fn leader(&self, swarm: &SwarmName) -> Option<AgentId> {
+        let index = self.index.read();
+        index.swarms.get(swarm)?.members.values().next().cloned()
+    }
+
+    /// Subscribes to leadership changes.
+    pub fn subscribe_leaders(&self) -> broadcast::Receiver<LeaderChange> {
+        self.leaders.subscribe()
+    }
+
+    // ---------------------------------------------------------------- writes (registry actor only)
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.by_id.len() >= self.max_agents
+    }
+
+    pub(crate) fn insert(&self, entry: Arc<AgentEntry>, swarms: &[SwarmName]) -> Option<Arc<AgentEntry>> {
+        let old = self.remove_inner(&entry.id, None);
+        {
+            let mut index = self.index.write();
+            for cap in &entry.capabilities {
+                index.by_capability.entry(cap.clone()).or_default().insert(entry.id.clone());
+            }
+            index.member_of.insert(entry.id.clone(), Vec::new());
+            self.by_id.insert(entry.id.clone(), entry.clone());
+            for s in swarms {
+                self.join_locked(&mut index, &entry, s);
+            }
+        }
+        self.bump();
+        old
+    }
+
+    /// Removes `id` if its current actor is `only_actor` (or unconditionally with `None`).
+    pub(crate) fn remove(&self, id: &AgentId, only_actor: Option<ractor::ActorId>) -> Option<Arc<AgentEntry>> {
+        let removed = self.remove_inner(id, only_actor);
+        if removed.is_some() {
+            self.bump();
+        }
+        removed
+    }
+
+    fn remove_inner(&self, id: &AgentId, only_actor: Option<ractor::ActorId>) -> Option<Arc<AgentEntry>> {
+        let mut index = self.index.write();
+        let entry = self.by_id.get(id)?.value().clone();
+        if only_actor.is_some_and(|a| a != entry.actor.get_id()) {
+            return None;
+        }
+        self.by_id.remove(id);
+        for cap in &entry.capabilities {
+            if let Some(set) = index.by_capability.get_mut(cap) {
+                set.remove(id);
+                if set.is_empty() {
+                    index.by_capability.remove(cap);
+                }
+            }
+        }
+        for s in index.member_of.remove(id).unwrap_or_default() {
+            self.leave_locked(&mut index, &entry, &s);
+        }
+        Some(entry)
+    }
+
+    pub(crate) fn join(&self, id: &AgentId, swarm: &SwarmName) -> bool {
+        let Some(entry) = self.get(id) else { return false };
+        {
+            let mut index = self.index.write();
+            self.join_locked(&mut index, &entry, swarm);
+        }
+        self.bump();
+        true
+    }
+
+    pub(crate) fn leave(&self, id: &AgentId, swarm: &SwarmName) -> bool {
+        let Some(entry) = self.get(id) else { return false };
+        let left = {
+            let mut index = self.index.write();
+            let was = index
+                .member_of
+                .get_mut(id)
+                .map(|v| {
+                    let before = v.len();
+                    v.retain(|s| s != swarm);
+                    before != v.len()
+                })
+                .unwrap_or(false);
+            if was {
+                self.leave_locked(&mut index, &entry, swarm);
+            }
+            was
+        };
+        if left {
+            self.bump();
+        }
+        left
+    }
+
+    fn join_locked(&self, index: &mut Index, entry: &AgentEntry, swarm: &SwarmName) {
+        let of = index.member_of.entry(entry.id.clone()).or_default();
+        if of.contains(swarm) {
+            return;
+        }
+        of.push(swarm.clone());
+        let sw = index.swarms.entry(swarm.clone()).or_default();
+        let before = sw.members.values().next().cloned();
+        sw.members.insert(entry.seq, entry.id.clone());
+        let after = sw.members.values().next().cloned();
+        if before != after {
+            let _ = self.leaders.send(LeaderChange {
+                swarm: swarm.clone(),
+                leader: after,
+            });
+        }
+    }
+
+    fn leave_locked(&self, index: &mut Index, entry: &AgentEntry, swarm: &SwarmName) {
+        let Some(sw) = index.swarms.get_mut(swarm) else { return };
+        let before = sw.members.values().next().cloned();
+        sw.members.remove(&entry.seq);
+        let after = sw.members.values().next().cloned();
+        if sw.members.is_empty() {
+            index.swarms.remove(swarm);
+        }
+        if before != after {
+            let _ = self.leaders.send(LeaderChange {
+                swarm: swarm.clone(),
+                leader: after,
+            });
+        }
+    }
+
+    fn bump(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+}
