@@ -371,8 +371,9 @@ pub struct RouterConfig {
     pub max_in_flight: u32,
     /// Bulkhead: tasks queued or running per agent, 1..=65536. Default 8.
     pub bulkhead_max_concurrent: u32,
-    /// Retry budget: retries allowed as a share of first attempts, in [0, 10]. Default 0.2.
-    pub retry_budget_percent: f64,
+    /// Retry budget: retries allowed per first attempt (0.2 = one retry per five tasks),
+    /// in [0, 10]. Crash redeliveries are not budgeted. Default 0.2.
+    pub retry_budget_ratio: f64,
     /// Retry budget floor: retries per second always allowed. Default 10.
     pub retry_budget_min_per_sec: u32,
     /// Retry budget window, ms, 1000..=60000. Default 10000.
@@ -390,7 +391,7 @@ impl Default for RouterConfig {
         Self {
             max_in_flight: 10_000,
             bulkhead_max_concurrent: 8,
-            retry_budget_percent: 0.2,
+            retry_budget_ratio: 0.2,
             retry_budget_min_per_sec: 10,
             retry_budget_ttl_ms: 10_000,
             fallback_swarm: None,
@@ -569,7 +570,7 @@ impl FlowConfig {
         cfg.timeouts.routing_ms = 1_000;
         cfg.timeouts.execution_ms = 2_000;
         cfg.timeouts.heartbeat_ms = 100;
-        cfg.router.retry_budget_percent = 10.0;
+        cfg.router.retry_budget_ratio = 10.0;
         cfg.router.retry_budget_min_per_sec = 1_000;
         cfg
     }
@@ -671,7 +672,7 @@ impl FlowConfig {
         let r = &self.router;
         range!(r.max_in_flight, "router.max_in_flight", 1, 10_000_000)?;
         range!(r.bulkhead_max_concurrent, "router.bulkhead_max_concurrent", 1, 65_536)?;
-        range!(r.retry_budget_percent, "router.retry_budget_percent", 0.0, 10.0)?;
+        range!(r.retry_budget_ratio, "router.retry_budget_ratio", 0.0, 10.0)?;
         range!(r.retry_budget_ttl_ms, "router.retry_budget_ttl_ms", 1_000, 60_000)?;
         if let Some(s) = &r.fallback_swarm {
             crate::id::SwarmName::new(s).map_err(|e| invalid("router.fallback_swarm", e.to_string()))?;

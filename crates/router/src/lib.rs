@@ -1,1 +1,45 @@
-//! placeholder
+//! erlmcp_flow_router: from an accepted task to exactly one terminal outcome.
+//!
+//! The routing pipeline (the seeds' 11 steps) runs per task in a driver over shared,
+//! lock-light state; the actors in this crate are the supervised shells that maintain that
+//! state and serialise control changes. See [`core`] for the pipeline.
+//!
+//! # Layout
+//!
+//! * [`core`]: [`RouterCore`], submission, the pipeline, shutdown.
+//! * [`strategy`]: round-robin, least-connections, load-aware, weighted, consistent hash,
+//!   P2C on peak-EWMA.
+//! * [`breaker`]: per-agent [`CircuitBreaker`]s and their maintenance actor.
+//! * [`backoff`]: exponential backoff with jitter.
+//! * [`admission`]: the node's in-flight limit, by priority.
+//! * [`tasks`]: [`TaskTable`], the sharded ledger with reply channels and orphan queue.
+//! * [`correlation`]: the correlation tracker (task ↔ trace, TTL, bounded).
+//! * [`dead_letter`]: the inspectable dead-letter queue.
+//! * [`failure_detector`]: hung agents, heartbeats, orphan recovery.
+//! * [`router_actor`]: the Router actor (control plane).
+//! * [`metrics`]: counters and [`FlowStats`].
+
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod backoff;
+pub mod breaker;
+pub mod core;
+pub mod correlation;
+pub mod dead_letter;
+pub mod failure_detector;
+pub mod metrics;
+pub mod router_actor;
+pub mod strategy;
+pub mod tasks;
+
+pub use breaker::{BreakerStatus, CircuitBreaker, CircuitBreakers, CircuitBreakersActor};
+pub use core::{RouterCore, RouterParts, RouterSettings, TaskHandle};
+pub use correlation::{CorrelationRecord, CorrelationTable, CorrelationTrackerActor};
+pub use dead_letter::{DeadLetter, DeadLetterQueue};
+pub use failure_detector::FailureDetector;
+pub use metrics::FlowStats;
+pub use router_actor::{RouterActor, RouterMsg, StrategyFactory};
+pub use strategy::Strategy;
+pub use tasks::TaskTable;

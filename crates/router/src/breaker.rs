@@ -1,0 +1,548 @@
+//! Per-agent circuit breakers.
+//!
+//! [`CircuitBreaker`] is a pure state machine (time is an input, transitions are
+//! returned), following the seeds and Nygard's *Release It!*:
+//!
+//! ```text
+//!            failure rate ≥ threshold over ≥ min_requests,
+//!            or failure_threshold consecutive failures
+//!   Closed ───────────────────────────────────────────────► Open
+//!     ▲                                                   │   ▲
+//!     │ half_open_successes successes         timeout_ms  │   │ any failure
+//!     │                                                   ▼   │
+//!     └──────────────────────────────────────────────── HalfOpen
+//!                    (at most half_open_max_probes trial requests at a time)
+//! ```
+//!
+//! The rate is judged over a rolling window of the last `window_size` results.
+//! [`CircuitBreakers`] holds one breaker per agent id (so a crash-looping agent's breaker
+//! survives its restarts) behind a per-agent mutex: half-open probe admission must be
+//! exact, and a per-key lock keeps the serialisation point per agent, never global.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use erlmcp_flow_core::AgentId;
+use erlmcp_flow_core::config::CircuitBreakerConfig;
+use parking_lot::Mutex;
+use tokio::sync::broadcast;
+
+/// The three states, without their data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BreakerStatus {
+    /// Requests flow.
+    Closed,
+    /// Requests are refused until the timeout passes.
+    Open,
+    /// A few trial requests decide.
+    HalfOpen,
+}
+
+/// A state change, reported so metrics and subscribers can follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Closed → Open, or HalfOpen → Open.
+    Opened,
+    /// Open → HalfOpen.
+    HalfOpened,
+    /// HalfOpen → Closed.
+    Closed,
+}
+
+/// Answer to "may I send a request?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Yes (closed).
+    Allowed,
+    /// Yes, as a half-open trial; report its result with `probe = true`.
+    Probe,
+    /// No; open (or half-open with all trial slots taken) for about this long.
+    Rejected {
+        /// Nanoseconds until the breaker may let a trial through.
+        retry_in_ns: u64,
+    },
+}
+
+impl Admission {
+    /// True unless rejected.
+    pub fn is_allowed(&self) -> bool {
+        !matches!(self, Admission::Rejected { .. })
+    }
+    /// True for a half-open trial.
+    pub fn is_probe(&self) -> bool {
+        matches!(self, Admission::Probe)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Closed,
+    Open { until_ns: u64 },
+    HalfOpen { probes: u32, successes: u32 },
+}
+
+/// One agent's breaker. See the module docs.
+#[derive(Debug, Clone)]
+pub struct CircuitBreaker {
+    cfg: CircuitBreakerConfig,
+    state: State,
+    window: VecDeque<bool>,
+    window_failures: u32,
+    consecutive_failures: u32,
+}
+
+impl CircuitBreaker {
+    /// A closed breaker.
+    pub fn new(cfg: CircuitBreakerConfig) -> Self {
+        Self {
+            window: VecDeque::with_capacity(cfg.window_size as usize),
+            cfg,
+            state: State::Closed,
+            window_failures: 0,
+            consecutive_failures: 0,
+        }
+    }
+
+    /// Current status (an open breaker past its timeout still reads `Open` until the
+    /// next admission moves it to half-open).
+    pub fn status(&self) -> BreakerStatus {
+        match self.state {
+            State::Closed => BreakerStatus::Closed,
+            State::Open { .. } => BreakerStatus::Open,
+            State::HalfOpen { .. } => BreakerStatus::HalfOpen,
+        }
+    }
+
+    /// Asks to send one request at `now_ns`.
+    pub fn admit(&mut self, now_ns: u64) -> (Admission, Option<Transition>) {
+        match self.state {
+            State::Closed => (Admission::Allowed, None),
+            State::Open { until_ns } if now_ns < until_ns => (
+                Admission::Rejected {
+                    retry_in_ns: until_ns - now_ns,
+                },
+                None,
+            ),
+            State::Open { .. } => {
+                self.state = State::HalfOpen {
+                    probes: 1,
+                    successes: 0,
+                };
+                (Admission::Probe, Some(Transition::HalfOpened))
+            }
+            State::HalfOpen { probes, successes } if probes < self.cfg.half_open_max_probes => {
+                self.state = State::HalfOpen {
+                    probes: probes + 1,
+                    successes,
+                };
+                (Admission::Probe, None)
+            }
+            State::HalfOpen { .. } => (Admission::Rejected { retry_in_ns: 0 }, None),
+        }
+    }
+
+    /// Reports a success.
+    pub fn on_success(&mut self, probe: bool) -> Option<Transition> {
+        match self.state {
+            State::Closed => {
+                self.consecutive_failures = 0;
+                self.push(false);
+                None
+            }
+            State::HalfOpen { probes, successes } => {
+                let successes = successes + 1;
+                if successes >= self.cfg.half_open_successes {
+                    self.reset();
+                    Some(Transition::Closed)
+                } else {
+                    self.state = State::HalfOpen {
+                        probes: if probe { probes.saturating_sub(1) } else { probes },
+                        successes,
+                    };
+                    None
+                }
+            }
+            // A late answer to a request admitted before the breaker opened.
+            State::Open { .. } => None,
+        }
+    }
+
+    /// Reports a failure at `now_ns`.
+    pub fn on_failure(&mut self, now_ns: u64, _probe: bool) -> Option<Transition> {
+        match self.state {
+            State::Closed => {
+                self.consecutive_failures += 1;
+                self.push(true);
+                let judged = self.window.len() as u32 >= self.cfg.min_requests;
+                let rate = f64::from(self.window_failures) / self.window.len() as f64;
+                if self.consecutive_failures >= self.cfg.failure_threshold
+                    || (judged && rate >= self.cfg.failure_rate_threshold)
+                {
+                    self.open(now_ns);
+                    Some(Transition::Opened)
+                } else {
+                    None
+                }
+            }
+            State::HalfOpen { .. } => {
+                self.open(now_ns);
+                Some(Transition::Opened)
+            }
+            State::Open { .. } => None,
+        }
+    }
+
+    /// Reports that an admitted request produced no verdict (the agent was gone before
+    /// it ran the task): frees its trial slot.
+    pub fn on_abandon(&mut self, probe: bool) {
+        if let (true, State::HalfOpen { probes, successes }) = (probe, self.state) {
+            self.state = State::HalfOpen {
+                probes: probes.saturating_sub(1),
+                successes,
+            };
+        }
+    }
+
+    fn open(&mut self, now_ns: u64) {
+        self.state = State::Open {
+            until_ns: now_ns.saturating_add(self.cfg.timeout_ms.saturating_mul(1_000_000)),
+        };
+        self.window.clear();
+        self.window_failures = 0;
+        self.consecutive_failures = 0;
+    }
+
+    fn reset(&mut self) {
+        self.state = State::Closed;
+        self.window.clear();
+        self.window_failures = 0;
+        self.consecutive_failures = 0;
+    }
+
+    fn push(&mut self, failed: bool) {
+        if self.window.len() == self.cfg.window_size as usize
+            && let Some(old) = self.window.pop_front()
+            && old
+        {
+            self.window_failures -= 1;
+        }
+        self.window.push_back(failed);
+        if failed {
+            self.window_failures += 1;
+        }
+    }
+}
+
+/// A breaker change, as published to subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerEvent {
+    /// The agent.
+    pub agent: AgentId,
+    /// What happened.
+    pub transition: Transition,
+}
+
+/// All breakers of a node, keyed by agent id.
+#[derive(Debug)]
+pub struct CircuitBreakers {
+    cfg: CircuitBreakerConfig,
+    table: DashMap<AgentId, Arc<Mutex<CircuitBreaker>>>,
+    events: broadcast::Sender<BreakerEvent>,
+    opens: std::sync::atomic::AtomicU64,
+}
+
+impl CircuitBreakers {
+    /// An empty table; breakers are created closed on first use.
+    pub fn new(cfg: CircuitBreakerConfig) -> Self {
+        Self {
+            cfg,
+            table: DashMap::new(),
+            events: broadcast::channel(1024).0,
+            opens: Default::default(),
+        }
+    }
+
+    fn breaker(&self, agent: &AgentId) -> Arc<Mutex<CircuitBreaker>> {
+        if let Some(b) = self.table.get(agent) {
+            return b.clone();
+        }
+        self.table
+            .entry(agent.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(CircuitBreaker::new(self.cfg.clone()))))
+            .clone()
+    }
+
+    /// Asks to send a request to `agent`.
+    pub fn admit(&self, agent: &AgentId, now_ns: u64) -> Admission {
+        let (a, t) = self.breaker(agent).lock().admit(now_ns);
+        self.publish(agent, t);
+        a
+    }
+
+    /// Reports a success.
+    pub fn on_success(&self, agent: &AgentId, probe: bool) {
+        let t = self.breaker(agent).lock().on_success(probe);
+        self.publish(agent, t);
+    }
+
+    /// Reports a failure.
+    pub fn on_failure(&self, agent: &AgentId, now_ns: u64, probe: bool) {
+        let t = self.breaker(agent).lock().on_failure(now_ns, probe);
+        self.publish(agent, t);
+    }
+
+    /// Reports an admitted request that produced no verdict.
+    pub fn on_abandon(&self, agent: &AgentId, probe: bool) {
+        if probe {
+            self.breaker(agent).lock().on_abandon(probe);
+        }
+    }
+
+    /// Status of `agent`'s breaker (closed if it has none).
+    pub fn status(&self, agent: &AgentId) -> BreakerStatus {
+        self.table
+            .get(agent)
+            .map(|b| b.lock().status())
+            .unwrap_or(BreakerStatus::Closed)
+    }
+
+    /// Times any breaker opened.
+    pub fn opens(&self) -> u64 {
+        self.opens.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Breaker changes as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<BreakerEvent> {
+        self.events.subscribe()
+    }
+
+    /// Agents with a breaker.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// True when no breaker exists.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Drops closed breakers of agents `keep` says are gone (bounds the table); open and
+    /// half-open breakers stay so a returning agent does not get a clean slate.
+    pub fn prune(&self, keep: impl Fn(&AgentId) -> bool) -> usize {
+        let before = self.table.len();
+        self.table
+            .retain(|id, b| keep(id) || b.lock().status() != BreakerStatus::Closed);
+        before - self.table.len()
+    }
+
+    fn publish(&self, agent: &AgentId, t: Option<Transition>) {
+        if let Some(transition) = t {
+            if transition == Transition::Opened {
+                self.opens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(%agent, "circuit breaker opened");
+            }
+            let _ = self.events.send(BreakerEvent {
+                agent: agent.clone(),
+                transition,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn cfg() -> CircuitBreakerConfig {
+        CircuitBreakerConfig {
+            failure_threshold: 5,
+            failure_rate_threshold: 0.5,
+            min_requests: 10,
+            window_size: 20,
+            timeout_ms: 100,
+            half_open_successes: 3,
+            half_open_max_probes: 1,
+        }
+    }
+
+    /// The rate rule needs min_requests results: 4 failures in 4 requests do not open it
+    /// (consecutive threshold is 5), 5 failures in 10 requests do.
+    #[test]
+    fn opens_on_failure_rate_after_min_requests() {
+        let mut b = CircuitBreaker::new(cfg());
+        for _ in 0..4 {
+            assert_eq!(b.on_failure(0, false), None);
+        }
+        for _ in 0..5 {
+            assert_eq!(b.on_success(false), None);
+        }
+        assert_eq!(b.status(), BreakerStatus::Closed);
+        assert_eq!(b.on_failure(0, false), Some(Transition::Opened), "5 of 10 = 50%");
+        assert_eq!(b.status(), BreakerStatus::Open);
+    }
+
+    /// failure_threshold consecutive failures open it even below min_requests.
+    #[test]
+    fn opens_on_consecutive_failures() {
+        let mut b = CircuitBreaker::new(cfg());
+        for i in 0..4 {
+            assert_eq!(b.on_failure(0, false), None, "failure {i}");
+        }
+        assert_eq!(b.on_failure(0, false), Some(Transition::Opened));
+    }
+
+    /// Open rejects until the timeout, then admits one probe (half-open); 3 successes
+    /// close it; a failure in half-open reopens it.
+    #[test]
+    fn half_open_cycle() {
+        let mut b = CircuitBreaker::new(cfg());
+        for _ in 0..5 {
+            b.on_failure(0, false);
+        }
+        assert_eq!(b.admit(50 * MS).0, Admission::Rejected { retry_in_ns: 50 * MS });
+        assert_eq!(b.admit(100 * MS), (Admission::Probe, Some(Transition::HalfOpened)));
+        assert!(!b.admit(100 * MS).0.is_allowed(), "only one probe at a time");
+        assert_eq!(b.on_failure(101 * MS, true), Some(Transition::Opened));
+        assert!(!b.admit(150 * MS).0.is_allowed());
+        let mut closed = None;
+        for i in 0..3 {
+            let (a, _) = b.admit(202 * MS + i);
+            assert!(a.is_probe(), "probe {i}");
+            closed = b.on_success(true);
+        }
+        assert_eq!(closed, Some(Transition::Closed));
+        assert_eq!(b.admit(300 * MS).0, Admission::Allowed);
+    }
+
+    /// An abandoned probe frees its slot.
+    #[test]
+    fn abandoned_probe_frees_slot() {
+        let mut b = CircuitBreaker::new(cfg());
+        for _ in 0..5 {
+            b.on_failure(0, false);
+        }
+        assert!(b.admit(100 * MS).0.is_probe());
+        assert!(!b.admit(100 * MS).0.is_allowed());
+        b.on_abandon(true);
+        assert!(b.admit(100 * MS).0.is_probe());
+    }
+
+    /// The window forgets old results: old failures stop counting toward the rate.
+    #[test]
+    fn rolling_window_forgets() {
+        let mut b = CircuitBreaker::new(cfg());
+        for _ in 0..4 {
+            b.on_failure(0, false);
+        }
+        for _ in 0..20 {
+            b.on_success(false);
+        }
+        for _ in 0..4 {
+            assert_eq!(b.on_failure(0, false), None, "4 failures in 20 = 20%");
+        }
+    }
+
+    /// The table counts opens, publishes events and prunes only closed breakers.
+    #[test]
+    fn table_counts_publishes_and_prunes() {
+        let t = CircuitBreakers::new(cfg());
+        let mut rx = t.subscribe();
+        let a = AgentId::new("a").unwrap();
+        let b = AgentId::new("b").unwrap();
+        for _ in 0..5 {
+            t.on_failure(&a, 0, false);
+        }
+        t.on_success(&b, false);
+        assert_eq!(t.opens(), 1);
+        assert_eq!(rx.try_recv().unwrap(), BreakerEvent { agent: a.clone(), transition: Transition::Opened });
+        assert_eq!(t.status(&a), BreakerStatus::Open);
+        assert_eq!(t.prune(|_| false), 1, "closed b pruned, open a kept");
+        assert_eq!(t.status(&a), BreakerStatus::Open);
+    }
+}
+
+/// Messages of the circuit-breaker maintenance actor.
+#[derive(Debug)]
+pub enum BreakersMsg {
+    /// Drop closed breakers of agents that are no longer registered.
+    Prune,
+    /// Fault injection for supervision tests.
+    #[doc(hidden)]
+    InjectPanic,
+}
+impl ractor::Message for BreakersMsg {}
+
+/// Arguments of the breaker actor.
+#[derive(Debug, Clone)]
+pub struct BreakersArgs {
+    /// The shared table.
+    pub table: Arc<CircuitBreakers>,
+    /// Whether an agent id is still registered.
+    pub registry: erlmcp_flow_registry::RegistryHandle,
+    /// Prune period.
+    pub prune_interval: std::time::Duration,
+    /// Where the incarnation is published.
+    pub slot: erlmcp_flow_supervision::ActorSlot<BreakersMsg>,
+}
+
+/// The supervised owner of breaker maintenance: it keeps the table bounded by pruning
+/// breakers of departed agents. Admission and results go straight to the shared table
+/// (see the module docs), so a crash of this actor never loses breaker state; the
+/// restarted incarnation resumes pruning.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CircuitBreakersActor;
+
+/// Its state.
+#[derive(Debug)]
+pub struct BreakersState {
+    args: BreakersArgs,
+    timer: tokio::task::JoinHandle<()>,
+}
+
+impl ractor::Actor for CircuitBreakersActor {
+    type Msg = BreakersMsg;
+    type State = BreakersState;
+    type Arguments = BreakersArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ractor::ActorRef<BreakersMsg>,
+        args: BreakersArgs,
+    ) -> Result<BreakersState, ractor::ActorProcessingErr> {
+        let timer = myself.send_interval(args.prune_interval, || BreakersMsg::Prune);
+        args.slot.set(myself);
+        Ok(BreakersState { args, timer })
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ractor::ActorRef<BreakersMsg>,
+        state: &mut BreakersState,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        state.timer.abort();
+        state.args.slot.clear_if(&myself);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ractor::ActorRef<BreakersMsg>,
+        msg: BreakersMsg,
+        state: &mut BreakersState,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        match msg {
+            BreakersMsg::Prune => {
+                let registry = &state.args.registry;
+                let n = state.args.table.prune(|id| registry.find(id).is_some());
+                if n > 0 {
+                    tracing::debug!(pruned = n, "breakers of departed agents dropped");
+                }
+            }
+            BreakersMsg::InjectPanic => panic!("circuit breakers: injected panic"),
+        }
+        Ok(())
+    }
+}

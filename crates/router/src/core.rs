@@ -1,0 +1,766 @@
+//! [`RouterCore`]: submission and the routing pipeline.
+//!
+//! Every accepted task gets a *driver*, a tokio task that walks the seeds' 11 steps:
+//!
+//! 1. trace context: the task's span, a child span per attempt (W3C Trace Context);
+//! 2. discovery: agents with all required capabilities (in the swarm, if set), from the
+//!    registry's cached query: a shared-slice read, no mailbox;
+//! 3. strategy selection among eligible candidates (alive, not yet tried);
+//! 4. circuit-breaker admission for the chosen agent (refused → choose again);
+//! 5. bulkhead slot on the agent (full → choose another; all full → wait, bounded by
+//!    `timeouts.routing_ms`; never dropped);
+//! 6. correlation record of the attempt;
+//! 7. load counter increment;
+//! 8. delivery to the agent actor;
+//! 9. wait for the reply within the attempt timeout;
+//! 10. on failure: another agent, after exponential backoff with jitter (not after a
+//!     panic: the agent is gone, the next one is healthy), within the node's retry budget;
+//!     when the attempts of the primary candidates are spent, the fallback swarm; then
+//!     `Failed` (agents ran it and failed) or `DeadLettered` (no agent could take it);
+//! 11. breaker, load, latency and strategy feedback.
+//!
+//! A task whose agent died *before running it* (its mailbox was dropped) is redelivered
+//! without spending an attempt, up to `failure_detector.max_redeliveries` times.
+//!
+//! The pipeline is written as plain async code rather than a tower `Service` stack: the
+//! candidate set differs per task (capabilities, swarm) and per attempt (exclusions), and
+//! breaker/bulkhead state is per agent, which tower's `Balance` over a fixed service set
+//! does not model. tower's `TpsBudget` is used as is for the retry budget.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use erlmcp_flow_core::config::FlowConfig;
+use erlmcp_flow_core::{
+    AgentError, AgentId, AgentMsg, AgentReplyError, AttemptError, DeadLetterReason, FailureReason, MonoClock,
+    StrategyKind, SubmitError, SwarmName, Task, TaskId, TaskOutcome,
+};
+use erlmcp_flow_registry::{AgentEntry, Candidates, RegistryHandle, splitmix64};
+use parking_lot::RwLock;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio::sync::oneshot;
+use tower::retry::budget::{Budget, TpsBudget};
+
+use crate::admission::{AdmissionGate, AdmissionPermit};
+use crate::backoff::Backoff;
+use crate::breaker::CircuitBreakers;
+use crate::correlation::CorrelationTable;
+use crate::dead_letter::{DeadLetter, DeadLetterQueue};
+use crate::metrics::{FlowStats, RouterMetrics};
+use crate::strategy::{AttemptFeedback, Selection, Strategy, StrategyParams};
+use crate::tasks::TaskTable;
+
+/// Routing settings derived from the config.
+#[derive(Debug, Clone)]
+pub struct RouterSettings {
+    /// Attempts per phase (primary, fallback).
+    pub max_attempts: u32,
+    /// Retry backoff.
+    pub backoff: Backoff,
+    /// Redeliveries of never-run tasks per task.
+    pub max_redeliveries: u32,
+    /// Driver losses tolerated per task.
+    pub max_orphan_recoveries: u32,
+    /// Longest wait for a usable agent.
+    pub routing_timeout: Duration,
+    /// Default attempt timeout.
+    pub execution_timeout: Duration,
+    /// Node-wide fallback swarm.
+    pub fallback_swarm: Option<SwarmName>,
+    /// Largest accepted payload.
+    pub max_payload_bytes: usize,
+    /// Strategy parameters.
+    pub strategy_params: StrategyParams,
+}
+
+impl RouterSettings {
+    /// From a validated config.
+    pub fn from_config(cfg: &FlowConfig) -> Self {
+        let fd = &cfg.failure_detector;
+        Self {
+            max_attempts: fd.max_retry_attempts,
+            backoff: Backoff {
+                base: Duration::from_millis(fd.base_retry_delay_ms),
+                max: Duration::from_millis(fd.max_retry_delay_ms),
+            },
+            max_redeliveries: fd.max_redeliveries,
+            max_orphan_recoveries: fd.max_orphan_recoveries,
+            routing_timeout: Duration::from_millis(cfg.timeouts.routing_ms),
+            execution_timeout: Duration::from_millis(cfg.timeouts.execution_ms),
+            fallback_swarm: cfg
+                .router
+                .fallback_swarm
+                .as_deref()
+                .map(|s| SwarmName::new(s).expect("validated config")),
+            max_payload_bytes: cfg.codec.max_payload_bytes,
+            strategy_params: StrategyParams {
+                vnodes: cfg.load_balancer.consistent_hash_vnodes,
+                ewma_decay_ns: cfg.load_balancer.ewma_decay_ms as f64 * 1e6,
+                default_rtt_ns: cfg.load_balancer.ewma_default_rtt_us as f64 * 1e3,
+            },
+        }
+    }
+}
+
+/// The shared pieces a router works with (owned by the node, outliving every actor).
+#[derive(Debug, Clone)]
+pub struct RouterParts {
+    /// Agents.
+    pub registry: RegistryHandle,
+    /// Per-agent breakers.
+    pub breakers: Arc<CircuitBreakers>,
+    /// Correlation records.
+    pub correlation: Arc<CorrelationTable>,
+    /// The ledger.
+    pub tasks: Arc<TaskTable>,
+    /// Dead letters.
+    pub dead_letters: Arc<DeadLetterQueue>,
+    /// Node clock.
+    pub clock: MonoClock,
+}
+
+/// The future of one accepted task's outcome.
+#[derive(Debug)]
+pub struct TaskHandle {
+    id: TaskId,
+    rx: oneshot::Receiver<TaskOutcome>,
+}
+
+impl TaskHandle {
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+}
+
+impl Future for TaskHandle {
+    type Output = TaskOutcome;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TaskOutcome> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| {
+            // Only possible if the node was dropped without shutting down.
+            r.unwrap_or(TaskOutcome::DeadLettered {
+                reason: DeadLetterReason::NodeStopped,
+                attempts: 0,
+            })
+        })
+    }
+}
+
+/// The router. Cheap to share (`Arc`); see the module docs.
+pub struct RouterCore {
+    settings: RouterSettings,
+    parts: RouterParts,
+    metrics: RouterMetrics,
+    strategy: RwLock<Arc<dyn Strategy>>,
+    budget: TpsBudget,
+    admission: Arc<AdmissionGate>,
+    seed: u64,
+    rng_counter: AtomicU64,
+    accepting: AtomicBool,
+}
+
+impl fmt::Debug for RouterCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouterCore")
+            .field("strategy", &self.strategy.read().kind())
+            .field("in_flight", &self.parts.tasks.open_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A bulkhead slot plus breaker admission on one agent; the slot is returned on drop.
+struct Lease {
+    entry: Arc<AgentEntry>,
+    probe: bool,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.entry.bulkhead.add_permits(1);
+    }
+}
+
+enum AttemptResult {
+    Completed(bytes::Bytes),
+    Permanent(String),
+    /// Failed after running (or timing out); `backoff` says whether to wait before retrying.
+    Failed { error: AttemptError, backoff: bool },
+    /// The agent died before answering, with the task queued or running.
+    Lost,
+}
+
+/// Marks the task orphaned if its driver is dropped before finishing it.
+struct DriverGuard<'a> {
+    tasks: &'a TaskTable,
+    id: TaskId,
+    armed: bool,
+}
+
+impl Drop for DriverGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.tasks.mark_orphan(self.id);
+        }
+    }
+}
+
+impl RouterCore {
+    /// A router with `strategy`, seeded with `seed` for every random choice.
+    pub fn new(
+        cfg: &FlowConfig,
+        parts: RouterParts,
+        strategy: Arc<dyn Strategy>,
+        seed: u64,
+    ) -> Arc<Self> {
+        let r = &cfg.router;
+        Arc::new(Self {
+            settings: RouterSettings::from_config(cfg),
+            metrics: RouterMetrics::default(),
+            strategy: RwLock::new(strategy),
+            budget: TpsBudget::new(
+                Duration::from_millis(r.retry_budget_ttl_ms),
+                r.retry_budget_min_per_sec,
+                r.retry_budget_ratio as f32,
+            ),
+            admission: AdmissionGate::new(r.max_in_flight),
+            seed,
+            rng_counter: AtomicU64::new(0),
+            accepting: AtomicBool::new(true),
+            parts,
+        })
+    }
+
+    /// The shared parts.
+    pub fn parts(&self) -> &RouterParts {
+        &self.parts
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &RouterSettings {
+        &self.settings
+    }
+
+    /// The current strategy.
+    pub fn strategy(&self) -> Arc<dyn Strategy> {
+        self.strategy.read().clone()
+    }
+
+    /// Which strategy is in use.
+    pub fn strategy_kind(&self) -> StrategyKind {
+        self.strategy.read().kind()
+    }
+
+    /// Replaces the strategy (tasks already routing keep the one they started with).
+    pub fn set_strategy(&self, strategy: Arc<dyn Strategy>) {
+        *self.strategy.write() = strategy;
+    }
+
+    /// Submits a task, waiting for an admission slot when the node is at
+    /// `router.max_in_flight` (higher priorities first).
+    pub async fn submit(self: &Arc<Self>, task: Task) -> Result<TaskHandle, SubmitError> {
+        self.validate(&task)?;
+        let permit = self.admission.acquire(task.priority).await;
+        self.accept(task, permit)
+    }
+
+    /// Submits a task, or fails with [`SubmitError::Overloaded`] at the in-flight limit.
+    pub fn try_submit(self: &Arc<Self>, task: Task) -> Result<TaskHandle, SubmitError> {
+        self.validate(&task)?;
+        let permit = self.admission.try_acquire().ok_or(SubmitError::Overloaded {
+            limit: self.admission.limit(),
+        })?;
+        self.accept(task, permit)
+    }
+
+    fn validate(&self, task: &Task) -> Result<(), SubmitError> {
+        if !self.accepting.load(Ordering::Acquire) {
+            return Err(SubmitError::NodeStopped);
+        }
+        if task.capabilities.is_empty() {
+            return Err(SubmitError::EmptyCapabilities);
+        }
+        if task.payload.len() > self.settings.max_payload_bytes {
+            return Err(SubmitError::PayloadTooLarge {
+                size: task.payload.len(),
+                limit: self.settings.max_payload_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    fn accept(self: &Arc<Self>, task: Task, permit: AdmissionPermit) -> Result<TaskHandle, SubmitError> {
+        if !self.accepting.load(Ordering::Acquire) {
+            return Err(SubmitError::NodeStopped);
+        }
+        let task = Arc::new(task);
+        let id = task.id;
+        let now = self.parts.clock.now_ns();
+        let rx = self
+            .parts
+            .tasks
+            .accept(task.clone(), Some(permit), now)
+            .map_err(|_| SubmitError::DuplicateTask(id))?;
+        self.parts.correlation.record(id, task.trace, now);
+        self.budget.deposit();
+        self.spawn_driver(task);
+        Ok(TaskHandle { id, rx })
+    }
+
+    /// Starts a driver for an open task (new, or recovered from the orphan queue).
+    pub fn spawn_driver(self: &Arc<Self>, task: Arc<Task>) {
+        let core = self.clone();
+        tokio::spawn(async move { core.drive(task).await });
+    }
+
+    /// Recovers orphaned tasks: each gets a new driver, or fails as internal after
+    /// `max_orphan_recoveries` losses. Returns how many were handled.
+    pub fn recover_orphans(self: &Arc<Self>) -> usize {
+        let orphans = self.parts.tasks.take_orphans();
+        let n = orphans.len();
+        for o in orphans {
+            RouterMetrics::inc(&self.metrics.orphan_recoveries);
+            if o.orphan_count > self.settings.max_orphan_recoveries {
+                tracing::error!(task = %o.task.id, "task lost its routing driver too often; failing it");
+                self.finish(
+                    &o.task,
+                    TaskOutcome::Failed {
+                        reason: FailureReason::Internal(format!(
+                            "routing driver lost {} times",
+                            o.orphan_count
+                        )),
+                        attempts: 0,
+                    },
+                );
+            } else {
+                tracing::warn!(task = %o.task.id, "re-driving an orphaned task");
+                self.spawn_driver(o.task);
+            }
+        }
+        n
+    }
+
+    async fn drive(self: Arc<Self>, task: Arc<Task>) {
+        let mut guard = DriverGuard {
+            tasks: &self.parts.tasks,
+            id: task.id,
+            armed: true,
+        };
+        let outcome = self.route(&task).await;
+        self.finish(&task, outcome);
+        guard.armed = false;
+    }
+
+    fn finish(&self, task: &Arc<Task>, outcome: TaskOutcome) {
+        let now = self.parts.clock.now_ns();
+        let kind = outcome.kind();
+        let letter = match &outcome {
+            TaskOutcome::DeadLettered { reason, attempts } => Some((reason.clone(), *attempts)),
+            _ => None,
+        };
+        if self.parts.tasks.finish(&task.id, outcome, now).is_some() {
+            self.parts.correlation.finish(&task.id, kind);
+            if let Some((reason, attempts)) = letter {
+                self.parts.dead_letters.push(DeadLetter {
+                    task: task.clone(),
+                    reason,
+                    attempts,
+                    at_ns: now,
+                });
+            }
+        } else {
+            RouterMetrics::inc(&self.metrics.late_finishes);
+        }
+    }
+
+    fn rng(&self) -> SmallRng {
+        let n = self.rng_counter.fetch_add(1, Ordering::Relaxed);
+        SmallRng::seed_from_u64(splitmix64(self.seed ^ splitmix64(n)))
+    }
+
+    /// Routes one task to a terminal outcome (steps 2–11).
+    async fn route(&self, task: &Arc<Task>) -> TaskOutcome {
+        let mut rng = self.rng();
+        let strategy = self.strategy();
+        let s = &self.settings;
+        let mut deliveries = 0u32;
+        let mut executed = 0u32;
+        let mut redeliveries = 0u32;
+        let mut last: Option<AttemptError> = None;
+        let mut saw_candidates = false;
+        let mut tried: Vec<AgentId> = Vec::new();
+
+        let primary = task.swarm.clone();
+        let fallback = task
+            .fallback_swarm
+            .clone()
+            .or_else(|| s.fallback_swarm.clone())
+            .filter(|f| Some(f) != primary.as_ref());
+        let phases = [Some(primary), fallback.map(Some)];
+
+        for swarm in phases.into_iter().flatten() {
+            let mut phase_attempts = 0u32;
+            while phase_attempts < s.max_attempts {
+                let candidates = self.parts.registry.query(&task.capabilities, swarm.as_ref());
+                if candidates.is_empty() {
+                    last.get_or_insert(AttemptError::NoAgent {
+                        detail: "no agent has the required capabilities".into(),
+                    });
+                    break;
+                }
+                saw_candidates = true;
+                let lease = match self.acquire(task, &candidates, strategy.as_ref(), &mut tried, &mut rng).await {
+                    Ok(lease) => lease,
+                    Err(detail) => {
+                        last = Some(AttemptError::NoAgent { detail });
+                        phase_attempts += 1;
+                        if phase_attempts < s.max_attempts {
+                            tokio::time::sleep(s.backoff.delay(phase_attempts, &mut rng)).await;
+                        }
+                        continue;
+                    }
+                };
+                deliveries += 1;
+                let agent = lease.entry.id.clone();
+                match self.attempt(task, lease, deliveries, &candidates, strategy.as_ref(), &mut rng).await {
+                    AttemptResult::Completed(output) => {
+                        return TaskOutcome::Completed {
+                            agent,
+                            output,
+                            attempts: deliveries,
+                        };
+                    }
+                    AttemptResult::Permanent(message) => {
+                        return TaskOutcome::Failed {
+                            reason: FailureReason::Permanent { agent, message },
+                            attempts: deliveries,
+                        };
+                    }
+                    AttemptResult::Lost => {
+                        redeliveries += 1;
+                        RouterMetrics::inc(&self.metrics.redeliveries);
+                        tried.push(agent.clone());
+                        self.parts.tasks.requeue(&task.id);
+                        if redeliveries > s.max_redeliveries {
+                            executed += 1;
+                            phase_attempts += 1;
+                            last = Some(AttemptError::AgentLost { agent });
+                        }
+                    }
+                    AttemptResult::Failed { error, backoff } => {
+                        executed += 1;
+                        phase_attempts += 1;
+                        last = Some(error);
+                        tried.push(agent);
+                        self.parts.tasks.requeue(&task.id);
+                        if phase_attempts >= s.max_attempts {
+                            break;
+                        }
+                        if backoff {
+                            if !self.budget.withdraw() {
+                                return TaskOutcome::Failed {
+                                    reason: FailureReason::RetryBudgetExhausted {
+                                        last: last.expect("set above"),
+                                    },
+                                    attempts: deliveries,
+                                };
+                            }
+                            tokio::time::sleep(s.backoff.delay(phase_attempts, &mut rng)).await;
+                        }
+                        RouterMetrics::inc(&self.metrics.retries);
+                    }
+                }
+            }
+        }
+
+        let last = last.unwrap_or(AttemptError::NoAgent {
+            detail: "no attempt was possible".into(),
+        });
+        if executed == 0 {
+            let reason = if !saw_candidates {
+                DeadLetterReason::NoCapableAgent
+            } else {
+                DeadLetterReason::NoAvailableAgent {
+                    detail: last.to_string(),
+                }
+            };
+            TaskOutcome::DeadLettered {
+                reason,
+                attempts: deliveries,
+            }
+        } else {
+            TaskOutcome::Failed {
+                reason: FailureReason::RetriesExhausted { last },
+                attempts: deliveries,
+            }
+        }
+    }
+
+    /// Steps 3–5: choose an agent that is eligible, admitted by its breaker and has a
+    /// bulkhead slot. `Err` explains why none could be had within the routing timeout.
+    async fn acquire(
+        &self,
+        task: &Task,
+        candidates: &Candidates,
+        strategy: &dyn Strategy,
+        tried: &mut Vec<AgentId>,
+        rng: &mut SmallRng,
+    ) -> Result<Lease, String> {
+        let mut skipped: Vec<AgentId> = Vec::new();
+        let mut saturated: Vec<Arc<AgentEntry>> = Vec::new();
+        let mut breaker_refusals = 0usize;
+        let mut reset = false;
+        loop {
+            let now = self.parts.clock.now_ns();
+            let pick = {
+                let eligible = |e: &AgentEntry| e.is_alive() && !tried.contains(&e.id) && !skipped.contains(&e.id);
+                strategy.select(
+                    candidates,
+                    &Selection {
+                        task,
+                        now_ns: now,
+                        eligible: &eligible,
+                    },
+                    rng,
+                )
+            };
+            match pick {
+                Some(i) => {
+                    let entry = candidates[i].clone();
+                    let admission = self.parts.breakers.admit(&entry.id, now);
+                    if !admission.is_allowed() {
+                        breaker_refusals += 1;
+                        skipped.push(entry.id.clone());
+                        continue;
+                    }
+                    let got_slot = match entry.bulkhead.try_acquire() {
+                        Ok(permit) => {
+                            permit.forget();
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                    if got_slot {
+                        return Ok(Lease {
+                            entry,
+                            probe: admission.is_probe(),
+                        });
+                    }
+                    self.parts.breakers.on_abandon(&entry.id, admission.is_probe());
+                    skipped.push(entry.id.clone());
+                    saturated.push(entry);
+                }
+                None if !saturated.is_empty() => {
+                    // Every usable agent is at its bulkhead limit: wait for the first slot
+                    // to free up on any of (up to 8 of) them.
+                    let waited = {
+                        let waits = saturated
+                            .iter()
+                            .take(8)
+                            .map(|e| Box::pin(e.bulkhead.acquire()))
+                            .collect::<Vec<_>>();
+                        match tokio::time::timeout(self.settings.routing_timeout, futures::future::select_all(waits)).await {
+                            Ok((Ok(permit), idx, _)) => {
+                                permit.forget();
+                                Some(idx)
+                            }
+                            Ok((Err(_), _, _)) | Err(_) => None,
+                        }
+                    };
+                    let Some(idx) = waited else {
+                        return Err(format!(
+                            "all {} usable agents stayed at their bulkhead limit for {:?}",
+                            saturated.len(),
+                            self.settings.routing_timeout
+                        ));
+                    };
+                    let entry = saturated.swap_remove(idx);
+                    let mut lease = Lease { entry, probe: false };
+                    let admission = self.parts.breakers.admit(&lease.entry.id, self.parts.clock.now_ns());
+                    if admission.is_allowed() && lease.entry.is_alive() {
+                        lease.probe = admission.is_probe();
+                        return Ok(lease);
+                    }
+                    // Lost its breaker or died while we waited: give the slot back, go on.
+                    drop(lease);
+                }
+                None if !tried.is_empty() && !reset => {
+                    // Every capable agent has been tried once: allow second tries.
+                    tried.clear();
+                    reset = true;
+                }
+                None if breaker_refusals > 0 => {
+                    return Err(format!(
+                        "circuit breakers refused all {} capable agents",
+                        candidates.len()
+                    ));
+                }
+                None => return Err(format!("none of the {} capable agents is alive", candidates.len())),
+            }
+        }
+    }
+
+    /// Steps 6–11 for one delivery.
+    async fn attempt(
+        &self,
+        task: &Arc<Task>,
+        lease: Lease,
+        attempt: u32,
+        candidates: &Candidates,
+        strategy: &dyn Strategy,
+        rng: &mut SmallRng,
+    ) -> AttemptResult {
+        let entry = lease.entry.clone();
+        let probe = lease.probe;
+        RouterMetrics::inc(&self.metrics.attempts);
+        self.parts.tasks.assign(&task.id, &entry.id, attempt);
+        let span = task.trace.child(rng);
+        self.parts.correlation.attempt(&task.id, &entry.id, attempt, span);
+        let mut delivery = Task::clone(task);
+        delivery.attempt = attempt;
+        delivery.trace = span;
+        let timeout = task.timeout.unwrap_or(self.settings.execution_timeout);
+
+        entry.load.begin();
+        let started = tokio::time::Instant::now();
+        let (tx, rx) = oneshot::channel();
+        let reply = match entry.actor.send_message(AgentMsg::Execute {
+            task: Arc::new(delivery),
+            reply: tx.into(),
+        }) {
+            Err(_) => None,
+            Ok(()) => match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(reply)) => Some(Ok(reply)),
+                Ok(Err(_)) => None,
+                Err(_) => Some(Err(())),
+            },
+        };
+        let rtt_ns = started.elapsed().as_nanos() as u64;
+        entry.load.end();
+        drop(lease);
+
+        let now = self.parts.clock.now_ns();
+        let decay = self.settings.strategy_params.ewma_decay_ns;
+        let breakers = &self.parts.breakers;
+        let feedback = |success: bool| {
+            strategy.observe(&AttemptFeedback {
+                agent: &entry,
+                candidates,
+                latency_ns: rtt_ns,
+                success,
+                now_ns: now,
+            })
+        };
+        match reply {
+            Some(Ok(Ok(output))) => {
+                breakers.on_success(&entry.id, probe);
+                entry.load.observe(now, rtt_ns, true, decay);
+                feedback(true);
+                AttemptResult::Completed(output)
+            }
+            Some(Ok(Err(AgentReplyError::Agent(AgentError::Permanent(message))))) => {
+                // The task is at fault, not the agent.
+                breakers.on_success(&entry.id, probe);
+                entry.load.observe(now, rtt_ns, true, decay);
+                feedback(true);
+                AttemptResult::Permanent(message)
+            }
+            Some(Ok(Err(AgentReplyError::Agent(AgentError::Retryable(message))))) => {
+                breakers.on_failure(&entry.id, now, probe);
+                entry.load.observe(now, rtt_ns, false, decay);
+                feedback(false);
+                AttemptResult::Failed {
+                    error: AttemptError::AgentError {
+                        agent: entry.id.clone(),
+                        message,
+                    },
+                    backoff: true,
+                }
+            }
+            Some(Ok(Err(AgentReplyError::Panicked(message)))) => {
+                RouterMetrics::inc(&self.metrics.agent_panics);
+                breakers.on_failure(&entry.id, now, probe);
+                entry.load.observe(now, rtt_ns, false, decay);
+                feedback(false);
+                AttemptResult::Failed {
+                    error: AttemptError::Panicked {
+                        agent: entry.id.clone(),
+                        message,
+                    },
+                    backoff: false,
+                }
+            }
+            Some(Err(())) => {
+                RouterMetrics::inc(&self.metrics.timeouts);
+                breakers.on_failure(&entry.id, now, probe);
+                entry.load.observe(now, rtt_ns, false, decay);
+                feedback(false);
+                AttemptResult::Failed {
+                    error: AttemptError::Timeout {
+                        agent: entry.id.clone(),
+                        after_ms: timeout.as_millis() as u64,
+                    },
+                    backoff: true,
+                }
+            }
+            None => {
+                breakers.on_abandon(&entry.id, probe);
+                AttemptResult::Lost
+            }
+        }
+    }
+
+    /// Stops accepting; waits up to `grace` for open tasks, then dead-letters the rest
+    /// as `NodeStopped` so every accepted task still ends in a terminal state.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.accepting.store(false, Ordering::Release);
+        if self.parts.tasks.wait_idle(grace).await {
+            return 0;
+        }
+        let mut n = 0;
+        for id in self.parts.tasks.open_ids() {
+            if let Some(task) = self.parts.tasks.task(&id) {
+                self.finish(
+                    &task,
+                    TaskOutcome::DeadLettered {
+                        reason: DeadLetterReason::NodeStopped,
+                        attempts: 0,
+                    },
+                );
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// True while submissions are accepted.
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
+    }
+
+    /// Counter snapshot.
+    pub fn stats(&self) -> FlowStats {
+        let c = self.parts.tasks.counts();
+        let mut s = FlowStats {
+            accepted: c.accepted,
+            completed: c.completed,
+            failed: c.failed,
+            dead_lettered: c.dead_lettered,
+            in_flight: c.open(),
+            breaker_opens: self.parts.breakers.opens(),
+            dead_letters_queued: self.parts.dead_letters.len() as u64,
+            ..FlowStats::default()
+        };
+        self.metrics.fill(&mut s);
+        s
+    }
+
+    pub(crate) fn metrics(&self) -> &RouterMetrics {
+        &self.metrics
+    }
+}

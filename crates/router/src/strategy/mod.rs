@@ -1,0 +1,177 @@
+//! Agent selection strategies: given the capable candidates, pick one.
+//!
+//! Every strategy sees the candidate list (sorted by agent id, shared from the registry's
+//! query cache) and a predicate saying which candidates are eligible right now (alive, not
+//! tried yet for this task, not refused by a breaker or a full bulkhead). Strategies
+//! read the live load figures of each [`AgentEntry`]; none waits on a mailbox.
+//!
+//! | strategy | picks | state |
+//! |---|---|---|
+//! | [`RoundRobin`] | next eligible after a rotating cursor | one atomic |
+//! | [`LeastConnections`] | fewest in flight (ties rotate) | one atomic |
+//! | [`LoadAware`] | lowest `0.5·load/10 + 0.3·latency_ms/1000 + 0.2·(1-success)·10` | one atomic |
+//! | [`Weighted`] | interleaved, proportional to weight | one atomic |
+//! | [`ConsistentHash`] | first eligible clockwise from the key's ring position | cached rings |
+//! | [`P2cEwma`] | better of two random picks by peak-EWMA × (in flight + 1) | none (rng) |
+//! | [`QLearningStrategy`](crate::q_learning::QLearningStrategy) | highest Q-value action | Q-table |
+
+use std::fmt;
+use std::sync::Arc;
+
+use erlmcp_flow_core::{StrategyKind, Task};
+use erlmcp_flow_registry::{AgentEntry, Candidates};
+use rand::rngs::SmallRng;
+
+mod consistent_hash;
+mod least_connections;
+mod load_aware;
+mod p2c;
+mod round_robin;
+mod weighted;
+
+pub use consistent_hash::{ConsistentHash, HashRing, key_hash};
+pub use least_connections::LeastConnections;
+pub use load_aware::{LoadAware, load_aware_score};
+pub use p2c::P2cEwma;
+pub use round_robin::RoundRobin;
+pub use weighted::Weighted;
+
+/// What a strategy knows about one decision.
+pub struct Selection<'a> {
+    /// The task being routed.
+    pub task: &'a Task,
+    /// Now, in node-clock nanoseconds.
+    pub now_ns: u64,
+    /// Which candidates may be picked.
+    pub eligible: &'a dyn Fn(&AgentEntry) -> bool,
+}
+
+impl fmt::Debug for Selection<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Selection")
+            .field("task", &self.task.id)
+            .field("now_ns", &self.now_ns)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Feedback after an attempt, for learning strategies.
+#[derive(Debug, Clone)]
+pub struct AttemptFeedback<'a> {
+    /// The agent that was tried.
+    pub agent: &'a Arc<AgentEntry>,
+    /// The candidates it was picked from.
+    pub candidates: &'a Candidates,
+    /// Round trip (or time until the failure was known), ns.
+    pub latency_ns: u64,
+    /// Whether the attempt succeeded.
+    pub success: bool,
+    /// Now, ns.
+    pub now_ns: u64,
+}
+
+/// A selection strategy. Implementations must be cheap and must not block.
+pub trait Strategy: Send + Sync + fmt::Debug {
+    /// Which strategy this is.
+    fn kind(&self) -> StrategyKind;
+
+    /// Index of the chosen candidate, or `None` when no candidate is eligible.
+    fn select(&self, candidates: &Candidates, sel: &Selection<'_>, rng: &mut SmallRng) -> Option<usize>;
+
+    /// Called after every attempt. Default: nothing.
+    fn observe(&self, _feedback: &AttemptFeedback<'_>) {}
+}
+
+/// Parameters the strategies need from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct StrategyParams {
+    /// Virtual nodes per agent on the hash ring.
+    pub vnodes: u32,
+    /// Peak-EWMA decay time constant, ns.
+    pub ewma_decay_ns: f64,
+    /// Latency assumed for agents without samples, ns.
+    pub default_rtt_ns: f64,
+}
+
+/// Builds the load-balancing strategy `kind` (Q-learning is built by
+/// [`crate::q_learning`], which needs its model).
+pub fn build(kind: StrategyKind, p: StrategyParams) -> Option<Arc<dyn Strategy>> {
+    Some(match kind {
+        StrategyKind::RoundRobin => Arc::new(RoundRobin::default()),
+        StrategyKind::LeastConnections => Arc::new(LeastConnections::default()),
+        StrategyKind::LoadAware => Arc::new(LoadAware::new(p.ewma_decay_ns)),
+        StrategyKind::Weighted => Arc::new(Weighted::default()),
+        StrategyKind::ConsistentHash => Arc::new(ConsistentHash::new(p.vnodes)),
+        StrategyKind::P2cEwma => Arc::new(P2cEwma::new(p.ewma_decay_ns, p.default_rtt_ns)),
+        StrategyKind::QLearning => return None,
+    })
+}
+
+/// Scans the eligible candidates starting at `start` (wrapping) and returns the index
+/// minimising `key`; the rotating start spreads ties.
+pub(crate) fn min_by_key_from<K: PartialOrd>(
+    candidates: &[Arc<AgentEntry>],
+    start: usize,
+    eligible: &dyn Fn(&AgentEntry) -> bool,
+    mut key: impl FnMut(&AgentEntry) -> K,
+) -> Option<usize> {
+    let n = candidates.len();
+    let mut best: Option<(usize, K)> = None;
+    for k in 0..n {
+        let i = (start + k) % n;
+        let e = &candidates[i];
+        if !eligible(e) {
+            continue;
+        }
+        let v = key(e);
+        match &best {
+            Some((_, b)) if !(v < *b) => {}
+            _ => best = Some((i, v)),
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::Arc;
+
+    use erlmcp_flow_core::{AgentId, AgentMsg, CapabilitySet, Task};
+    use erlmcp_flow_registry::{AgentEntry, AgentLoad, Candidates};
+    use ractor::{Actor, ActorProcessingErr, ActorRef};
+    use tokio::sync::Semaphore;
+
+    pub(crate) struct Nop;
+    impl Actor for Nop {
+        type Msg = AgentMsg;
+        type State = ();
+        type Arguments = ();
+        async fn pre_start(&self, _: ActorRef<AgentMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    /// Candidates backed by one idle actor (strategies never message them).
+    pub(crate) async fn candidates(n: usize) -> Candidates {
+        let (actor, _) = Actor::spawn(None, Nop, ()).await.unwrap();
+        (0..n)
+            .map(|i| {
+                Arc::new(AgentEntry {
+                    id: AgentId::new(format!("agent-{i:04}")).unwrap(),
+                    capabilities: CapabilitySet::parse(["x"]).unwrap(),
+                    weight: 1 + (i as u32 % 3),
+                    actor: actor.clone(),
+                    node: None,
+                    seq: i as u64,
+                    load: AgentLoad::new(1),
+                    bulkhead: Semaphore::new(8),
+                })
+            })
+            .collect::<Vec<_>>()
+            .into()
+    }
+
+    pub(crate) fn task() -> Task {
+        Task::new(CapabilitySet::parse(["x"]).unwrap())
+    }
+}
