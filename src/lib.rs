@@ -1,1 +1,81 @@
-//! placeholder
+//! erlmcp-flow: distributed agent routing on ractor.
+//!
+//! Rust services spawn *agents* (actors with capabilities) and submit *tasks*; a node
+//! finds capable agents, picks one (round-robin, least-connections, load-aware, weighted,
+//! consistent hash, P2C on peak-EWMA), delivers the task, retries elsewhere on failure
+//! behind circuit breakers and bulkheads, and never loses an accepted task: every task
+//! ends `Completed`, `Failed` or `DeadLettered`, exactly once. An OTP-style supervision
+//! tree keeps the node's services and agents up.
+//!
+//! This crate is the one import a user needs.
+//!
+//! # Quick start
+//!
+//! ```
+//! use erlmcp_flow::prelude::*;
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> anyhow::Result<()> {
+//! let node = FlowNode::builder().config(FlowConfig::default()).start().await?;
+//!
+//! // An agent that upper-cases its payload.
+//! node.spawn_agent(AgentSpec::parse("upper-1", ["text"])?, || {
+//!     FnAgent::new(|task: &Task| {
+//!         let out = task.payload.to_ascii_uppercase();
+//!         async move { Ok(Bytes::from(out)) }
+//!     })
+//! })
+//! .await?;
+//!
+//! let task = Task::new(CapabilitySet::parse(["text"])?).with_payload("hello");
+//! match node.route(task).await? {
+//!     TaskOutcome::Completed { output, agent, .. } => {
+//!         assert_eq!(&output[..], b"HELLO");
+//!         assert_eq!(agent.as_str(), "upper-1");
+//!     }
+//!     other => panic!("unexpected outcome {other:?}"),
+//! }
+//! let stats = node.stats();
+//! assert_eq!(stats.flow.accepted, stats.flow.completed + stats.flow.failed + stats.flow.dead_lettered);
+//! node.shutdown(std::time::Duration::from_secs(1)).await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! * [`FlowNode`] ([`node`]): start a node, spawn agents, submit tasks, inspect, shut down.
+//! * [`tree`]: the FlowSupervisor tree, its strategies and intensities.
+//! * Re-exported subsystems: [`core`] (vocabulary, config, codec, ledger),
+//!   [`supervision`] (OTP-style supervisors), [`registry`], [`agent`], [`router`].
+
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![forbid(unsafe_code)]
+
+pub mod node;
+pub mod tree;
+
+pub use erlmcp_flow_agent as agent;
+pub use erlmcp_flow_core as core;
+pub use erlmcp_flow_registry as registry;
+pub use erlmcp_flow_router as router;
+pub use erlmcp_flow_supervision as supervision;
+
+pub use erlmcp_flow_agent::{AgentSpec, FnAgent, quiet_agent_panics};
+pub use erlmcp_flow_core::{
+    Agent, AgentError, AgentId, Capability, CapabilitySet, FlowConfig, StrategyKind, SubmitError,
+    SwarmName, Task, TaskId, TaskOutcome,
+};
+pub use erlmcp_flow_router::{FlowStats, TaskHandle};
+pub use node::{FlowNode, FlowNodeBuilder, NodeStats, NodeStatus, StartError};
+
+/// Everything a typical program needs.
+pub mod prelude {
+    pub use crate::node::{FlowNode, NodeStats, NodeStatus};
+    pub use bytes::Bytes;
+    pub use erlmcp_flow_agent::{AgentSpec, FnAgent};
+    pub use erlmcp_flow_core::{
+        Agent, AgentError, AgentId, CapabilitySet, FlowConfig, Priority, StrategyKind, SubmitError,
+        SwarmName, Task, TaskOutcome,
+    };
+}

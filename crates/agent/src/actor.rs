@@ -67,17 +67,22 @@ impl<A: Agent> Actor for AgentActor<A> {
     type State = AgentState<A>;
     type Arguments = AgentArgs<A>;
 
-    async fn pre_start(&self, myself: ActorRef<AgentMsg>, args: AgentArgs<A>) -> Result<Self::State, ActorProcessingErr> {
-        let entry = args
-            .registry
-            .register(Registration {
-                id: args.spec.id.clone(),
-                capabilities: args.spec.capabilities.clone(),
-                swarms: args.spec.swarms.clone(),
-                weight: args.spec.weight,
-                actor: myself,
-            })
-            .await?;
+    async fn pre_start(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        args: AgentArgs<A>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let reg = Registration {
+            id: args.spec.id.clone(),
+            capabilities: args.spec.capabilities.clone(),
+            swarms: args.spec.swarms.clone(),
+            weight: args.spec.weight,
+            actor: myself,
+        };
+        let entry = match args.registry.revive(&reg) {
+            Some(entry) => entry,
+            None => args.registry.register(reg).await?,
+        };
         Ok(AgentState {
             agent: args.agent,
             entry,
@@ -85,7 +90,21 @@ impl<A: Agent> Actor for AgentActor<A> {
         })
     }
 
-    async fn handle(&self, _myself: ActorRef<AgentMsg>, msg: AgentMsg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.entry.mark_down(myself.get_id());
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<AgentMsg>,
+        msg: AgentMsg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         let now = state.clock.now_ns();
         state.entry.load.heartbeat(now);
         match msg {
@@ -106,6 +125,8 @@ impl<A: Agent> Actor for AgentActor<A> {
                     }
                     Err(panic) => {
                         let message = panic_message(panic.as_ref());
+                        // Out of routing before anyone else sends to this incarnation.
+                        state.entry.mark_down(myself.get_id());
                         let _ = reply.send(Err(AgentReplyError::Panicked(message.clone())));
                         return Err(format!("agent {} panicked: {message}", state.entry.id).into());
                     }
@@ -116,6 +137,7 @@ impl<A: Agent> Actor for AgentActor<A> {
                     .catch_unwind()
                     .await;
                 if let Err(panic) = r {
+                    state.entry.mark_down(myself.get_id());
                     return Err(format!(
                         "agent {} panicked on a broadcast: {}",
                         state.entry.id,
@@ -125,7 +147,10 @@ impl<A: Agent> Actor for AgentActor<A> {
                 }
             }
             AgentMsg::Heartbeat => {}
-            AgentMsg::InjectPanic(why) => panic!("{why}"),
+            AgentMsg::InjectPanic(why) => {
+                state.entry.mark_down(myself.get_id());
+                panic!("{why}")
+            }
         }
         Ok(())
     }

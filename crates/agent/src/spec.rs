@@ -36,7 +36,10 @@ impl AgentSpec {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        Ok(Self::new(AgentId::new(id)?, CapabilitySet::parse(capabilities)?))
+        Ok(Self::new(
+            AgentId::new(id)?,
+            CapabilitySet::parse(capabilities)?,
+        ))
     }
 
     /// Joins `swarm` at start.

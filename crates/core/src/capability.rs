@@ -102,7 +102,9 @@ impl<'a> IntoIterator for &'a CapabilitySet {
 
 impl fmt::Debug for CapabilitySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.0.iter().map(|c| c.as_str())).finish()
+        f.debug_set()
+            .entries(self.0.iter().map(|c| c.as_str()))
+            .finish()
     }
 }
 

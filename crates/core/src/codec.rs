@@ -127,7 +127,10 @@ mod tests {
     fn size_limit_is_enforced_both_ways() {
         let codec = Codec::new(64);
         let big = vec![7u8; 100];
-        assert!(matches!(codec.encode(&big), Err(CodecError::TooLarge { limit: 64, .. })));
+        assert!(matches!(
+            codec.encode(&big),
+            Err(CodecError::TooLarge { limit: 64, .. })
+        ));
         assert!(matches!(
             codec.decode::<Vec<u8>>(&[0u8; 65]),
             Err(CodecError::TooLarge { size: 65, .. })
@@ -140,10 +143,16 @@ mod tests {
         let codec = Codec::default();
         let task = Task::new(CapabilitySet::parse(["a"]).unwrap());
         let bytes = codec.encode(&task).unwrap();
-        assert!(matches!(codec.decode::<Task>(&bytes[..bytes.len() / 2]), Err(CodecError::Decode(_))));
+        assert!(matches!(
+            codec.decode::<Task>(&bytes[..bytes.len() / 2]),
+            Err(CodecError::Decode(_))
+        ));
         let mut padded = bytes.clone();
         padded.push(0);
-        assert_eq!(codec.decode::<Task>(&padded), Err(CodecError::TrailingBytes { trailing: 1 }));
+        assert_eq!(
+            codec.decode::<Task>(&padded),
+            Err(CodecError::TrailingBytes { trailing: 1 })
+        );
         // A length prefix claiming 2^60 elements must not allocate.
         let forged = [0xfdu8, 0, 0, 0, 0, 0, 0, 0, 0x10];
         assert!(codec.decode::<Vec<u64>>(&forged).is_err());

@@ -206,7 +206,10 @@ impl std::str::FromStr for StrategyKind {
             .find(|k| k.as_str() == norm)
             .ok_or_else(|| {
                 let names: Vec<_> = StrategyKind::ALL.iter().map(|k| k.as_str()).collect();
-                format!("unknown strategy {s:?}; expected one of {}", names.join(", "))
+                format!(
+                    "unknown strategy {s:?}; expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -496,6 +499,9 @@ pub struct RegistryConfig {
     pub max_agents: u32,
     /// Distinct capability/swarm queries whose candidate lists are cached, ≥ 1. Default 4096.
     pub candidate_cache_entries: u32,
+    /// How long a dead agent's entry waits (marked down, skipped by routing) for its
+    /// supervisor's new incarnation before it is removed, ms (> 0). Default 5000.
+    pub restart_grace_ms: u64,
 }
 
 impl Default for RegistryConfig {
@@ -503,6 +509,7 @@ impl Default for RegistryConfig {
         Self {
             max_agents: 1_000_000,
             candidate_cache_entries: 4096,
+            restart_grace_ms: 5_000,
         }
     }
 }
@@ -514,8 +521,16 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-fn check(ok: bool, field: &'static str, reason: impl FnOnce() -> String) -> Result<(), ConfigError> {
-    if ok { Ok(()) } else { Err(invalid(field, reason())) }
+fn check(
+    ok: bool,
+    field: &'static str,
+    reason: impl FnOnce() -> String,
+) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(field, reason()))
+    }
 }
 
 macro_rules! range {
@@ -537,8 +552,8 @@ macro_rules! positive {
 impl FlowConfig {
     /// Parses and validates TOML text.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let cfg: FlowConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string().trim().to_owned()))?;
+        let cfg: FlowConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse(e.to_string().trim().to_owned()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -584,9 +599,11 @@ impl FlowConfig {
         // q_learning
         let q = &self.q_learning;
         range!(q.epsilon, "q_learning.epsilon", 0.0, 1.0)?;
-        check(q.epsilon_decay > 0.0 && q.epsilon_decay <= 1.0, "q_learning.epsilon_decay", || {
-            format!("must be in (0, 1], got {}", q.epsilon_decay)
-        })?;
+        check(
+            q.epsilon_decay > 0.0 && q.epsilon_decay <= 1.0,
+            "q_learning.epsilon_decay",
+            || format!("must be in (0, 1], got {}", q.epsilon_decay),
+        )?;
         range!(q.epsilon_min, "q_learning.epsilon_min", 0.0, q.epsilon)?;
         check(q.alpha > 0.0 && q.alpha <= 1.0, "q_learning.alpha", || {
             format!("must be in (0, 1], got {}", q.alpha)
@@ -600,7 +617,12 @@ impl FlowConfig {
 
         // load_balancer
         let lb = &self.load_balancer;
-        range!(lb.consistent_hash_vnodes, "load_balancer.consistent_hash_vnodes", 1, 1000)?;
+        range!(
+            lb.consistent_hash_vnodes,
+            "load_balancer.consistent_hash_vnodes",
+            1,
+            1000
+        )?;
         positive!(lb.ewma_decay_ms, "load_balancer.ewma_decay_ms")?;
         positive!(lb.ewma_default_rtt_us, "load_balancer.ewma_default_rtt_us")?;
 
@@ -613,29 +635,57 @@ impl FlowConfig {
             || format!("must be in (0, 1], got {}", cb.failure_rate_threshold),
         )?;
         positive!(cb.min_requests, "circuit_breaker.min_requests")?;
-        range!(cb.window_size, "circuit_breaker.window_size", cb.min_requests, 1024)?;
+        range!(
+            cb.window_size,
+            "circuit_breaker.window_size",
+            cb.min_requests,
+            1024
+        )?;
         positive!(cb.timeout_ms, "circuit_breaker.timeout_ms")?;
-        positive!(cb.half_open_successes, "circuit_breaker.half_open_successes")?;
-        positive!(cb.half_open_max_probes, "circuit_breaker.half_open_max_probes")?;
+        positive!(
+            cb.half_open_successes,
+            "circuit_breaker.half_open_successes"
+        )?;
+        positive!(
+            cb.half_open_max_probes,
+            "circuit_breaker.half_open_max_probes"
+        )?;
 
         // failure_detector
         let fd = &self.failure_detector;
-        range!(fd.max_retry_attempts, "failure_detector.max_retry_attempts", 1, 100)?;
+        range!(
+            fd.max_retry_attempts,
+            "failure_detector.max_retry_attempts",
+            1,
+            100
+        )?;
         range!(
             fd.max_retry_delay_ms,
             "failure_detector.max_retry_delay_ms",
             fd.base_retry_delay_ms,
             3_600_000
         )?;
-        check(fd.max_redeliveries <= 1000, "failure_detector.max_redeliveries", || {
-            format!("must be at most 1000, got {}", fd.max_redeliveries)
-        })?;
-        positive!(fd.hung_agent_after_ms, "failure_detector.hung_agent_after_ms")?;
+        check(
+            fd.max_redeliveries <= 1000,
+            "failure_detector.max_redeliveries",
+            || format!("must be at most 1000, got {}", fd.max_redeliveries),
+        )?;
+        positive!(
+            fd.hung_agent_after_ms,
+            "failure_detector.hung_agent_after_ms"
+        )?;
         positive!(fd.sweep_interval_ms, "failure_detector.sweep_interval_ms")?;
-        range!(fd.max_orphan_recoveries, "failure_detector.max_orphan_recoveries", 1, 100)?;
-        check(fd.phi_threshold > 0.0 && fd.phi_threshold.is_finite(), "failure_detector.phi_threshold", || {
-            format!("must be a finite number > 0, got {}", fd.phi_threshold)
-        })?;
+        range!(
+            fd.max_orphan_recoveries,
+            "failure_detector.max_orphan_recoveries",
+            1,
+            100
+        )?;
+        check(
+            fd.phi_threshold > 0.0 && fd.phi_threshold.is_finite(),
+            "failure_detector.phi_threshold",
+            || format!("must be a finite number > 0, got {}", fd.phi_threshold),
+        )?;
 
         // byzantine
         let bz = &self.byzantine;
@@ -652,9 +702,11 @@ impl FlowConfig {
                 )
             },
         )?;
-        check(bz.signature_algorithm == "hmac_sha256", "byzantine.signature_algorithm", || {
-            format!("must be \"hmac_sha256\", got {:?}", bz.signature_algorithm)
-        })?;
+        check(
+            bz.signature_algorithm == "hmac_sha256",
+            "byzantine.signature_algorithm",
+            || format!("must be \"hmac_sha256\", got {:?}", bz.signature_algorithm),
+        )?;
         positive!(bz.round_timeout_ms, "byzantine.round_timeout_ms")?;
         check(
             bz.blacklist_threshold > 0.0 && bz.blacklist_threshold < 1.0,
@@ -671,11 +723,22 @@ impl FlowConfig {
         // router
         let r = &self.router;
         range!(r.max_in_flight, "router.max_in_flight", 1, 10_000_000)?;
-        range!(r.bulkhead_max_concurrent, "router.bulkhead_max_concurrent", 1, 65_536)?;
+        range!(
+            r.bulkhead_max_concurrent,
+            "router.bulkhead_max_concurrent",
+            1,
+            65_536
+        )?;
         range!(r.retry_budget_ratio, "router.retry_budget_ratio", 0.0, 10.0)?;
-        range!(r.retry_budget_ttl_ms, "router.retry_budget_ttl_ms", 1_000, 60_000)?;
+        range!(
+            r.retry_budget_ttl_ms,
+            "router.retry_budget_ttl_ms",
+            1_000,
+            60_000
+        )?;
         if let Some(s) = &r.fallback_swarm {
-            crate::id::SwarmName::new(s).map_err(|e| invalid("router.fallback_swarm", e.to_string()))?;
+            crate::id::SwarmName::new(s)
+                .map_err(|e| invalid("router.fallback_swarm", e.to_string()))?;
         }
         positive!(r.dead_letter_capacity, "router.dead_letter_capacity")?;
 
@@ -686,12 +749,22 @@ impl FlowConfig {
         positive!(c.sweep_interval_ms, "correlation.sweep_interval_ms")?;
 
         // supervision
-        positive!(self.supervision.flow.window_ms, "supervision.flow.window_ms")?;
-        positive!(self.supervision.agents.window_ms, "supervision.agents.window_ms")?;
+        positive!(
+            self.supervision.flow.window_ms,
+            "supervision.flow.window_ms"
+        )?;
+        positive!(
+            self.supervision.agents.window_ms,
+            "supervision.agents.window_ms"
+        )?;
 
         // registry
         positive!(self.registry.max_agents, "registry.max_agents")?;
-        positive!(self.registry.candidate_cache_entries, "registry.candidate_cache_entries")?;
+        positive!(
+            self.registry.candidate_cache_entries,
+            "registry.candidate_cache_entries"
+        )?;
+        positive!(self.registry.restart_grace_ms, "registry.restart_grace_ms")?;
 
         // codec
         range!(
@@ -734,9 +807,15 @@ mod tests {
     /// An empty file is the default config, and the default survives a TOML round trip.
     #[test]
     fn empty_text_is_default_and_round_trips() {
-        assert_eq!(FlowConfig::from_toml_str("").unwrap(), FlowConfig::default());
+        assert_eq!(
+            FlowConfig::from_toml_str("").unwrap(),
+            FlowConfig::default()
+        );
         let text = FlowConfig::default().to_toml_string();
-        assert_eq!(FlowConfig::from_toml_str(&text).unwrap(), FlowConfig::default());
+        assert_eq!(
+            FlowConfig::from_toml_str(&text).unwrap(),
+            FlowConfig::default()
+        );
     }
 
     /// Out-of-range values are refused with the dotted name of the field.
@@ -745,16 +824,40 @@ mod tests {
         let cases = [
             ("[q_learning]\nepsilon = 1.5", "q_learning.epsilon"),
             ("[q_learning]\ngamma = 1.0", "q_learning.gamma"),
-            ("[circuit_breaker]\nfailure_rate_threshold = 0.0", "circuit_breaker.failure_rate_threshold"),
-            ("[circuit_breaker]\nmin_requests = 0", "circuit_breaker.min_requests"),
-            ("[circuit_breaker]\nwindow_size = 5", "circuit_breaker.window_size"),
-            ("[failure_detector]\nmax_retry_attempts = 0", "failure_detector.max_retry_attempts"),
-            ("[failure_detector]\nmax_retry_delay_ms = 10", "failure_detector.max_retry_delay_ms"),
+            (
+                "[circuit_breaker]\nfailure_rate_threshold = 0.0",
+                "circuit_breaker.failure_rate_threshold",
+            ),
+            (
+                "[circuit_breaker]\nmin_requests = 0",
+                "circuit_breaker.min_requests",
+            ),
+            (
+                "[circuit_breaker]\nwindow_size = 5",
+                "circuit_breaker.window_size",
+            ),
+            (
+                "[failure_detector]\nmax_retry_attempts = 0",
+                "failure_detector.max_retry_attempts",
+            ),
+            (
+                "[failure_detector]\nmax_retry_delay_ms = 10",
+                "failure_detector.max_retry_delay_ms",
+            ),
             ("[byzantine]\nquorum_size = 4", "byzantine.quorum_size"),
-            ("[byzantine]\nsignature_algorithm = \"md5\"", "byzantine.signature_algorithm"),
+            (
+                "[byzantine]\nsignature_algorithm = \"md5\"",
+                "byzantine.signature_algorithm",
+            ),
             ("[router]\nmax_in_flight = 0", "router.max_in_flight"),
-            ("[router]\nfallback_swarm = \"has space\"", "router.fallback_swarm"),
-            ("[codec]\nmax_payload_bytes = 999999999", "codec.max_payload_bytes"),
+            (
+                "[router]\nfallback_swarm = \"has space\"",
+                "router.fallback_swarm",
+            ),
+            (
+                "[codec]\nmax_payload_bytes = 999999999",
+                "codec.max_payload_bytes",
+            ),
             ("[node]\nname = \"\"", "node.name"),
             ("[timeouts]\nexecution_ms = 0", "timeouts.execution_ms"),
         ];
@@ -774,7 +877,10 @@ mod tests {
         assert!(err.to_string().contains("fastest"), "{err}");
         let err = FlowConfig::from_toml_str("[timeouts]\nrouting_ms = \"soon\"").unwrap_err();
         assert!(matches!(err, ConfigError::Parse(_)), "{err}");
-        assert!(matches!(FlowConfig::from_toml_str("[router"), Err(ConfigError::Parse(_))));
+        assert!(matches!(
+            FlowConfig::from_toml_str("[router"),
+            Err(ConfigError::Parse(_))
+        ));
         let err = FlowConfig::from_file("/nonexistent/flow.toml").unwrap_err();
         assert!(matches!(err, ConfigError::Io { .. }));
     }
@@ -783,8 +889,19 @@ mod tests {
     /// the valid names.
     #[test]
     fn strategy_names_parse() {
-        assert_eq!("p2c-ewma".parse::<StrategyKind>(), Ok(StrategyKind::P2cEwma));
-        assert_eq!("q_learning".parse::<StrategyKind>(), Ok(StrategyKind::QLearning));
-        assert!("best".parse::<StrategyKind>().unwrap_err().contains("round_robin"));
+        assert_eq!(
+            "p2c-ewma".parse::<StrategyKind>(),
+            Ok(StrategyKind::P2cEwma)
+        );
+        assert_eq!(
+            "q_learning".parse::<StrategyKind>(),
+            Ok(StrategyKind::QLearning)
+        );
+        assert!(
+            "best"
+                .parse::<StrategyKind>()
+                .unwrap_err()
+                .contains("round_robin")
+        );
     }
 }

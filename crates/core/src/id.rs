@@ -204,10 +204,7 @@ mod tests {
     fn names_are_validated() {
         assert!(AgentId::new("agent-1").is_ok());
         assert!(Capability::new("rust/tokio@1.0").is_ok());
-        assert_eq!(
-            AgentId::new(""),
-            Err(NameError::Empty { kind: "agent id" })
-        );
+        assert_eq!(AgentId::new(""), Err(NameError::Empty { kind: "agent id" }));
         assert!(matches!(
             Capability::new("a b"),
             Err(NameError::BadCharacter { .. })

@@ -169,7 +169,11 @@ impl<P> TaskLedger<P> {
     }
 
     /// Closes a task in a terminal state and returns its entry.
-    pub fn finish(&mut self, id: TaskId, kind: TerminalKind) -> Result<LedgerEntry<P>, LedgerError> {
+    pub fn finish(
+        &mut self,
+        id: TaskId,
+        kind: TerminalKind,
+    ) -> Result<LedgerEntry<P>, LedgerError> {
         let entry = self.open.remove(&id).ok_or(LedgerError::NotOpen(id))?;
         match kind {
             TerminalKind::Completed => self.counts.completed += 1,
@@ -253,7 +257,10 @@ mod tests {
         l.accept(id, 9).unwrap();
         assert_eq!(l.get(&id).unwrap().state, OpenState::Submitted);
         l.assign(id, agent(), None, 1).unwrap();
-        assert!(matches!(l.get(&id).unwrap().state, OpenState::Assigned { attempt: 1, .. }));
+        assert!(matches!(
+            l.get(&id).unwrap().state,
+            OpenState::Assigned { attempt: 1, .. }
+        ));
         assert_eq!(l.assigned_to(&agent()).collect::<Vec<_>>(), vec![id]);
         l.requeue(id).unwrap();
         assert_eq!(l.get(&id).unwrap().state, OpenState::Submitted);
@@ -271,8 +278,14 @@ mod tests {
         let id = TaskId::new_v4();
         l.accept(id, ()).unwrap();
         l.finish(id, TerminalKind::Failed).unwrap();
-        assert_eq!(l.finish(id, TerminalKind::Completed).unwrap_err(), LedgerError::NotOpen(id));
-        assert_eq!(l.assign(id, agent(), None, 2).unwrap_err(), LedgerError::NotOpen(id));
+        assert_eq!(
+            l.finish(id, TerminalKind::Completed).unwrap_err(),
+            LedgerError::NotOpen(id)
+        );
+        assert_eq!(
+            l.assign(id, agent(), None, 2).unwrap_err(),
+            LedgerError::NotOpen(id)
+        );
         assert_eq!(l.counts().failed, 1);
         assert_eq!(l.counts().completed, 0);
     }

@@ -12,7 +12,9 @@ use crate::trace_context::{TraceContext, TraceContextError};
 
 /// Scheduling priority. Higher priorities are admitted first when the node is at its
 /// in-flight limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     /// Background work.

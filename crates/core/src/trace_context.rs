@@ -273,29 +273,93 @@ mod tests {
     fn malformed_values_get_typed_errors() {
         use TraceContextError::*;
         let cases: &[(&str, TraceContextError)] = &[
-            ("", BadLength { len: 0, version: 0, expected: "55" }),
-            (&VALID[..54], BadLength { len: 54, version: 0, expected: "exactly 55" }),
-            (&format!("{VALID}-"), BadLength { len: 56, version: 0, expected: "exactly 55" }),
-            ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", ForbiddenVersion),
-            ("0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-             NotLowercaseHex { field: TraceField::Version }),
-            ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-             NotLowercaseHex { field: TraceField::TraceId }),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902bz-01",
-             NotLowercaseHex { field: TraceField::ParentId }),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x",
-             NotLowercaseHex { field: TraceField::Flags }),
-            ("00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-             MissingDelimiter { after: TraceField::Version }),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
-             MissingDelimiter { after: TraceField::TraceId }),
-            ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", ZeroTraceId),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", ZeroParentId),
+            (
+                "",
+                BadLength {
+                    len: 0,
+                    version: 0,
+                    expected: "55",
+                },
+            ),
+            (
+                &VALID[..54],
+                BadLength {
+                    len: 54,
+                    version: 0,
+                    expected: "exactly 55",
+                },
+            ),
+            (
+                &format!("{VALID}-"),
+                BadLength {
+                    len: 56,
+                    version: 0,
+                    expected: "exactly 55",
+                },
+            ),
+            (
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ForbiddenVersion,
+            ),
+            (
+                "0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                NotLowercaseHex {
+                    field: TraceField::Version,
+                },
+            ),
+            (
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                NotLowercaseHex {
+                    field: TraceField::TraceId,
+                },
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902bz-01",
+                NotLowercaseHex {
+                    field: TraceField::ParentId,
+                },
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x",
+                NotLowercaseHex {
+                    field: TraceField::Flags,
+                },
+            ),
+            (
+                "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                MissingDelimiter {
+                    after: TraceField::Version,
+                },
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
+                MissingDelimiter {
+                    after: TraceField::TraceId,
+                },
+            ),
+            (
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                ZeroTraceId,
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                ZeroParentId,
+            ),
             // A future version must still be followed by '-' after the flags.
-            ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
-             MissingDelimiter { after: TraceField::Flags }),
-            ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
-             BadLength { len: 54, version: 1, expected: "at least 55" }),
+            (
+                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+                MissingDelimiter {
+                    after: TraceField::Flags,
+                },
+            ),
+            (
+                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+                BadLength {
+                    len: 54,
+                    version: 1,
+                    expected: "at least 55",
+                },
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(

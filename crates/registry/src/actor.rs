@@ -1,39 +1,53 @@
 //! The registry actor: the single writer of the [`RegistryView`].
 //!
-//! It monitors every registered agent actor (ractor `monitors`), so when an agent dies,
-//! for any reason, its entry is removed: no stale entries. A removal only happens if the
-//! dead actor is still the registered incarnation, because a restarted agent may have
-//! registered its new actor before the old one's exit event arrives.
+//! It monitors every registered agent actor (ractor `monitors`). When an agent dies its
+//! entry is marked down at once (no stale routing: candidates that are down are skipped)
+//! and, unless a new incarnation registers within `registry.restart_grace_ms`, removed.
+//! A death only counts if the dead actor is still the entry's current incarnation: a
+//! restarted agent may have registered its new actor before the old one's exit event
+//! arrives.
 //!
 //! The view is shared and outlives the actor. When the registry actor is restarted, the
-//! new incarnation rebuilds what the old one held privately: it drops entries whose
+//! new incarnation rebuilds what the old one held privately: it marks down entries whose
 //! actors died while no registry was listening, and monitors the rest again.
+//!
+//! It also publishes leadership changes: after every event it recomputes the leaders of
+//! the swarms involved and announces those that differ from what it last announced.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use erlmcp_flow_core::{AgentId, MonoClock, SwarmName};
 use erlmcp_flow_supervision::ActorSlot;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tokio::sync::Semaphore;
+use ractor::{
+    Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent,
+};
 
 use crate::entry::{AgentEntry, Registration};
 use crate::error::RegistryError;
-use crate::load::AgentLoad;
-use crate::view::RegistryView;
+use crate::view::{LeaderChange, RegistryView};
 
 /// Messages the registry actor takes (all writes).
 #[derive(Debug)]
 pub enum RegistryMsg {
     /// Register an agent incarnation.
-    Register(Registration, RpcReplyPort<Result<Arc<AgentEntry>, RegistryError>>),
+    Register(
+        Registration,
+        RpcReplyPort<Result<Arc<AgentEntry>, RegistryError>>,
+    ),
     /// Remove an agent.
     Unregister(AgentId, RpcReplyPort<bool>),
     /// Add an agent to a swarm.
     JoinSwarm(AgentId, SwarmName, RpcReplyPort<bool>),
     /// Remove an agent from a swarm.
     LeaveSwarm(AgentId, SwarmName, RpcReplyPort<bool>),
+    /// Monitor a new incarnation that revived its entry itself (see
+    /// [`RegistryHandle::revive`](crate::RegistryHandle::revive)).
+    Watch(AgentId, erlmcp_flow_core::AgentRef),
+    /// Remove entries down for longer than the grace period.
+    Reap,
     /// Fault injection for supervision tests.
     #[doc(hidden)]
     InjectPanic,
@@ -54,6 +68,8 @@ pub struct RegistryArgs {
     pub bulkhead_capacity: usize,
     /// Registration counter shared by incarnations (keeps `seq` increasing).
     pub seq: Arc<AtomicU64>,
+    /// How long a down entry waits for a new incarnation before it is removed.
+    pub restart_grace: Duration,
 }
 
 /// The registry actor.
@@ -66,6 +82,11 @@ pub struct RegistryState {
     args: RegistryArgs,
     /// Monitored actor → agent id.
     watching: HashMap<ActorId, AgentId>,
+    /// Down entries: id → (incarnation when it went down, when).
+    down: HashMap<AgentId, (u64, u64)>,
+    /// Leaders as last announced.
+    announced: HashMap<SwarmName, Option<AgentId>>,
+    reaper: tokio::task::JoinHandle<()>,
 }
 
 impl Actor for Registry {
@@ -73,49 +94,90 @@ impl Actor for Registry {
     type State = RegistryState;
     type Arguments = RegistryArgs;
 
-    async fn pre_start(&self, myself: ActorRef<RegistryMsg>, args: RegistryArgs) -> Result<RegistryState, ActorProcessingErr> {
-        let mut watching = HashMap::new();
-        let mut dropped = 0usize;
-        for entry in args.view.all() {
-            if entry.is_alive() {
-                myself.get_cell().monitor(entry.actor.get_cell());
-                watching.insert(entry.actor.get_id(), entry.id.clone());
-            } else if args.view.remove(&entry.id, Some(entry.actor.get_id())).is_some() {
-                dropped += 1;
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RegistryMsg>,
+        args: RegistryArgs,
+    ) -> Result<RegistryState, ActorProcessingErr> {
+        let reaper = myself.send_interval(
+            (args.restart_grace / 2).max(Duration::from_millis(1)),
+            || RegistryMsg::Reap,
+        );
+        let mut state = RegistryState {
+            watching: HashMap::new(),
+            down: HashMap::new(),
+            announced: HashMap::new(),
+            reaper,
+            args,
+        };
+        let now = state.args.clock.now_ns();
+        for entry in state.args.view.all_entries() {
+            let actor = entry.actor();
+            if entry.is_alive() && actor.get_status() <= ActorStatus::Running {
+                myself.get_cell().monitor(actor.get_cell());
+                state.watching.insert(actor.get_id(), entry.id.clone());
+            } else {
+                entry.mark_down(actor.get_id());
+                state
+                    .down
+                    .insert(entry.id.clone(), (entry.incarnation(), now));
             }
         }
-        if dropped > 0 || !watching.is_empty() {
-            tracing::info!(kept = watching.len(), dropped, "registry rebuilt from the shared view");
+        for swarm in state.args.view.swarms() {
+            let leader = state.args.view.leader(&swarm);
+            state.announced.insert(swarm, leader);
         }
-        args.slot.set(myself);
-        Ok(RegistryState { args, watching })
+        if !state.watching.is_empty() || !state.down.is_empty() {
+            tracing::info!(
+                live = state.watching.len(),
+                down = state.down.len(),
+                "registry rebuilt from the shared view"
+            );
+        }
+        state.args.slot.set(myself);
+        Ok(state)
     }
 
-    async fn post_stop(&self, myself: ActorRef<RegistryMsg>, state: &mut RegistryState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        myself: ActorRef<RegistryMsg>,
+        state: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.reaper.abort();
         state.args.slot.clear_if(&myself);
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<RegistryMsg>, msg: RegistryMsg, state: &mut RegistryState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<RegistryMsg>,
+        msg: RegistryMsg,
+        state: &mut RegistryState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             RegistryMsg::Register(reg, reply) => {
                 let r = state.register(&myself, reg);
+                if let Ok(e) = &r {
+                    state.announce(&e.initial_swarms.clone());
+                }
                 let _ = reply.send(r);
             }
             RegistryMsg::Unregister(id, reply) => {
-                let removed = state.args.view.remove(&id, None);
-                if let Some(e) = &removed {
-                    myself.get_cell().unmonitor(e.actor.get_cell());
-                    state.watching.remove(&e.actor.get_id());
-                }
-                let _ = reply.send(removed.is_some());
+                let removed = state.remove(&myself, &id);
+                let _ = reply.send(removed);
             }
             RegistryMsg::JoinSwarm(id, swarm, reply) => {
-                let _ = reply.send(state.args.view.join(&id, &swarm));
+                let ok = state.args.view.join(&id, &swarm);
+                state.announce(std::slice::from_ref(&swarm));
+                let _ = reply.send(ok);
             }
             RegistryMsg::LeaveSwarm(id, swarm, reply) => {
-                let _ = reply.send(state.args.view.leave(&id, &swarm));
+                let ok = state.args.view.leave(&id, &swarm);
+                state.announce(std::slice::from_ref(&swarm));
+                let _ = reply.send(ok);
             }
+            RegistryMsg::Watch(id, actor) => state.watch(&myself, id, actor),
+            RegistryMsg::Reap => state.reap(&myself),
             RegistryMsg::InjectPanic => panic!("registry: injected panic"),
         }
         Ok(())
@@ -127,12 +189,21 @@ impl Actor for Registry {
         evt: SupervisionEvent,
         state: &mut RegistryState,
     ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorTerminated(cell, ..) | SupervisionEvent::ActorFailed(cell, _) = evt {
+        if let SupervisionEvent::ActorTerminated(cell, ..)
+        | SupervisionEvent::ActorFailed(cell, _) = evt
+        {
             let actor = cell.get_id();
             if let Some(id) = state.watching.remove(&actor)
-                && state.args.view.remove(&id, Some(actor)).is_some()
+                && let Some(entry) = state.args.view.entry(&id)
+                && entry.actor_id() == actor
             {
-                tracing::debug!(agent = %id, "agent died; unregistered");
+                entry.mark_down(actor);
+                state
+                    .down
+                    .insert(id.clone(), (entry.incarnation(), state.args.clock.now_ns()));
+                tracing::debug!(agent = %id, "agent died; marked down");
+                let swarms = state.args.view.swarms_of(&id);
+                state.announce(&swarms);
             }
         }
         Ok(())
@@ -140,40 +211,143 @@ impl Actor for Registry {
 }
 
 impl RegistryState {
-    fn register(&mut self, myself: &ActorRef<RegistryMsg>, reg: Registration) -> Result<Arc<AgentEntry>, RegistryError> {
+    fn register(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        reg: Registration,
+    ) -> Result<Arc<AgentEntry>, RegistryError> {
         if reg.weight == 0 {
             return Err(RegistryError::InvalidWeight(reg.id));
         }
-        let view = &self.args.view;
-        if let Some(existing) = view.get(&reg.id) {
-            if existing.is_alive() && existing.actor.get_id() != reg.actor.get_id() {
+        if reg.actor.get_status() > ActorStatus::Running {
+            return Err(RegistryError::AgentDead(reg.id));
+        }
+        let view = self.args.view.clone();
+        let existing = view.entry(&reg.id);
+        if let Some(e) = &existing {
+            let current = e.actor();
+            if e.is_alive()
+                && current.get_id() != reg.actor.get_id()
+                && current.get_status() <= ActorStatus::Running
+            {
                 return Err(RegistryError::AlreadyRegistered(reg.id));
             }
+            if e.same_shape(&reg)
+                && (e.actor_id() == reg.actor.get_id() || e.revive(reg.actor.clone()))
+            {
+                // A new incarnation of the same agent took the entry over in place.
+                self.watch(myself, reg.id.clone(), reg.actor.clone());
+                return self.confirm_alive(e.clone());
+            }
         } else if view.is_full() {
-            return Err(RegistryError::Full { max: view.len() });
+            return Err(RegistryError::Full {
+                max: view.max_agents(),
+            });
         }
-        let entry = Arc::new(AgentEntry {
-            id: reg.id.clone(),
-            capabilities: reg.capabilities,
-            weight: reg.weight,
-            actor: reg.actor,
-            node: None,
-            seq: self.args.seq.fetch_add(1, Ordering::Relaxed),
-            load: AgentLoad::new(self.args.clock.now_ns()),
-            bulkhead: Semaphore::new(self.args.bulkhead_capacity),
-        });
-        if let Some(old) = view.insert(entry.clone(), &reg.swarms) {
-            myself.get_cell().unmonitor(old.actor.get_cell());
-            self.watching.remove(&old.actor.get_id());
+        let entry = Arc::new(AgentEntry::new(
+            reg,
+            self.args.seq.fetch_add(1, Ordering::Relaxed),
+            self.args.clock.now_ns(),
+            self.args.bulkhead_capacity,
+        ));
+        if let Some(old) = view.insert(entry.clone()) {
+            myself.get_cell().unmonitor(old.actor().get_cell());
+            self.watching.remove(&old.actor_id());
         }
-        myself.get_cell().monitor(entry.actor.get_cell());
-        self.watching.insert(entry.actor.get_id(), entry.id.clone());
-        // The actor may have died before we started monitoring it.
-        if !entry.is_alive() {
-            view.remove(&entry.id, Some(entry.actor.get_id()));
-            self.watching.remove(&entry.actor.get_id());
+        self.down.remove(&entry.id);
+        let actor = entry.actor();
+        myself.get_cell().monitor(actor.get_cell());
+        self.watching.insert(actor.get_id(), entry.id.clone());
+        self.confirm_alive(entry)
+    }
+
+    /// Monitors the incarnation `actor` of `id` if it is still the entry's current one.
+    fn watch(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        id: AgentId,
+        actor: erlmcp_flow_core::AgentRef,
+    ) {
+        let Some(entry) = self.args.view.entry(&id) else {
+            return;
+        };
+        if entry.actor_id() != actor.get_id() {
+            return;
+        }
+        if let Some(old) = self
+            .watching
+            .iter()
+            .find(|(_, v)| **v == id)
+            .map(|(k, _)| *k)
+            && old != actor.get_id()
+        {
+            self.watching.remove(&old);
+        }
+        myself.get_cell().monitor(actor.get_cell());
+        self.watching.insert(actor.get_id(), id.clone());
+        self.down.remove(&id);
+        let _ = self.confirm_alive(entry.clone());
+        let swarms = self.args.view.swarms_of(&id);
+        self.announce(&swarms);
+    }
+
+    /// The actor may have died before we started monitoring it.
+    fn confirm_alive(&mut self, entry: Arc<AgentEntry>) -> Result<Arc<AgentEntry>, RegistryError> {
+        let actor = entry.actor();
+        if actor.get_status() > ActorStatus::Running {
+            entry.mark_down(actor.get_id());
+            self.watching.remove(&actor.get_id());
+            self.down.insert(
+                entry.id.clone(),
+                (entry.incarnation(), self.args.clock.now_ns()),
+            );
             return Err(RegistryError::AgentDead(entry.id.clone()));
         }
         Ok(entry)
+    }
+
+    fn remove(&mut self, myself: &ActorRef<RegistryMsg>, id: &AgentId) -> bool {
+        let swarms = self.args.view.swarms_of(id);
+        let Some(e) = self.args.view.remove(id, None) else {
+            return false;
+        };
+        myself.get_cell().unmonitor(e.actor().get_cell());
+        self.watching.remove(&e.actor_id());
+        self.down.remove(id);
+        self.announce(&swarms);
+        true
+    }
+
+    fn reap(&mut self, myself: &ActorRef<RegistryMsg>) {
+        let now = self.args.clock.now_ns();
+        let grace = self.args.restart_grace.as_nanos() as u64;
+        let expired: Vec<AgentId> = self
+            .down
+            .iter()
+            .filter(|(_, (_, since))| now.saturating_sub(*since) >= grace)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            let (incarnation, _) = self.down.remove(&id).expect("listed above");
+            if let Some(e) = self.args.view.entry(&id)
+                && e.retire_if_down(incarnation)
+            {
+                tracing::debug!(agent = %id, "agent stayed down past the grace period; removed");
+                self.remove(myself, &id);
+            }
+        }
+    }
+
+    fn announce(&mut self, swarms: &[SwarmName]) {
+        for swarm in swarms {
+            let leader = self.args.view.leader(swarm);
+            let before = self.announced.insert(swarm.clone(), leader.clone());
+            if before.flatten() != leader {
+                self.args.view.publish_leader(LeaderChange {
+                    swarm: swarm.clone(),
+                    leader,
+                });
+            }
+        }
     }
 }

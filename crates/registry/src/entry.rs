@@ -1,9 +1,20 @@
-//! What the registry knows about one agent incarnation.
+//! What the registry knows about one agent.
+//!
+//! An entry belongs to an agent *id* and outlives the agent's incarnations: when a
+//! supervised agent crashes, its entry is marked down (at once, by the failing actor
+//! itself, or by the registry when the monitor reports the death) and routing skips it;
+//! when the supervisor's new incarnation registers, the entry is revived with the new
+//! actor. Capability indexes, cached candidate lists, breaker history, load figures and
+//! bulkhead all stay in place across a restart, so a crash costs two atomic flips instead
+//! of an index rebuild. An entry that stays down past `registry.restart_grace_ms`, or whose
+//! agent leaves the pool, is removed.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use erlmcp_flow_core::{AgentId, AgentRef, CapabilitySet, NodeName, SwarmName};
-use ractor::ActorStatus;
+use parking_lot::RwLock;
+use ractor::ActorId;
 use tokio::sync::Semaphore;
 
 use crate::load::AgentLoad;
@@ -23,17 +34,16 @@ pub struct Registration {
     pub actor: AgentRef,
 }
 
-/// One registered agent incarnation: identity, actor, and the live figures the router
-/// reads and updates without going through the registry's mailbox.
+/// One registered agent. See the module docs.
 pub struct AgentEntry {
     /// Agent id.
     pub id: AgentId,
     /// Capabilities.
     pub capabilities: CapabilitySet,
+    /// Swarms given at registration (sorted).
+    pub initial_swarms: Vec<SwarmName>,
     /// Weight (≥ 1).
     pub weight: u32,
-    /// The actor of this incarnation.
-    pub actor: AgentRef,
     /// Node the agent lives on (`None`: this node).
     pub node: Option<NodeName>,
     /// Registration order on this node; lower is older (leader election uses it).
@@ -42,12 +52,103 @@ pub struct AgentEntry {
     pub load: AgentLoad,
     /// Bulkhead: permits for tasks queued at or running on this agent.
     pub bulkhead: Semaphore,
+    actor: RwLock<AgentRef>,
+    incarnation: AtomicU64,
+    /// `UP`, `DOWN` or `RETIRED` (removed; can no longer be revived).
+    state: AtomicU8,
 }
 
+const UP: u8 = 0;
+const DOWN: u8 = 1;
+const RETIRED: u8 = 2;
+
 impl AgentEntry {
-    /// True while the actor can take messages.
+    /// A new, live entry for `reg`.
+    pub fn new(reg: Registration, seq: u64, now_ns: u64, bulkhead: usize) -> Self {
+        let mut swarms = reg.swarms;
+        swarms.sort();
+        swarms.dedup();
+        Self {
+            id: reg.id,
+            capabilities: reg.capabilities,
+            initial_swarms: swarms,
+            weight: reg.weight,
+            node: None,
+            seq,
+            load: AgentLoad::new(now_ns),
+            bulkhead: Semaphore::new(bulkhead),
+            actor: RwLock::new(reg.actor),
+            incarnation: AtomicU64::new(0),
+            state: AtomicU8::new(UP),
+        }
+    }
+
+    /// The current incarnation's actor.
+    pub fn actor(&self) -> AgentRef {
+        self.actor.read().clone()
+    }
+
+    /// The current incarnation's actor id.
+    pub fn actor_id(&self) -> ActorId {
+        self.actor.read().get_id()
+    }
+
+    /// Incarnation number (0 for the first, +1 per revival).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation.load(Ordering::Acquire)
+    }
+
+    /// True unless the agent is down (crashed and not yet restarted). One atomic load:
+    /// cheap enough to call for every candidate of every decision.
     pub fn is_alive(&self) -> bool {
-        self.actor.get_status() <= ActorStatus::Running
+        self.state.load(Ordering::Acquire) == UP
+    }
+
+    /// Marks the entry down if `actor` is still its current incarnation; true if it was up.
+    pub fn mark_down(&self, actor: ActorId) -> bool {
+        let current = self.actor.read();
+        if current.get_id() != actor {
+            return false;
+        }
+        self.state
+            .compare_exchange(UP, DOWN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Installs a new incarnation of a down entry and marks it up. Fails (false) when
+    /// the entry is up or was retired (removed) meanwhile.
+    pub(crate) fn revive(&self, actor: AgentRef) -> bool {
+        let mut current = self.actor.write();
+        if self.state.load(Ordering::Acquire) != DOWN {
+            return false;
+        }
+        *current = actor;
+        self.incarnation.fetch_add(1, Ordering::AcqRel);
+        self.state
+            .compare_exchange(DOWN, UP, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Retires a down entry of incarnation `incarnation` so it can no longer be revived;
+    /// true if it did.
+    pub(crate) fn retire_if_down(&self, incarnation: u64) -> bool {
+        let _current = self.actor.write();
+        self.incarnation() == incarnation
+            && self
+                .state
+                .compare_exchange(DOWN, RETIRED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    /// True when `reg` describes the same agent (capabilities, swarms, weight), so a new
+    /// incarnation can take this entry over in place.
+    pub(crate) fn same_shape(&self, reg: &Registration) -> bool {
+        let mut swarms = reg.swarms.clone();
+        swarms.sort();
+        swarms.dedup();
+        self.capabilities == reg.capabilities
+            && self.weight == reg.weight
+            && self.initial_swarms == swarms
     }
 
     /// A stable 64-bit hash of the agent id (for consistent hashing).
@@ -61,7 +162,8 @@ impl fmt::Debug for AgentEntry {
         f.debug_struct("AgentEntry")
             .field("id", &self.id)
             .field("capabilities", &self.capabilities)
-            .field("actor", &self.actor.get_id())
+            .field("actor", &self.actor_id())
+            .field("alive", &self.is_alive())
             .field("seq", &self.seq)
             .field("in_flight", &self.load.in_flight())
             .finish()

@@ -29,7 +29,11 @@ pub struct RegistryHandle {
 impl RegistryHandle {
     /// A handle on `view`, writing through the actor published in `slot`, giving up on a
     /// write after `write_timeout`.
-    pub fn new(view: Arc<RegistryView>, slot: ActorSlot<RegistryMsg>, write_timeout: Duration) -> Self {
+    pub fn new(
+        view: Arc<RegistryView>,
+        slot: ActorSlot<RegistryMsg>,
+        write_timeout: Duration,
+    ) -> Self {
         Self {
             view,
             slot,
@@ -79,7 +83,11 @@ impl RegistryHandle {
         self.view
             .swarm_members(swarm)
             .into_iter()
-            .filter(|e| e.actor.send_message(AgentMsg::Broadcast(message.clone())).is_ok())
+            .filter(|e| {
+                e.actor()
+                    .send_message(AgentMsg::Broadcast(message.clone()))
+                    .is_ok()
+            })
             .count()
     }
 
@@ -87,25 +95,54 @@ impl RegistryHandle {
 
     /// Registers an agent incarnation.
     pub async fn register(&self, reg: Registration) -> Result<Arc<AgentEntry>, RegistryError> {
-        self.write(move |r| RegistryMsg::Register(reg.clone(), r)).await?
+        self.write(move |r| RegistryMsg::Register(reg.clone(), r))
+            .await?
+    }
+
+    /// Fast path for a restarted agent: if a down entry of the same shape exists, install
+    /// `reg.actor` as its new incarnation at once (two atomic writes, no mailbox round
+    /// trip, so a crash storm does not queue restarts behind the registry) and ask the
+    /// registry actor to monitor it. `None` means a full [`register`](Self::register) is
+    /// needed.
+    pub fn revive(&self, reg: &Registration) -> Option<Arc<AgentEntry>> {
+        let entry = self.view.entry(&reg.id)?;
+        if !entry.same_shape(reg) || !entry.revive(reg.actor.clone()) {
+            return None;
+        }
+        if let Some(registry) = self.slot.get() {
+            let _ = registry.send_message(RegistryMsg::Watch(reg.id.clone(), reg.actor.clone()));
+        }
+        // With no registry running, its next incarnation re-monitors every live entry.
+        Some(entry)
     }
 
     /// Unregisters an agent; true when it was registered.
     pub async fn unregister(&self, id: &AgentId) -> Result<bool, RegistryError> {
         let id = id.clone();
-        self.write(move |r| RegistryMsg::Unregister(id.clone(), r)).await
+        self.write(move |r| RegistryMsg::Unregister(id.clone(), r))
+            .await
     }
 
     /// Adds `agent` to `swarm`; false when the agent is unknown.
-    pub async fn join_swarm(&self, agent: &AgentId, swarm: &SwarmName) -> Result<bool, RegistryError> {
+    pub async fn join_swarm(
+        &self,
+        agent: &AgentId,
+        swarm: &SwarmName,
+    ) -> Result<bool, RegistryError> {
         let (a, s) = (agent.clone(), swarm.clone());
-        self.write(move |r| RegistryMsg::JoinSwarm(a.clone(), s.clone(), r)).await
+        self.write(move |r| RegistryMsg::JoinSwarm(a.clone(), s.clone(), r))
+            .await
     }
 
     /// Removes `agent` from `swarm`; false when it was not a member.
-    pub async fn leave_swarm(&self, agent: &AgentId, swarm: &SwarmName) -> Result<bool, RegistryError> {
+    pub async fn leave_swarm(
+        &self,
+        agent: &AgentId,
+        swarm: &SwarmName,
+    ) -> Result<bool, RegistryError> {
         let (a, s) = (agent.clone(), swarm.clone());
-        self.write(move |r| RegistryMsg::LeaveSwarm(a.clone(), s.clone(), r)).await
+        self.write(move |r| RegistryMsg::LeaveSwarm(a.clone(), s.clone(), r))
+            .await
     }
 
     /// Calls the current registry actor, retrying while it restarts, up to the write

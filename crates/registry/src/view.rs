@@ -10,6 +10,10 @@
 //! tagged with the registry *epoch*. Every membership change bumps the epoch after the
 //! index is updated; a reader tags its answer with the epoch it read *before* computing,
 //! so an answer computed during a change is tagged stale and recomputed next time.
+//!
+//! Candidate lists include agents that are down while their supervisor restarts them
+//! (see [`crate::entry`]); routing checks [`AgentEntry::is_alive`]. Every other read
+//! (`get`, `all`, `find_by_capability`, swarm members, leaders) shows live agents only.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -84,19 +88,29 @@ impl RegistryView {
 
     // ---------------------------------------------------------------- reads
 
-    /// The agent with this id.
+    /// The live agent with this id.
     pub fn get(&self, id: &AgentId) -> Option<Arc<AgentEntry>> {
+        self.entry(id).filter(|e| e.is_alive())
+    }
+
+    /// The entry for this id, live or down.
+    pub fn entry(&self, id: &AgentId) -> Option<Arc<AgentEntry>> {
         self.by_id.get(id).map(|e| e.value().clone())
     }
 
-    /// Number of registered agents.
+    /// Number of live agents.
     pub fn len(&self) -> usize {
+        self.by_id.iter().filter(|e| e.is_alive()).count()
+    }
+
+    /// Number of entries, live or down.
+    pub fn entries_len(&self) -> usize {
         self.by_id.len()
     }
 
-    /// True when no agent is registered.
+    /// True when no live agent is registered.
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.len() == 0
     }
 
     /// Membership epoch: changes whenever an agent is added or removed or changes swarms.
@@ -104,20 +118,34 @@ impl RegistryView {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// All agents, sorted by id.
+    /// All live agents, sorted by id.
     pub fn all(&self) -> Vec<Arc<AgentEntry>> {
-        let mut v: Vec<_> = self.by_id.iter().map(|e| e.value().clone()).collect();
+        let mut v: Vec<_> = self
+            .all_entries()
+            .into_iter()
+            .filter(|e| e.is_alive())
+            .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
 
-    /// Agents having `cap`.
-    pub fn find_by_capability(&self, cap: &Capability) -> Vec<Arc<AgentEntry>> {
-        self.query(&CapabilitySet::from(vec![cap.clone()]), None).to_vec()
+    /// Every entry, live or down, in no particular order.
+    pub fn all_entries(&self) -> Vec<Arc<AgentEntry>> {
+        self.by_id.iter().map(|e| e.value().clone()).collect()
     }
 
-    /// Agents having *all* of `caps` (and in `swarm`, when given), sorted by id. Cached;
-    /// see the module docs. An empty `caps` matches every agent (of the swarm).
+    /// Live agents having `cap`.
+    pub fn find_by_capability(&self, cap: &Capability) -> Vec<Arc<AgentEntry>> {
+        self.query(&CapabilitySet::from(vec![cap.clone()]), None)
+            .iter()
+            .filter(|e| e.is_alive())
+            .cloned()
+            .collect()
+    }
+
+    /// Agents having *all* of `caps` (and in `swarm`, when given), sorted by id, including
+    /// agents that are down while restarting. Cached; see the module docs. An empty `caps`
+    /// matches every agent (of the swarm).
     pub fn query(&self, caps: &CapabilitySet, swarm: Option<&SwarmName>) -> Candidates {
         let epoch = self.epoch();
         let key = (caps.clone(), swarm.cloned());
@@ -176,13 +204,13 @@ impl RegistryView {
                 (Some(s), Some(of)) => of.contains(s),
                 (Some(_), None) => false,
             })
-            .filter_map(|id| self.get(id))
+            .filter_map(|id| self.entry(id))
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out.into()
     }
 
-    /// Members of `swarm`, oldest first.
+    /// Live members of `swarm`, oldest first.
     pub fn swarm_members(&self, swarm: &SwarmName) -> Vec<Arc<AgentEntry>> {
         let index = self.index.read();
         index
@@ -201,13 +229,24 @@ impl RegistryView {
 
     /// Swarms `agent` belongs to.
     pub fn swarms_of(&self, agent: &AgentId) -> Vec<SwarmName> {
-        self.index.read().member_of.get(agent).cloned().unwrap_or_default()
+        self.index
+            .read()
+            .member_of
+            .get(agent)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The leader of `swarm`: its longest-registered live member.
     pub fn leader(&self, swarm: &SwarmName) -> Option<AgentId> {
         let index = self.index.read();
-        index.swarms.get(swarm)?.members.values().next().cloned()
+        index
+            .swarms
+            .get(swarm)?
+            .members
+            .values()
+            .find(|id| self.get(id).is_some())
+            .cloned()
     }
 
     /// Subscribes to leadership changes.
@@ -221,16 +260,24 @@ impl RegistryView {
         self.by_id.len() >= self.max_agents
     }
 
-    pub(crate) fn insert(&self, entry: Arc<AgentEntry>, swarms: &[SwarmName]) -> Option<Arc<AgentEntry>> {
+    pub(crate) fn max_agents(&self) -> usize {
+        self.max_agents
+    }
+
+    pub(crate) fn insert(&self, entry: Arc<AgentEntry>) -> Option<Arc<AgentEntry>> {
         let old = self.remove_inner(&entry.id, None);
         {
             let mut index = self.index.write();
             for cap in &entry.capabilities {
-                index.by_capability.entry(cap.clone()).or_default().insert(entry.id.clone());
+                index
+                    .by_capability
+                    .entry(cap.clone())
+                    .or_default()
+                    .insert(entry.id.clone());
             }
             index.member_of.insert(entry.id.clone(), Vec::new());
             self.by_id.insert(entry.id.clone(), entry.clone());
-            for s in swarms {
+            for s in &entry.initial_swarms {
                 self.join_locked(&mut index, &entry, s);
             }
         }
@@ -239,7 +286,11 @@ impl RegistryView {
     }
 
     /// Removes `id` if its current actor is `only_actor` (or unconditionally with `None`).
-    pub(crate) fn remove(&self, id: &AgentId, only_actor: Option<ractor::ActorId>) -> Option<Arc<AgentEntry>> {
+    pub(crate) fn remove(
+        &self,
+        id: &AgentId,
+        only_actor: Option<ractor::ActorId>,
+    ) -> Option<Arc<AgentEntry>> {
         let removed = self.remove_inner(id, only_actor);
         if removed.is_some() {
             self.bump();
@@ -247,10 +298,14 @@ impl RegistryView {
         removed
     }
 
-    fn remove_inner(&self, id: &AgentId, only_actor: Option<ractor::ActorId>) -> Option<Arc<AgentEntry>> {
+    fn remove_inner(
+        &self,
+        id: &AgentId,
+        only_actor: Option<ractor::ActorId>,
+    ) -> Option<Arc<AgentEntry>> {
         let mut index = self.index.write();
         let entry = self.by_id.get(id)?.value().clone();
-        if only_actor.is_some_and(|a| a != entry.actor.get_id()) {
+        if only_actor.is_some_and(|a| a != entry.actor_id()) {
             return None;
         }
         self.by_id.remove(id);
@@ -269,7 +324,9 @@ impl RegistryView {
     }
 
     pub(crate) fn join(&self, id: &AgentId, swarm: &SwarmName) -> bool {
-        let Some(entry) = self.get(id) else { return false };
+        let Some(entry) = self.entry(id) else {
+            return false;
+        };
         {
             let mut index = self.index.write();
             self.join_locked(&mut index, &entry, swarm);
@@ -279,7 +336,9 @@ impl RegistryView {
     }
 
     pub(crate) fn leave(&self, id: &AgentId, swarm: &SwarmName) -> bool {
-        let Some(entry) = self.get(id) else { return false };
+        let Some(entry) = self.entry(id) else {
+            return false;
+        };
         let left = {
             let mut index = self.index.write();
             let was = index
@@ -308,32 +367,26 @@ impl RegistryView {
             return;
         }
         of.push(swarm.clone());
-        let sw = index.swarms.entry(swarm.clone()).or_default();
-        let before = sw.members.values().next().cloned();
-        sw.members.insert(entry.seq, entry.id.clone());
-        let after = sw.members.values().next().cloned();
-        if before != after {
-            let _ = self.leaders.send(LeaderChange {
-                swarm: swarm.clone(),
-                leader: after,
-            });
-        }
+        index
+            .swarms
+            .entry(swarm.clone())
+            .or_default()
+            .members
+            .insert(entry.seq, entry.id.clone());
     }
 
     fn leave_locked(&self, index: &mut Index, entry: &AgentEntry, swarm: &SwarmName) {
-        let Some(sw) = index.swarms.get_mut(swarm) else { return };
-        let before = sw.members.values().next().cloned();
+        let Some(sw) = index.swarms.get_mut(swarm) else {
+            return;
+        };
         sw.members.remove(&entry.seq);
-        let after = sw.members.values().next().cloned();
         if sw.members.is_empty() {
             index.swarms.remove(swarm);
         }
-        if before != after {
-            let _ = self.leaders.send(LeaderChange {
-                swarm: swarm.clone(),
-                leader: after,
-            });
-        }
+    }
+
+    pub(crate) fn publish_leader(&self, change: LeaderChange) {
+        let _ = self.leaders.send(change);
     }
 
     fn bump(&self) {

@@ -67,7 +67,9 @@ impl AdmissionGate {
         let mut s = self.state.lock();
         if s.available > 0 {
             s.available -= 1;
-            Some(AdmissionPermit { gate: Some(self.clone()) })
+            Some(AdmissionPermit {
+                gate: Some(self.clone()),
+            })
         } else {
             None
         }
@@ -79,7 +81,9 @@ impl AdmissionGate {
             let mut s = self.state.lock();
             if s.available > 0 {
                 s.available -= 1;
-                return AdmissionPermit { gate: Some(self.clone()) };
+                return AdmissionPermit {
+                    gate: Some(self.clone()),
+                };
             }
             let (tx, rx) = oneshot::channel();
             s.waiters[priority.index()].push_back(tx);
@@ -93,7 +97,9 @@ impl AdmissionGate {
         let mut s = self.state.lock();
         for queue in s.waiters.iter_mut().rev() {
             while let Some(tx) = queue.pop_front() {
-                match tx.send(AdmissionPermit { gate: Some(self.clone()) }) {
+                match tx.send(AdmissionPermit {
+                    gate: Some(self.clone()),
+                }) {
                     Ok(()) => return,
                     // The waiter gave up: reclaim the permit without recursing into release.
                     Err(mut permit) => {
@@ -128,7 +134,15 @@ mod tests {
                 drop(permit);
             }));
             // Make sure each waiter is queued before the next one.
-            while gate.state.lock().waiters.iter().map(|q| q.len()).sum::<usize>() < tasks.len() {
+            while gate
+                .state
+                .lock()
+                .waiters
+                .iter()
+                .map(|q| q.len())
+                .sum::<usize>()
+                < tasks.len()
+            {
                 tokio::task::yield_now().await;
             }
         }

@@ -23,7 +23,9 @@ impl Backoff {
     /// The cap for retry number `retry` (1-based).
     pub fn cap(&self, retry: u32) -> Duration {
         let shift = retry.saturating_sub(1).min(32);
-        self.base.saturating_mul(1u32 << shift.min(31)).min(self.max)
+        self.base
+            .saturating_mul(1u32 << shift.min(31))
+            .min(self.max)
     }
 
     /// The delay before retry number `retry` (1-based).
@@ -31,7 +33,11 @@ impl Backoff {
         let cap = self.cap(retry);
         let half = cap / 2;
         let jitter_ns = (cap - half).as_nanos() as u64;
-        half + Duration::from_nanos(if jitter_ns == 0 { 0 } else { rng.random_range(0..=jitter_ns) })
+        half + Duration::from_nanos(if jitter_ns == 0 {
+            0
+        } else {
+            rng.random_range(0..=jitter_ns)
+        })
     }
 }
 

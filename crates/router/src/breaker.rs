@@ -78,8 +78,17 @@ impl Admission {
 #[derive(Debug, Clone, Copy)]
 enum State {
     Closed,
-    Open { until_ns: u64 },
-    HalfOpen { probes: u32, successes: u32 },
+    Open {
+        until_ns: u64,
+    },
+    /// `probed_ns`: when the last trial was let through. A trial whose result never
+    /// arrives must not wedge the breaker, so after `timeout_ms` without a verdict
+    /// another trial is allowed.
+    HalfOpen {
+        probes: u32,
+        successes: u32,
+        probed_ns: u64,
+    },
 }
 
 /// One agent's breaker. See the module docs.
@@ -128,17 +137,32 @@ impl CircuitBreaker {
                 self.state = State::HalfOpen {
                     probes: 1,
                     successes: 0,
+                    probed_ns: now_ns,
                 };
                 (Admission::Probe, Some(Transition::HalfOpened))
             }
-            State::HalfOpen { probes, successes } if probes < self.cfg.half_open_max_probes => {
-                self.state = State::HalfOpen {
-                    probes: probes + 1,
-                    successes,
-                };
-                (Admission::Probe, None)
+            State::HalfOpen {
+                probes,
+                successes,
+                probed_ns,
+            } => {
+                let stale = now_ns >= probed_ns.saturating_add(self.timeout_ns());
+                if probes < self.cfg.half_open_max_probes || stale {
+                    self.state = State::HalfOpen {
+                        probes: (probes + 1).min(self.cfg.half_open_max_probes),
+                        successes,
+                        probed_ns: now_ns,
+                    };
+                    (Admission::Probe, None)
+                } else {
+                    (
+                        Admission::Rejected {
+                            retry_in_ns: probed_ns.saturating_add(self.timeout_ns()) - now_ns,
+                        },
+                        None,
+                    )
+                }
             }
-            State::HalfOpen { .. } => (Admission::Rejected { retry_in_ns: 0 }, None),
         }
     }
 
@@ -150,15 +174,24 @@ impl CircuitBreaker {
                 self.push(false);
                 None
             }
-            State::HalfOpen { probes, successes } => {
+            State::HalfOpen {
+                probes,
+                successes,
+                probed_ns,
+            } => {
                 let successes = successes + 1;
                 if successes >= self.cfg.half_open_successes {
                     self.reset();
                     Some(Transition::Closed)
                 } else {
                     self.state = State::HalfOpen {
-                        probes: if probe { probes.saturating_sub(1) } else { probes },
+                        probes: if probe {
+                            probes.saturating_sub(1)
+                        } else {
+                            probes
+                        },
                         successes,
+                        probed_ns,
                     };
                     None
                 }
@@ -196,17 +229,30 @@ impl CircuitBreaker {
     /// Reports that an admitted request produced no verdict (the agent was gone before
     /// it ran the task): frees its trial slot.
     pub fn on_abandon(&mut self, probe: bool) {
-        if let (true, State::HalfOpen { probes, successes }) = (probe, self.state) {
+        if let (
+            true,
+            State::HalfOpen {
+                probes,
+                successes,
+                probed_ns,
+            },
+        ) = (probe, self.state)
+        {
             self.state = State::HalfOpen {
                 probes: probes.saturating_sub(1),
                 successes,
+                probed_ns,
             };
         }
     }
 
+    fn timeout_ns(&self) -> u64 {
+        self.cfg.timeout_ms.saturating_mul(1_000_000)
+    }
+
     fn open(&mut self, now_ns: u64) {
         self.state = State::Open {
-            until_ns: now_ns.saturating_add(self.cfg.timeout_ms.saturating_mul(1_000_000)),
+            until_ns: now_ns.saturating_add(self.timeout_ns()),
         };
         self.window.clear();
         self.window_failures = 0;
@@ -339,7 +385,8 @@ impl CircuitBreakers {
     fn publish(&self, agent: &AgentId, t: Option<Transition>) {
         if let Some(transition) = t {
             if transition == Transition::Opened {
-                self.opens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.opens
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(%agent, "circuit breaker opened");
             }
             let _ = self.events.send(BreakerEvent {
@@ -380,7 +427,11 @@ mod tests {
             assert_eq!(b.on_success(false), None);
         }
         assert_eq!(b.status(), BreakerStatus::Closed);
-        assert_eq!(b.on_failure(0, false), Some(Transition::Opened), "5 of 10 = 50%");
+        assert_eq!(
+            b.on_failure(0, false),
+            Some(Transition::Opened),
+            "5 of 10 = 50%"
+        );
         assert_eq!(b.status(), BreakerStatus::Open);
     }
 
@@ -402,9 +453,20 @@ mod tests {
         for _ in 0..5 {
             b.on_failure(0, false);
         }
-        assert_eq!(b.admit(50 * MS).0, Admission::Rejected { retry_in_ns: 50 * MS });
-        assert_eq!(b.admit(100 * MS), (Admission::Probe, Some(Transition::HalfOpened)));
-        assert!(!b.admit(100 * MS).0.is_allowed(), "only one probe at a time");
+        assert_eq!(
+            b.admit(50 * MS).0,
+            Admission::Rejected {
+                retry_in_ns: 50 * MS
+            }
+        );
+        assert_eq!(
+            b.admit(100 * MS),
+            (Admission::Probe, Some(Transition::HalfOpened))
+        );
+        assert!(
+            !b.admit(100 * MS).0.is_allowed(),
+            "only one probe at a time"
+        );
         assert_eq!(b.on_failure(101 * MS, true), Some(Transition::Opened));
         assert!(!b.admit(150 * MS).0.is_allowed());
         let mut closed = None;
@@ -415,6 +477,24 @@ mod tests {
         }
         assert_eq!(closed, Some(Transition::Closed));
         assert_eq!(b.admit(300 * MS).0, Admission::Allowed);
+    }
+
+    /// A trial whose verdict never arrives does not wedge the breaker: after the timeout
+    /// another trial is let through.
+    #[test]
+    fn lost_probe_expires() {
+        let mut b = CircuitBreaker::new(cfg());
+        for _ in 0..5 {
+            b.on_failure(0, false);
+        }
+        assert!(b.admit(100 * MS).0.is_probe());
+        assert_eq!(
+            b.admit(150 * MS).0,
+            Admission::Rejected {
+                retry_in_ns: 50 * MS
+            }
+        );
+        assert!(b.admit(200 * MS).0.is_probe());
     }
 
     /// An abandoned probe frees its slot.
@@ -457,7 +537,13 @@ mod tests {
         }
         t.on_success(&b, false);
         assert_eq!(t.opens(), 1);
-        assert_eq!(rx.try_recv().unwrap(), BreakerEvent { agent: a.clone(), transition: Transition::Opened });
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            BreakerEvent {
+                agent: a.clone(),
+                transition: Transition::Opened
+            }
+        );
         assert_eq!(t.status(&a), BreakerStatus::Open);
         assert_eq!(t.prune(|_| false), 1, "closed b pruned, open a kept");
         assert_eq!(t.status(&a), BreakerStatus::Open);

@@ -37,8 +37,8 @@ use std::time::Duration;
 
 use erlmcp_flow_core::config::FlowConfig;
 use erlmcp_flow_core::{
-    AgentError, AgentId, AgentMsg, AgentReplyError, AttemptError, DeadLetterReason, FailureReason, MonoClock,
-    StrategyKind, SubmitError, SwarmName, Task, TaskId, TaskOutcome,
+    AgentError, AgentId, AgentMsg, AgentReplyError, AttemptError, DeadLetterReason, FailureReason,
+    MonoClock, StrategyKind, SubmitError, SwarmName, Task, TaskId, TaskOutcome,
 };
 use erlmcp_flow_registry::{AgentEntry, Candidates, RegistryHandle, splitmix64};
 use parking_lot::RwLock;
@@ -190,7 +190,10 @@ enum AttemptResult {
     Completed(bytes::Bytes),
     Permanent(String),
     /// Failed after running (or timing out); `backoff` says whether to wait before retrying.
-    Failed { error: AttemptError, backoff: bool },
+    Failed {
+        error: AttemptError,
+        backoff: bool,
+    },
     /// The agent died before answering, with the task queued or running.
     Lost,
 }
@@ -272,9 +275,12 @@ impl RouterCore {
     /// Submits a task, or fails with [`SubmitError::Overloaded`] at the in-flight limit.
     pub fn try_submit(self: &Arc<Self>, task: Task) -> Result<TaskHandle, SubmitError> {
         self.validate(&task)?;
-        let permit = self.admission.try_acquire().ok_or(SubmitError::Overloaded {
-            limit: self.admission.limit(),
-        })?;
+        let permit = self
+            .admission
+            .try_acquire()
+            .ok_or(SubmitError::Overloaded {
+                limit: self.admission.limit(),
+            })?;
         self.accept(task, permit)
     }
 
@@ -294,7 +300,11 @@ impl RouterCore {
         Ok(())
     }
 
-    fn accept(self: &Arc<Self>, task: Task, permit: AdmissionPermit) -> Result<TaskHandle, SubmitError> {
+    fn accept(
+        self: &Arc<Self>,
+        task: Task,
+        permit: AdmissionPermit,
+    ) -> Result<TaskHandle, SubmitError> {
         if !self.accepting.load(Ordering::Acquire) {
             return Err(SubmitError::NodeStopped);
         }
@@ -363,8 +373,9 @@ impl RouterCore {
             TaskOutcome::DeadLettered { reason, attempts } => Some((reason.clone(), *attempts)),
             _ => None,
         };
+        // Correlation first, so whoever receives the outcome can already read it there.
+        self.parts.correlation.finish(&task.id, kind);
         if self.parts.tasks.finish(&task.id, outcome, now).is_some() {
-            self.parts.correlation.finish(&task.id, kind);
             if let Some((reason, attempts)) = letter {
                 self.parts.dead_letters.push(DeadLetter {
                     task: task.clone(),
@@ -406,7 +417,10 @@ impl RouterCore {
         for swarm in phases.into_iter().flatten() {
             let mut phase_attempts = 0u32;
             while phase_attempts < s.max_attempts {
-                let candidates = self.parts.registry.query(&task.capabilities, swarm.as_ref());
+                let candidates = self
+                    .parts
+                    .registry
+                    .query(&task.capabilities, swarm.as_ref());
                 if candidates.is_empty() {
                     last.get_or_insert(AttemptError::NoAgent {
                         detail: "no agent has the required capabilities".into(),
@@ -414,7 +428,10 @@ impl RouterCore {
                     break;
                 }
                 saw_candidates = true;
-                let lease = match self.acquire(task, &candidates, strategy.as_ref(), &mut tried, &mut rng).await {
+                let lease = match self
+                    .acquire(task, &candidates, strategy.as_ref(), &mut tried, &mut rng)
+                    .await
+                {
                     Ok(lease) => lease,
                     Err(detail) => {
                         last = Some(AttemptError::NoAgent { detail });
@@ -427,7 +444,17 @@ impl RouterCore {
                 };
                 deliveries += 1;
                 let agent = lease.entry.id.clone();
-                match self.attempt(task, lease, deliveries, &candidates, strategy.as_ref(), &mut rng).await {
+                match self
+                    .attempt(
+                        task,
+                        lease,
+                        deliveries,
+                        &candidates,
+                        strategy.as_ref(),
+                        &mut rng,
+                    )
+                    .await
+                {
                     AttemptResult::Completed(output) => {
                         return TaskOutcome::Completed {
                             agent,
@@ -515,10 +542,14 @@ impl RouterCore {
         let mut saturated: Vec<Arc<AgentEntry>> = Vec::new();
         let mut breaker_refusals = 0usize;
         let mut reset = false;
+        let deadline = tokio::time::Instant::now() + self.settings.routing_timeout;
+        let mut pause = Duration::from_micros(200);
         loop {
             let now = self.parts.clock.now_ns();
             let pick = {
-                let eligible = |e: &AgentEntry| e.is_alive() && !tried.contains(&e.id) && !skipped.contains(&e.id);
+                let eligible = |e: &AgentEntry| {
+                    e.is_alive() && !tried.contains(&e.id) && !skipped.contains(&e.id)
+                };
                 strategy.select(
                     candidates,
                     &Selection {
@@ -551,7 +582,9 @@ impl RouterCore {
                             probe: admission.is_probe(),
                         });
                     }
-                    self.parts.breakers.on_abandon(&entry.id, admission.is_probe());
+                    self.parts
+                        .breakers
+                        .on_abandon(&entry.id, admission.is_probe());
                     skipped.push(entry.id.clone());
                     saturated.push(entry);
                 }
@@ -564,7 +597,12 @@ impl RouterCore {
                             .take(8)
                             .map(|e| Box::pin(e.bulkhead.acquire()))
                             .collect::<Vec<_>>();
-                        match tokio::time::timeout(self.settings.routing_timeout, futures::future::select_all(waits)).await {
+                        match tokio::time::timeout(
+                            self.settings.routing_timeout,
+                            futures::future::select_all(waits),
+                        )
+                        .await
+                        {
                             Ok((Ok(permit), idx, _)) => {
                                 permit.forget();
                                 Some(idx)
@@ -573,6 +611,7 @@ impl RouterCore {
                         }
                     };
                     let Some(idx) = waited else {
+                        tracing::warn!(task = %task.id, saturated = saturated.len(), "no bulkhead slot within the routing timeout");
                         return Err(format!(
                             "all {} usable agents stayed at their bulkhead limit for {:?}",
                             saturated.len(),
@@ -580,13 +619,22 @@ impl RouterCore {
                         ));
                     };
                     let entry = saturated.swap_remove(idx);
-                    let mut lease = Lease { entry, probe: false };
-                    let admission = self.parts.breakers.admit(&lease.entry.id, self.parts.clock.now_ns());
+                    let mut lease = Lease {
+                        entry,
+                        probe: false,
+                    };
+                    let admission = self
+                        .parts
+                        .breakers
+                        .admit(&lease.entry.id, self.parts.clock.now_ns());
                     if admission.is_allowed() && lease.entry.is_alive() {
                         lease.probe = admission.is_probe();
                         return Ok(lease);
                     }
                     // Lost its breaker or died while we waited: give the slot back, go on.
+                    self.parts
+                        .breakers
+                        .on_abandon(&lease.entry.id, admission.is_probe());
                     drop(lease);
                 }
                 None if !tried.is_empty() && !reset => {
@@ -594,13 +642,21 @@ impl RouterCore {
                     tried.clear();
                     reset = true;
                 }
-                None if breaker_refusals > 0 => {
+                None => {
+                    let down = candidates.iter().filter(|e| !e.is_alive()).count();
+                    if down > 0 && tokio::time::Instant::now() < deadline {
+                        // Agents restart in microseconds; wait for one rather than spend
+                        // an attempt on a crash storm.
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(10));
+                        continue;
+                    }
                     return Err(format!(
-                        "circuit breakers refused all {} capable agents",
-                        candidates.len()
+                        "of {} capable agents, {down} down, {breaker_refusals} refused by circuit breakers, {} already tried",
+                        candidates.len(),
+                        tried.len(),
                     ));
                 }
-                None => return Err(format!("none of the {} capable agents is alive", candidates.len())),
             }
         }
     }
@@ -620,7 +676,9 @@ impl RouterCore {
         RouterMetrics::inc(&self.metrics.attempts);
         self.parts.tasks.assign(&task.id, &entry.id, attempt);
         let span = task.trace.child(rng);
-        self.parts.correlation.attempt(&task.id, &entry.id, attempt, span);
+        self.parts
+            .correlation
+            .attempt(&task.id, &entry.id, attempt, span);
         let mut delivery = Task::clone(task);
         delivery.attempt = attempt;
         delivery.trace = span;
@@ -628,17 +686,35 @@ impl RouterCore {
 
         entry.load.begin();
         let started = tokio::time::Instant::now();
-        let (tx, rx) = oneshot::channel();
-        let reply = match entry.actor.send_message(AgentMsg::Execute {
+        let (tx, mut rx) = oneshot::channel();
+        let target = entry.actor();
+        let reply = match target.send_message(AgentMsg::Execute {
             task: Arc::new(delivery),
             reply: tx.into(),
         }) {
             Err(_) => None,
-            Ok(()) => match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(reply)) => Some(Ok(reply)),
-                Ok(Err(_)) => None,
-                Err(_) => Some(Err(())),
-            },
+            Ok(()) => {
+                // Watch the actor as well as the reply: a message that races with the
+                // actor's death can stay parked in its dead mailbox (the channel outlives
+                // the receiver while any sender handle exists), so "reply channel closed"
+                // alone would only fire at the timeout.
+                let cell = target.get_cell();
+                let waited = tokio::time::timeout(timeout, async {
+                    tokio::select! {
+                        biased;
+                        r = &mut rx => Some(r),
+                        _ = cell.wait(None) => None,
+                    }
+                })
+                .await;
+                match waited {
+                    Ok(Some(Ok(reply))) => Some(Ok(reply)),
+                    Ok(Some(Err(_))) => None,
+                    // Died: a reply sent before its death is already in the channel.
+                    Ok(None) => rx.try_recv().ok().map(Ok),
+                    Err(_) => Some(Err(())),
+                }
+            }
         };
         let rtt_ns = started.elapsed().as_nanos() as u64;
         entry.load.end();
@@ -697,6 +773,7 @@ impl RouterCore {
             }
             Some(Err(())) => {
                 RouterMetrics::inc(&self.metrics.timeouts);
+                tracing::warn!(task = %task.id, agent = %entry.id, alive = entry.is_alive(), incarnation = entry.incarnation(), status = ?entry.actor().get_status(), busy = ?entry.load.busy_since_ns(), in_flight = entry.load.in_flight(), "attempt timed out");
                 breakers.on_failure(&entry.id, now, probe);
                 entry.load.observe(now, rtt_ns, false, decay);
                 feedback(false);
@@ -710,6 +787,11 @@ impl RouterCore {
             }
             None => {
                 breakers.on_abandon(&entry.id, probe);
+                // We saw it dead (a kill skips the agent's own cleanup, and the registry
+                // may not have processed the death yet): keep others from trying it.
+                if target.get_status() >= ractor::ActorStatus::Stopping {
+                    entry.mark_down(target.get_id());
+                }
                 AttemptResult::Lost
             }
         }

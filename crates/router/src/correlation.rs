@@ -76,7 +76,8 @@ impl CorrelationTable {
             && let Some((_, old)) = s.order.pop_front()
         {
             s.records.remove(&old);
-            self.evicted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.evicted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if s.records
             .insert(
@@ -106,10 +107,10 @@ impl CorrelationTable {
         }
     }
 
-    /// Notes the terminal state.
+    /// Notes the terminal state (the first one noted wins).
     pub fn finish(&self, task_id: &TaskId, kind: TerminalKind) {
         if let Some(r) = self.shard(task_id).lock().records.get_mut(task_id) {
-            r.terminal = Some(kind);
+            r.terminal.get_or_insert(kind);
         }
     }
 
@@ -206,19 +207,32 @@ impl Actor for CorrelationTrackerActor {
     type State = CorrelationState;
     type Arguments = CorrelationArgs;
 
-    async fn pre_start(&self, myself: ActorRef<CorrelationMsg>, args: CorrelationArgs) -> Result<CorrelationState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<CorrelationMsg>,
+        args: CorrelationArgs,
+    ) -> Result<CorrelationState, ActorProcessingErr> {
         let timer = myself.send_interval(args.sweep_interval, || CorrelationMsg::Sweep);
         args.slot.set(myself);
         Ok(CorrelationState { args, timer })
     }
 
-    async fn post_stop(&self, myself: ActorRef<CorrelationMsg>, state: &mut CorrelationState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        myself: ActorRef<CorrelationMsg>,
+        state: &mut CorrelationState,
+    ) -> Result<(), ActorProcessingErr> {
         state.timer.abort();
         state.args.slot.clear_if(&myself);
         Ok(())
     }
 
-    async fn handle(&self, _: ActorRef<CorrelationMsg>, msg: CorrelationMsg, state: &mut CorrelationState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<CorrelationMsg>,
+        msg: CorrelationMsg,
+        state: &mut CorrelationState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             CorrelationMsg::Sweep => {
                 let n = state.args.table.sweep(state.args.clock.now_ns());
@@ -275,7 +289,10 @@ mod tests {
         t.attempt(&id, &a, 2, c);
         t.finish(&id, TerminalKind::Completed);
         let r = t.get(&id).unwrap();
-        assert_eq!((r.agent, r.attempt, r.terminal), (Some(a), 2, Some(TerminalKind::Completed)));
+        assert_eq!(
+            (r.agent, r.attempt, r.terminal),
+            (Some(a), 2, Some(TerminalKind::Completed))
+        );
         assert_eq!(t.by_trace(&c.trace_id).len(), 1);
     }
 }

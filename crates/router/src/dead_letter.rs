@@ -104,7 +104,10 @@ mod tests {
                 at_ns: 0,
             });
         }
-        assert_eq!(q.snapshot().iter().map(|l| l.attempts).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            q.snapshot().iter().map(|l| l.attempts).collect::<Vec<_>>(),
+            [1, 2]
+        );
         assert_eq!((q.total(), q.evicted()), (3, 1));
         assert_eq!(q.drain().len(), 2);
         assert!(q.is_empty());

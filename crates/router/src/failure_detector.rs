@@ -68,7 +68,11 @@ impl Actor for FailureDetector {
     type State = DetectorState;
     type Arguments = DetectorArgs;
 
-    async fn pre_start(&self, myself: ActorRef<DetectorMsg>, args: DetectorArgs) -> Result<DetectorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<DetectorMsg>,
+        args: DetectorArgs,
+    ) -> Result<DetectorState, ActorProcessingErr> {
         let sweep = myself.send_interval(args.sweep_interval, || DetectorMsg::Sweep);
         let core = args.core.clone();
         let me = myself.clone();
@@ -90,7 +94,11 @@ impl Actor for FailureDetector {
         })
     }
 
-    async fn post_stop(&self, myself: ActorRef<DetectorMsg>, state: &mut DetectorState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        myself: ActorRef<DetectorMsg>,
+        state: &mut DetectorState,
+    ) -> Result<(), ActorProcessingErr> {
         for t in &state.timers {
             t.abort();
         }
@@ -98,7 +106,12 @@ impl Actor for FailureDetector {
         Ok(())
     }
 
-    async fn handle(&self, _: ActorRef<DetectorMsg>, msg: DetectorMsg, state: &mut DetectorState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<DetectorMsg>,
+        msg: DetectorMsg,
+        state: &mut DetectorState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             DetectorMsg::Orphans => {
                 state.args.core.recover_orphans();
@@ -117,7 +130,8 @@ impl DetectorState {
     fn sweep_agents(&mut self) {
         let core = &self.args.core;
         let now = core.parts().clock.now_ns();
-        let heartbeat_due = now.saturating_sub(self.last_heartbeat_ns) >= self.args.heartbeat_interval.as_nanos() as u64;
+        let heartbeat_due = now.saturating_sub(self.last_heartbeat_ns)
+            >= self.args.heartbeat_interval.as_nanos() as u64;
         if heartbeat_due {
             self.last_heartbeat_ns = now;
         }
@@ -129,11 +143,11 @@ impl DetectorState {
                 tracing::warn!(agent = %entry.id, busy_ms = (now - since) / 1_000_000, "agent hung; killing it");
                 RouterMetrics::inc(&core.metrics().hung_agents_killed);
                 entry.load.set_busy_since(0);
-                entry.actor.kill();
+                entry.actor().kill();
                 continue;
             }
             if heartbeat_due {
-                let _ = entry.actor.send_message(AgentMsg::Heartbeat);
+                let _ = entry.actor().send_message(AgentMsg::Heartbeat);
             }
         }
     }

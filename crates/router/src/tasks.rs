@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use erlmcp_flow_core::ledger::LedgerEntry;
-use erlmcp_flow_core::{AgentId, LedgerCounts, LedgerError, OpenState, Task, TaskId, TaskLedger, TaskOutcome};
+use erlmcp_flow_core::{
+    AgentId, LedgerCounts, LedgerError, OpenState, Task, TaskId, TaskLedger, TaskOutcome,
+};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
@@ -115,7 +117,11 @@ impl TaskTable {
 
     /// Records a delivery of `id` to `agent`.
     pub fn assign(&self, id: &TaskId, agent: &AgentId, attempt: u32) -> bool {
-        self.shard(id).lock().ledger.assign(*id, agent.clone(), None, attempt).is_ok()
+        self.shard(id)
+            .lock()
+            .ledger
+            .assign(*id, agent.clone(), None, attempt)
+            .is_ok()
     }
 
     /// Hands `id` back to `Submitted`.
@@ -146,12 +152,20 @@ impl TaskTable {
 
     /// Body of an open task.
     pub fn task(&self, id: &TaskId) -> Option<Arc<Task>> {
-        self.shard(id).lock().ledger.get(id).map(|e| e.payload.task.clone())
+        self.shard(id)
+            .lock()
+            .ledger
+            .get(id)
+            .map(|e| e.payload.task.clone())
     }
 
     /// Where an open task stands.
     pub fn state(&self, id: &TaskId) -> Option<OpenState> {
-        self.shard(id).lock().ledger.get(id).map(|e| e.state.clone())
+        self.shard(id)
+            .lock()
+            .ledger
+            .get(id)
+            .map(|e| e.state.clone())
     }
 
     /// Open tasks assigned to `agent`.
@@ -166,7 +180,13 @@ impl TaskTable {
     pub fn open_ids(&self) -> Vec<TaskId> {
         self.shards
             .iter()
-            .flat_map(|s| s.lock().ledger.open_entries().map(|(id, _)| *id).collect::<Vec<_>>())
+            .flat_map(|s| {
+                s.lock()
+                    .ledger
+                    .open_entries()
+                    .map(|(id, _)| *id)
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -219,7 +239,8 @@ impl TaskTable {
 
     /// Submission-to-terminal latency of finished tasks, µs.
     pub fn latency_histogram(&self) -> Histogram<u64> {
-        let mut merged = Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).expect("valid histogram bounds");
+        let mut merged =
+            Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).expect("valid histogram bounds");
         for s in self.shards.iter() {
             let _ = merged.add(&s.lock().latency_us);
         }

@@ -98,9 +98,15 @@ mod tests {
         let t0 = Instant::now();
         let mut t = RestartTracker::new(RestartIntensity::new(3, Duration::from_secs(10)));
         for i in 0..3 {
-            assert_eq!(t.record(t0 + Duration::from_secs(i)), RestartVerdict::Allowed);
+            assert_eq!(
+                t.record(t0 + Duration::from_secs(i)),
+                RestartVerdict::Allowed
+            );
         }
-        assert_eq!(t.record(t0 + Duration::from_secs(3)), RestartVerdict::Exceeded);
+        assert_eq!(
+            t.record(t0 + Duration::from_secs(3)),
+            RestartVerdict::Exceeded
+        );
     }
 
     /// Restarts spread wider than the window never accumulate.

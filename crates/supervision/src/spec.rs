@@ -48,7 +48,8 @@ impl ChildExit {
     }
 }
 
-type StartFn = Arc<dyn Fn(ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
+type StartFn =
+    Arc<dyn Fn(ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
 
 /// How to start (and restart) one child.
 ///
@@ -87,7 +88,10 @@ impl ChildSpec {
         }
     }
 
-    pub(crate) fn start(&self, supervisor: ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> {
+    pub(crate) fn start(
+        &self,
+        supervisor: ActorCell,
+    ) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> {
         (self.start)(supervisor)
     }
 }

@@ -16,7 +16,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
 use tokio::time::Instant;
 
 use crate::intensity::{RestartTracker, RestartVerdict};
@@ -46,7 +48,9 @@ pub enum SupervisorError {
         reason: String,
     },
     /// Restart intensity exceeded: the supervisor gave up and escalated.
-    #[error("supervisor {supervisor:?} exceeded {max_restarts} restarts in {window:?} (last exit: child {child:?}); escalating")]
+    #[error(
+        "supervisor {supervisor:?} exceeded {max_restarts} restarts in {window:?} (last exit: child {child:?}); escalating"
+    )]
     Meltdown {
         /// The supervisor.
         supervisor: String,
@@ -206,10 +210,15 @@ impl Actor for Supervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let (cell, exit) = match evt {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, ChildExit::Abnormal(err.to_string())),
+            SupervisionEvent::ActorFailed(cell, err) => {
+                (cell, ChildExit::Abnormal(err.to_string()))
+            }
             SupervisionEvent::ActorTerminated(cell, last_state, reason) => {
                 let killed = last_state.is_none()
-                    && matches!(reason.as_deref(), Some("killed") | Some("actor_task_cancelled"));
+                    && matches!(
+                        reason.as_deref(),
+                        Some("killed") | Some("actor_task_cancelled")
+                    );
                 if killed {
                     (cell, ChildExit::Abnormal(reason.unwrap_or_default()))
                 } else {
@@ -222,7 +231,10 @@ impl Actor for Supervisor {
             // An incarnation we already replaced or stopped on purpose.
             return Ok(());
         };
-        state.on_child_exit(&myself, key, exit).await.map_err(|e| Box::new(e) as ActorProcessingErr)
+        state
+            .on_child_exit(&myself, key, exit)
+            .await
+            .map_err(|e| Box::new(e) as ActorProcessingErr)
     }
 }
 
@@ -235,13 +247,13 @@ impl SupervisorState {
         if self.by_id.contains_key(&spec.id) {
             return Err(SupervisorError::DuplicateChild(spec.id));
         }
-        let cell = spec
-            .start(myself.get_cell())
-            .await
-            .map_err(|e| SupervisorError::StartFailed {
-                id: spec.id.clone(),
-                reason: e.to_string(),
-            })?;
+        let cell =
+            spec.start(myself.get_cell())
+                .await
+                .map_err(|e| SupervisorError::StartFailed {
+                    id: spec.id.clone(),
+                    reason: e.to_string(),
+                })?;
         let key = self.next_key;
         self.next_key += 1;
         self.by_id.insert(spec.id.clone(), key);
@@ -339,7 +351,11 @@ impl SupervisorState {
         }
     }
 
-    async fn restart_child(&mut self, myself: &ActorRef<SupervisorMsg>, key: u64) -> Result<(), SupervisorError> {
+    async fn restart_child(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        key: u64,
+    ) -> Result<(), SupervisorError> {
         loop {
             let spec = self.children[&key].spec.clone();
             match spec.start(myself.get_cell()).await {
@@ -382,7 +398,9 @@ async fn stop_child(cell: ActorCell) {
 
 impl Supervisor {
     /// Spawns an unsupervised (root) supervisor.
-    pub async fn start(spec: SupervisorSpec) -> Result<(ActorRef<SupervisorMsg>, tokio::task::JoinHandle<()>), ractor::SpawnErr> {
+    pub async fn start(
+        spec: SupervisorSpec,
+    ) -> Result<(ActorRef<SupervisorMsg>, tokio::task::JoinHandle<()>), ractor::SpawnErr> {
         Actor::spawn(None, Supervisor, spec).await
     }
 
@@ -400,7 +418,10 @@ impl Supervisor {
         child: ChildSpec,
         timeout: Duration,
     ) -> Result<ActorCell, SupervisorError> {
-        match sup.call(|r| SupervisorMsg::StartChild(child, r), Some(timeout)).await {
+        match sup
+            .call(|r| SupervisorMsg::StartChild(child, r), Some(timeout))
+            .await
+        {
             Ok(ractor::rpc::CallResult::Success(r)) => r,
             _ => Err(SupervisorError::NotRunning),
         }
@@ -413,7 +434,10 @@ impl Supervisor {
         timeout: Duration,
     ) -> Result<(), SupervisorError> {
         let id = id.to_owned();
-        match sup.call(|r| SupervisorMsg::TerminateChild(id, r), Some(timeout)).await {
+        match sup
+            .call(|r| SupervisorMsg::TerminateChild(id, r), Some(timeout))
+            .await
+        {
             Ok(ractor::rpc::CallResult::Success(r)) => r,
             _ => Err(SupervisorError::NotRunning),
         }

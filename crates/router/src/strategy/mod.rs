@@ -76,7 +76,12 @@ pub trait Strategy: Send + Sync + fmt::Debug {
     fn kind(&self) -> StrategyKind;
 
     /// Index of the chosen candidate, or `None` when no candidate is eligible.
-    fn select(&self, candidates: &Candidates, sel: &Selection<'_>, rng: &mut SmallRng) -> Option<usize>;
+    fn select(
+        &self,
+        candidates: &Candidates,
+        sel: &Selection<'_>,
+        rng: &mut SmallRng,
+    ) -> Option<usize>;
 
     /// Called after every attempt. Default: nothing.
     fn observe(&self, _feedback: &AttemptFeedback<'_>) {}
@@ -137,9 +142,8 @@ pub(crate) mod test_support {
     use std::sync::Arc;
 
     use erlmcp_flow_core::{AgentId, AgentMsg, CapabilitySet, Task};
-    use erlmcp_flow_registry::{AgentEntry, AgentLoad, Candidates};
+    use erlmcp_flow_registry::{AgentEntry, Candidates, Registration};
     use ractor::{Actor, ActorProcessingErr, ActorRef};
-    use tokio::sync::Semaphore;
 
     pub(crate) struct Nop;
     impl Actor for Nop {
@@ -156,16 +160,18 @@ pub(crate) mod test_support {
         let (actor, _) = Actor::spawn(None, Nop, ()).await.unwrap();
         (0..n)
             .map(|i| {
-                Arc::new(AgentEntry {
-                    id: AgentId::new(format!("agent-{i:04}")).unwrap(),
-                    capabilities: CapabilitySet::parse(["x"]).unwrap(),
-                    weight: 1 + (i as u32 % 3),
-                    actor: actor.clone(),
-                    node: None,
-                    seq: i as u64,
-                    load: AgentLoad::new(1),
-                    bulkhead: Semaphore::new(8),
-                })
+                Arc::new(AgentEntry::new(
+                    Registration {
+                        id: AgentId::new(format!("agent-{i:04}")).unwrap(),
+                        capabilities: CapabilitySet::parse(["x"]).unwrap(),
+                        swarms: Vec::new(),
+                        weight: 1 + (i as u32 % 3),
+                        actor: actor.clone(),
+                    },
+                    i as u64,
+                    1,
+                    8,
+                ))
             })
             .collect::<Vec<_>>()
             .into()

@@ -21,7 +21,12 @@ impl Strategy for Weighted {
         StrategyKind::Weighted
     }
 
-    fn select(&self, candidates: &Candidates, sel: &Selection<'_>, _rng: &mut SmallRng) -> Option<usize> {
+    fn select(
+        &self,
+        candidates: &Candidates,
+        sel: &Selection<'_>,
+        _rng: &mut SmallRng,
+    ) -> Option<usize> {
         let total: u64 = candidates
             .iter()
             .filter(|e| (sel.eligible)(e))
@@ -58,7 +63,11 @@ mod tests {
         let w = Weighted::default();
         let t = task();
         let all = |_: &erlmcp_flow_registry::AgentEntry| true;
-        let sel = Selection { task: &t, now_ns: 1, eligible: &all };
+        let sel = Selection {
+            task: &t,
+            now_ns: 1,
+            eligible: &all,
+        };
         let mut counts = [0; 3];
         let mut rng = SmallRng::seed_from_u64(1);
         for _ in 0..60 {

@@ -1,0 +1,559 @@
+//! [`FlowNode`]: one erlmcp-flow node (supervision tree, registry, router, agents).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use erlmcp_flow_agent::{AgentPool, AgentPoolError, AgentSpec};
+use erlmcp_flow_core::config::{ConfigError, FlowConfig};
+use erlmcp_flow_core::{
+    Agent, AgentId, MonoClock, StrategyKind, SubmitError, Task, TaskId, TaskOutcome,
+};
+use erlmcp_flow_registry::{RegistryArgs, RegistryHandle, RegistryView};
+use erlmcp_flow_router::breaker::{BreakersArgs, BreakersMsg};
+use erlmcp_flow_router::correlation::{CorrelationArgs, CorrelationMsg};
+use erlmcp_flow_router::failure_detector::{DetectorArgs, DetectorMsg};
+use erlmcp_flow_router::router_actor::RouterArgs;
+use erlmcp_flow_router::{
+    CircuitBreakers, CorrelationRecord, CorrelationTable, DeadLetter, DeadLetterQueue, FlowStats,
+    RouterCore, RouterMsg, RouterParts, Strategy, StrategyFactory, TaskHandle, TaskTable,
+};
+use erlmcp_flow_supervision::{
+    ActorSlot, Supervisor, SupervisorMsg, SupervisorSpec, SupervisorStats,
+};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::tree::{TreeArgs, flow_supervisor_spec};
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The configured strategy cannot be built.
+    #[error("strategy {kind}: {reason}")]
+    Strategy {
+        /// Which.
+        kind: StrategyKind,
+        /// Why.
+        reason: String,
+    },
+    /// The supervision tree failed to start.
+    #[error("supervision tree failed to start: {0}")]
+    Tree(String),
+}
+
+/// Lifecycle of a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum NodeStatus {
+    /// Serving.
+    Running,
+    /// The FlowSupervisor exceeded its restart intensity (or failed otherwise); the node
+    /// stopped accepting and dead-lettered what it could not finish.
+    Failed(String),
+    /// Shut down.
+    Stopped,
+}
+
+/// Counters of a node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeStats {
+    /// Routing figures.
+    #[serde(flatten)]
+    pub flow: FlowStats,
+    /// Agents in the pool.
+    pub agents: usize,
+    /// Agent restarts by the AgentSupervisor.
+    pub agent_restarts: u64,
+    /// Restarts of the node's services (and of the AgentSupervisor) by the FlowSupervisor.
+    pub service_restarts: u64,
+    /// All restarts: `agent_restarts + service_restarts`.
+    pub restarts: u64,
+    /// Supervisors that exceeded their intensity.
+    pub meltdowns: u64,
+    /// Current strategy.
+    pub strategy: StrategyKind,
+}
+
+/// Builds and starts a [`FlowNode`].
+#[derive(Debug, Default)]
+pub struct FlowNodeBuilder {
+    config: FlowConfig,
+    strategy: Option<StrategyKind>,
+}
+
+impl FlowNodeBuilder {
+    /// Uses `config` (validated at start).
+    pub fn config(mut self, config: FlowConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Overrides `load_balancer.strategy`.
+    pub fn strategy(mut self, kind: StrategyKind) -> Self {
+        self.strategy = Some(kind);
+        self
+    }
+
+    /// Overrides `node.seed`.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.node.seed = Some(seed);
+        self
+    }
+
+    /// Starts the node.
+    pub async fn start(self) -> Result<FlowNode, StartError> {
+        let mut config = self.config;
+        if let Some(kind) = self.strategy {
+            config.load_balancer.strategy = kind;
+        }
+        FlowNode::start(config).await
+    }
+}
+
+struct Slots {
+    registry: ActorSlot<erlmcp_flow_registry::RegistryMsg>,
+    breakers: ActorSlot<BreakersMsg>,
+    correlation: ActorSlot<CorrelationMsg>,
+    detector: ActorSlot<DetectorMsg>,
+    router: ActorSlot<RouterMsg>,
+    flow_supervisor: ActorSlot<SupervisorMsg>,
+}
+
+struct NodeInner {
+    config: FlowConfig,
+    clock: MonoClock,
+    registry: RegistryHandle,
+    pool: AgentPool,
+    core: Arc<RouterCore>,
+    slots: Slots,
+    flow_stats: Arc<SupervisorStats>,
+    status: watch::Receiver<NodeStatus>,
+    watch_actor: ActorRef<()>,
+    watch_handle: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// One node: agents, registry, router and the supervision tree that keeps them up.
+///
+/// Cheap to clone; all clones drive the same node.
+#[derive(Clone)]
+pub struct FlowNode {
+    inner: Arc<NodeInner>,
+}
+
+impl std::fmt::Debug for FlowNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowNode")
+            .field("name", &self.inner.config.node.name)
+            .field("status", &*self.inner.status.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the strategy factory for a config.
+pub(crate) fn strategy_factory(cfg: &FlowConfig) -> StrategyFactory {
+    let params = erlmcp_flow_router::RouterSettings::from_config(cfg).strategy_params;
+    Arc::new(
+        move |kind: StrategyKind| -> Result<Arc<dyn Strategy>, String> {
+            erlmcp_flow_router::strategy::build(kind, params)
+                .ok_or_else(|| format!("strategy {kind} is not available in this build"))
+        },
+    )
+}
+
+impl FlowNode {
+    /// A builder with the default config.
+    pub fn builder() -> FlowNodeBuilder {
+        FlowNodeBuilder::default()
+    }
+
+    /// Validates `config` and starts a node.
+    pub async fn start(config: FlowConfig) -> Result<FlowNode, StartError> {
+        config.validate()?;
+        let clock = MonoClock::new();
+        let seed = config.node.seed.unwrap_or_else(rand::random);
+        let call_timeout = Duration::from_millis(config.timeouts.routing_ms.max(1_000));
+
+        let view = Arc::new(RegistryView::new(
+            config.registry.max_agents as usize,
+            config.registry.candidate_cache_entries as usize,
+        ));
+        let slots = Slots {
+            registry: ActorSlot::new(),
+            breakers: ActorSlot::new(),
+            correlation: ActorSlot::new(),
+            detector: ActorSlot::new(),
+            router: ActorSlot::new(),
+            flow_supervisor: ActorSlot::new(),
+        };
+        let registry = RegistryHandle::new(view.clone(), slots.registry.clone(), call_timeout);
+        let parts = RouterParts {
+            registry: registry.clone(),
+            breakers: Arc::new(CircuitBreakers::new(config.circuit_breaker.clone())),
+            correlation: Arc::new(CorrelationTable::new(
+                Duration::from_millis(config.correlation.ttl_ms),
+                config.correlation.max_entries as usize,
+            )),
+            tasks: Arc::new(TaskTable::new(config.router.dedup_window as usize)),
+            dead_letters: Arc::new(DeadLetterQueue::new(
+                config.router.dead_letter_capacity as usize,
+            )),
+            clock,
+        };
+        let strategies = strategy_factory(&config);
+        let kind = config.load_balancer.strategy;
+        let strategy = strategies(kind).map_err(|reason| StartError::Strategy { kind, reason })?;
+        let core = RouterCore::new(&config, parts.clone(), strategy, seed);
+        let pool = AgentPool::new(registry.clone(), clock, call_timeout);
+
+        let tree = TreeArgs {
+            registry: RegistryArgs {
+                view,
+                slot: slots.registry.clone(),
+                clock,
+                bulkhead_capacity: config.router.bulkhead_max_concurrent as usize,
+                seq: Arc::new(AtomicU64::new(0)),
+                restart_grace: Duration::from_millis(config.registry.restart_grace_ms),
+            },
+            breakers: BreakersArgs {
+                table: parts.breakers.clone(),
+                registry: registry.clone(),
+                prune_interval: Duration::from_secs(10),
+                slot: slots.breakers.clone(),
+            },
+            correlation: CorrelationArgs {
+                table: parts.correlation.clone(),
+                clock,
+                sweep_interval: Duration::from_millis(config.correlation.sweep_interval_ms),
+                slot: slots.correlation.clone(),
+            },
+            detector: DetectorArgs {
+                core: core.clone(),
+                sweep_interval: Duration::from_millis(config.failure_detector.sweep_interval_ms),
+                heartbeat_interval: Duration::from_millis(config.timeouts.heartbeat_ms),
+                hung_after: Duration::from_millis(config.failure_detector.hung_agent_after_ms),
+                slot: slots.detector.clone(),
+            },
+            router: RouterArgs {
+                core: core.clone(),
+                strategies,
+                slot: slots.router.clone(),
+            },
+            pool: pool.clone(),
+        };
+        let flow_stats = Arc::new(SupervisorStats::default());
+        let spec = flow_supervisor_spec(&config, tree, flow_stats.clone());
+        let (status_tx, status) = watch::channel(NodeStatus::Running);
+        let (watch_actor, watch_handle) = Actor::spawn(
+            None,
+            NodeWatch,
+            WatchArgs {
+                spec,
+                status: status_tx,
+                core: core.clone(),
+                slot: slots.flow_supervisor.clone(),
+            },
+        )
+        .await
+        .map_err(|e| StartError::Tree(e.to_string()))?;
+        tracing::info!(node = %config.node.name, seed, strategy = %kind, "node started");
+        Ok(FlowNode {
+            inner: Arc::new(NodeInner {
+                config,
+                clock,
+                registry,
+                pool,
+                core,
+                slots,
+                flow_stats,
+                status,
+                watch_actor,
+                watch_handle: parking_lot::Mutex::new(Some(watch_handle)),
+            }),
+        })
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &FlowConfig {
+        &self.inner.config
+    }
+
+    /// The node's clock.
+    pub fn clock(&self) -> MonoClock {
+        self.inner.clock
+    }
+
+    /// Spawns a supervised agent; `factory` builds a fresh agent value on every (re)start.
+    pub async fn spawn_agent<A, F>(
+        &self,
+        spec: AgentSpec,
+        factory: F,
+    ) -> Result<AgentId, AgentPoolError>
+    where
+        A: Agent,
+        F: Fn() -> A + Send + Sync + 'static,
+    {
+        let id = spec.id.clone();
+        self.inner.pool.spawn(spec, factory).await?;
+        Ok(id)
+    }
+
+    /// Stops an agent for good.
+    pub async fn stop_agent(&self, id: &AgentId) -> Result<(), AgentPoolError> {
+        self.inner.pool.stop(id).await
+    }
+
+    /// Submits a task; waits for an admission slot at the in-flight limit. The returned
+    /// handle resolves to the task's outcome.
+    pub async fn submit(&self, task: Task) -> Result<TaskHandle, SubmitError> {
+        self.inner.core.submit(task).await
+    }
+
+    /// Submits a task, failing with `Overloaded` at the in-flight limit instead of waiting.
+    pub fn try_submit(&self, task: Task) -> Result<TaskHandle, SubmitError> {
+        self.inner.core.try_submit(task)
+    }
+
+    /// Submits a task and waits for its outcome.
+    pub async fn route(&self, task: Task) -> Result<TaskOutcome, SubmitError> {
+        Ok(self.submit(task).await?.await)
+    }
+
+    /// The agent registry (reads are lock-free snapshots).
+    pub fn registry(&self) -> &RegistryHandle {
+        &self.inner.registry
+    }
+
+    /// The router core (advanced use: strategies, tables).
+    pub fn router(&self) -> &Arc<RouterCore> {
+        &self.inner.core
+    }
+
+    /// Specs of the agents in the pool.
+    pub fn agents(&self) -> Vec<AgentSpec> {
+        self.inner.pool.specs()
+    }
+
+    /// Correlation record of a task.
+    pub fn correlation(&self, task: &TaskId) -> Option<CorrelationRecord> {
+        self.inner.core.parts().correlation.get(task)
+    }
+
+    /// Queued dead letters.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.inner.core.parts().dead_letters.snapshot()
+    }
+
+    /// Switches the routing strategy (through the Router actor).
+    pub async fn set_strategy(&self, kind: StrategyKind) -> Result<(), String> {
+        self.router_call(|r| RouterMsg::SetStrategy(kind, r))
+            .await?
+    }
+
+    /// Resubmits queued dead letters as new tasks; returns how many were accepted.
+    pub async fn replay_dead_letters(&self) -> Result<usize, String> {
+        self.router_call(RouterMsg::ReplayDeadLetters).await
+    }
+
+    async fn router_call<T: Send + 'static>(
+        &self,
+        msg: impl FnOnce(ractor::RpcReplyPort<T>) -> RouterMsg,
+    ) -> Result<T, String> {
+        let timeout = Duration::from_secs(5);
+        let router = self
+            .inner
+            .slots
+            .router
+            .wait(timeout)
+            .await
+            .ok_or("router unavailable")?;
+        match router.call(msg, Some(timeout)).await {
+            Ok(CallResult::Success(v)) => Ok(v),
+            _ => Err("router did not answer".into()),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> NodeStats {
+        let agent_stats = self.inner.pool.stats();
+        let agent_restarts = agent_stats.restarts();
+        let service_restarts = self.inner.flow_stats.restarts();
+        NodeStats {
+            flow: self.inner.core.stats(),
+            agents: self.inner.pool.len(),
+            agent_restarts,
+            service_restarts,
+            restarts: agent_restarts + service_restarts,
+            meltdowns: agent_stats.meltdowns() + self.inner.flow_stats.meltdowns(),
+            strategy: self.inner.core.strategy_kind(),
+        }
+    }
+
+    /// Lifecycle status.
+    pub fn status(&self) -> NodeStatus {
+        self.inner.status.borrow().clone()
+    }
+
+    /// Waits until the status differs from `Running`, up to `timeout`.
+    pub async fn wait_not_running(&self, timeout: Duration) -> NodeStatus {
+        let mut rx = self.inner.status.clone();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|s| *s != NodeStatus::Running)).await;
+        self.status()
+    }
+
+    /// Waits until every accepted task is terminal, up to `timeout`; true when idle.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        self.inner.core.parts().tasks.wait_idle(timeout).await
+    }
+
+    /// The FlowSupervisor (to list children in tests and tools).
+    pub fn flow_supervisor(&self) -> Option<ActorRef<SupervisorMsg>> {
+        self.inner.slots.flow_supervisor.get()
+    }
+
+    /// The AgentSupervisor.
+    pub fn agent_supervisor(&self) -> Option<ActorRef<SupervisorMsg>> {
+        self.inner.pool.supervisor().get()
+    }
+
+    /// Fault injection: makes the named FlowSupervisor child panic (see
+    /// [`crate::tree::CHILDREN`]). Returns false if the child is not running.
+    #[doc(hidden)]
+    pub fn inject_panic(&self, child: &str) -> bool {
+        let s = &self.inner.slots;
+        match child {
+            "registry" => s.registry.get().is_some_and(|a| {
+                a.send_message(erlmcp_flow_registry::RegistryMsg::InjectPanic)
+                    .is_ok()
+            }),
+            "circuit_breakers" => s
+                .breakers
+                .get()
+                .is_some_and(|a| a.send_message(BreakersMsg::InjectPanic).is_ok()),
+            "correlation_tracker" => s
+                .correlation
+                .get()
+                .is_some_and(|a| a.send_message(CorrelationMsg::InjectPanic).is_ok()),
+            "failure_detector" => s
+                .detector
+                .get()
+                .is_some_and(|a| a.send_message(DetectorMsg::InjectPanic).is_ok()),
+            "router" => s
+                .router
+                .get()
+                .is_some_and(|a| a.send_message(RouterMsg::InjectPanic).is_ok()),
+            "agent_supervisor" => self.inner.pool.supervisor().get().is_some_and(|a| {
+                // A supervisor has no panic message; kill it, which is an abnormal exit.
+                a.kill();
+                true
+            }),
+            _ => false,
+        }
+    }
+
+    /// The actor id of the named child's current incarnation (to observe restarts).
+    #[doc(hidden)]
+    pub fn child_actor(&self, child: &str) -> Option<ractor::ActorId> {
+        let s = &self.inner.slots;
+        match child {
+            "registry" => s.registry.get().map(|a| a.get_id()),
+            "circuit_breakers" => s.breakers.get().map(|a| a.get_id()),
+            "correlation_tracker" => s.correlation.get().map(|a| a.get_id()),
+            "failure_detector" => s.detector.get().map(|a| a.get_id()),
+            "router" => s.router.get().map(|a| a.get_id()),
+            "agent_supervisor" => self.inner.pool.supervisor().get().map(|a| a.get_id()),
+            _ => None,
+        }
+    }
+
+    /// Stops accepting, waits up to `grace` for in-flight tasks, dead-letters the rest
+    /// (`NodeStopped`), then stops the supervision tree. Returns how many tasks were
+    /// dead-lettered by the shutdown.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        let cut = self.inner.core.shutdown(grace).await;
+        self.inner.watch_actor.stop(None);
+        let handle = self.inner.watch_handle.lock().take();
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+        cut
+    }
+}
+
+// ---------------------------------------------------------------- the root watcher
+
+struct WatchArgs {
+    spec: SupervisorSpec,
+    status: watch::Sender<NodeStatus>,
+    core: Arc<RouterCore>,
+    slot: ActorSlot<SupervisorMsg>,
+}
+
+/// Parent of the FlowSupervisor: turns its exit into the node's status.
+struct NodeWatch;
+
+impl Actor for NodeWatch {
+    type Msg = ();
+    type State = WatchArgs;
+    type Arguments = WatchArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<()>,
+        args: WatchArgs,
+    ) -> Result<WatchArgs, ActorProcessingErr> {
+        let (sup, _) = Supervisor::start_linked(args.spec.clone(), myself.get_cell()).await?;
+        args.slot.set(sup);
+        Ok(args)
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<()>,
+        state: &mut WatchArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(sup) = state.slot.get() {
+            let _ = sup
+                .stop_and_wait(Some("node shutdown".into()), Some(Duration::from_secs(10)))
+                .await;
+        }
+        state.status.send_if_modified(|s| {
+            if *s == NodeStatus::Running {
+                *s = NodeStatus::Stopped;
+                true
+            } else {
+                false
+            }
+        });
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<()>,
+        evt: SupervisionEvent,
+        state: &mut WatchArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorFailed(_, err) => {
+                tracing::error!(error = %err, "FlowSupervisor failed; the node stops serving");
+                state
+                    .status
+                    .send_replace(NodeStatus::Failed(err.to_string()));
+                // The tree (agents included) is gone: end every open task now.
+                let core = state.core.clone();
+                tokio::spawn(async move {
+                    core.shutdown(Duration::ZERO).await;
+                });
+                myself.stop(None);
+            }
+            SupervisionEvent::ActorTerminated(..) => myself.stop(None),
+            _ => {}
+        }
+        Ok(())
+    }
+}

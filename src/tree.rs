@@ -1,0 +1,129 @@
+//! The FlowSupervisor tree of one node.
+//!
+//! ```text
+//! FlowSupervisor (one_for_one, supervision.flow: 10 restarts in 60 s)
+//! ├── Registry             single writer of the agent registry
+//! ├── CircuitBreakers      breaker-table maintenance (pruning)
+//! ├── CorrelationTracker   correlation-table TTL sweeps
+//! ├── FailureDetector      hung agents, heartbeats, orphaned-task recovery
+//! ├── Router               routing control plane (strategy, dead letters)
+//! └── AgentSupervisor      one_for_one, supervision.agents: 5 restarts in 60 s
+//!     └── agents …
+//! ```
+//!
+//! **Why one_for_one at the top.** Each child's state that matters lives in a structure
+//! the node owns and hands to every incarnation (the registry view, the breaker table, the
+//! correlation table, the task table), or is rebuilt on start from a source of truth (the
+//! registry re-monitors live agents and drops dead ones; the AgentSupervisor restarts every
+//! agent in the pool's table; the failure detector takes the orphans that piled up). No
+//! child holds state that depends on a sibling's incarnation, so restarting siblings
+//! (one_for_all, rest_for_one) would only add downtime: a registry crash would kill every
+//! agent and fail their in-flight tasks for nothing.
+//!
+//! **Intensities.** The FlowSupervisor tolerates 10 restarts in 60 s: its children are
+//! small and restart in microseconds, so 10 in a minute means a persistent fault, and it
+//! escalates: the node reports `Failed` and dead-letters what it cannot finish. The
+//! AgentSupervisor uses OTP's 5 in 60 s by default; when agents are expected to crash
+//! often (chaos tests, the demo's crash injection) raise `supervision.agents`. Past its
+//! intensity it escalates to the FlowSupervisor, which restarts it (counting one restart
+//! of its own), and the new AgentSupervisor brings every agent back.
+
+use std::time::Duration;
+
+use erlmcp_flow_agent::AgentPool;
+use erlmcp_flow_core::config::FlowConfig;
+use erlmcp_flow_registry::{Registry, RegistryArgs};
+use erlmcp_flow_router::breaker::BreakersArgs;
+use erlmcp_flow_router::correlation::CorrelationArgs;
+use erlmcp_flow_router::failure_detector::DetectorArgs;
+use erlmcp_flow_router::router_actor::RouterArgs;
+use erlmcp_flow_router::{
+    CircuitBreakersActor, CorrelationTrackerActor, FailureDetector, RouterActor,
+};
+use erlmcp_flow_supervision::{
+    ChildSpec, Restart, RestartIntensity, Strategy, SupervisorSpec, SupervisorStats,
+};
+use ractor::{Actor, ActorCell};
+use std::sync::Arc;
+
+/// Names of the FlowSupervisor's children, in start order.
+pub const CHILDREN: [&str; 6] = [
+    "registry",
+    "circuit_breakers",
+    "correlation_tracker",
+    "failure_detector",
+    "router",
+    "agent_supervisor",
+];
+
+/// Everything the tree's children are started with.
+#[derive(Debug, Clone)]
+pub(crate) struct TreeArgs {
+    pub(crate) registry: RegistryArgs,
+    pub(crate) breakers: BreakersArgs,
+    pub(crate) correlation: CorrelationArgs,
+    pub(crate) detector: DetectorArgs,
+    pub(crate) router: RouterArgs,
+    pub(crate) pool: AgentPool,
+}
+
+fn child<A, F>(id: &str, actor: F, args: A::Arguments) -> ChildSpec
+where
+    A: Actor,
+    A::Arguments: Clone + Sync,
+    F: Fn() -> A + Send + Sync + 'static,
+{
+    ChildSpec::new(id, Restart::Permanent, move |sup: ActorCell| {
+        let a = actor();
+        let args = args.clone();
+        async move {
+            Actor::spawn_linked(None, a, args, sup)
+                .await
+                .map(|(r, _)| r.get_cell())
+        }
+    })
+}
+
+pub(crate) fn flow_supervisor_spec(
+    cfg: &FlowConfig,
+    args: TreeArgs,
+    stats: Arc<SupervisorStats>,
+) -> SupervisorSpec {
+    let flow = cfg.supervision.flow;
+    let agents = cfg.supervision.agents;
+    SupervisorSpec::new(
+        "flow_supervisor",
+        Strategy::OneForOne,
+        RestartIntensity::new(flow.max_restarts, Duration::from_millis(flow.window_ms)),
+    )
+    .with_stats(stats)
+    .child(child::<Registry, _>(
+        CHILDREN[0],
+        || Registry,
+        args.registry,
+    ))
+    .child(child::<CircuitBreakersActor, _>(
+        CHILDREN[1],
+        || CircuitBreakersActor,
+        args.breakers,
+    ))
+    .child(child::<CorrelationTrackerActor, _>(
+        CHILDREN[2],
+        || CorrelationTrackerActor,
+        args.correlation,
+    ))
+    .child(child::<FailureDetector, _>(
+        CHILDREN[3],
+        || FailureDetector,
+        args.detector,
+    ))
+    .child(child::<RouterActor, _>(
+        CHILDREN[4],
+        || RouterActor,
+        args.router,
+    ))
+    .child(args.pool.supervisor_child_spec(RestartIntensity::new(
+        agents.max_restarts,
+        Duration::from_millis(agents.window_ms),
+    )))
+}
