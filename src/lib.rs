@@ -63,8 +63,8 @@ pub use erlmcp_flow_supervision as supervision;
 
 pub use erlmcp_flow_agent::{AgentSpec, FnAgent, quiet_agent_panics};
 pub use erlmcp_flow_core::{
-    Agent, AgentError, AgentId, Capability, CapabilitySet, FlowConfig, StrategyKind, SubmitError,
-    SwarmName, Task, TaskId, TaskOutcome,
+    Agent, AgentError, AgentId, Capability, CapabilitySet, FlowConfig, StrategyKind, SubmitError, SwarmName, Task,
+    TaskId, TaskOutcome,
 };
 pub use erlmcp_flow_router::{FlowStats, TaskHandle};
 pub use node::{FlowNode, FlowNodeBuilder, NodeStats, NodeStatus, StartError};
@@ -75,7 +75,7 @@ pub mod prelude {
     pub use bytes::Bytes;
     pub use erlmcp_flow_agent::{AgentSpec, FnAgent};
     pub use erlmcp_flow_core::{
-        Agent, AgentError, AgentId, CapabilitySet, FlowConfig, Priority, StrategyKind, SubmitError,
-        SwarmName, Task, TaskOutcome,
+        Agent, AgentError, AgentId, CapabilitySet, FlowConfig, Priority, StrategyKind, SubmitError, SwarmName, Task,
+        TaskOutcome,
     };
 }

@@ -6,21 +6,17 @@ use std::time::Duration;
 
 use erlmcp_flow_agent::{AgentPool, AgentPoolError, AgentSpec};
 use erlmcp_flow_core::config::{ConfigError, FlowConfig};
-use erlmcp_flow_core::{
-    Agent, AgentId, MonoClock, StrategyKind, SubmitError, Task, TaskId, TaskOutcome,
-};
+use erlmcp_flow_core::{Agent, AgentId, MonoClock, StrategyKind, SubmitError, Task, TaskId, TaskOutcome};
 use erlmcp_flow_registry::{RegistryArgs, RegistryHandle, RegistryView};
 use erlmcp_flow_router::breaker::{BreakersArgs, BreakersMsg};
 use erlmcp_flow_router::correlation::{CorrelationArgs, CorrelationMsg};
 use erlmcp_flow_router::failure_detector::{DetectorArgs, DetectorMsg};
 use erlmcp_flow_router::router_actor::RouterArgs;
 use erlmcp_flow_router::{
-    CircuitBreakers, CorrelationRecord, CorrelationTable, DeadLetter, DeadLetterQueue, FlowStats,
-    RouterCore, RouterMsg, RouterParts, Strategy, StrategyFactory, TaskHandle, TaskTable,
+    CircuitBreakers, CorrelationRecord, CorrelationTable, DeadLetter, DeadLetterQueue, FlowStats, RouterCore,
+    RouterMsg, RouterParts, Strategy, StrategyFactory, TaskHandle, TaskTable,
 };
-use erlmcp_flow_supervision::{
-    ActorSlot, Supervisor, SupervisorMsg, SupervisorSpec, SupervisorStats,
-};
+use erlmcp_flow_supervision::{ActorSlot, Supervisor, SupervisorMsg, SupervisorSpec, SupervisorStats};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde::Serialize;
@@ -157,12 +153,10 @@ impl std::fmt::Debug for FlowNode {
 /// Builds the strategy factory for a config.
 pub(crate) fn strategy_factory(cfg: &FlowConfig) -> StrategyFactory {
     let params = erlmcp_flow_router::RouterSettings::from_config(cfg).strategy_params;
-    Arc::new(
-        move |kind: StrategyKind| -> Result<Arc<dyn Strategy>, String> {
-            erlmcp_flow_router::strategy::build(kind, params)
-                .ok_or_else(|| format!("strategy {kind} is not available in this build"))
-        },
-    )
+    Arc::new(move |kind: StrategyKind| -> Result<Arc<dyn Strategy>, String> {
+        erlmcp_flow_router::strategy::build(kind, params)
+            .ok_or_else(|| format!("strategy {kind} is not available in this build"))
+    })
 }
 
 impl FlowNode {
@@ -199,9 +193,7 @@ impl FlowNode {
                 config.correlation.max_entries as usize,
             )),
             tasks: Arc::new(TaskTable::new(config.router.dedup_window as usize)),
-            dead_letters: Arc::new(DeadLetterQueue::new(
-                config.router.dead_letter_capacity as usize,
-            )),
+            dead_letters: Arc::new(DeadLetterQueue::new(config.router.dead_letter_capacity as usize)),
             clock,
         };
         let strategies = strategy_factory(&config);
@@ -238,11 +230,7 @@ impl FlowNode {
                 hung_after: Duration::from_millis(config.failure_detector.hung_agent_after_ms),
                 slot: slots.detector.clone(),
             },
-            router: RouterArgs {
-                core: core.clone(),
-                strategies,
-                slot: slots.router.clone(),
-            },
+            router: RouterArgs { core: core.clone(), strategies, slot: slots.router.clone() },
             pool: pool.clone(),
         };
         let flow_stats = Arc::new(SupervisorStats::default());
@@ -251,12 +239,7 @@ impl FlowNode {
         let (watch_actor, watch_handle) = Actor::spawn(
             None,
             NodeWatch,
-            WatchArgs {
-                spec,
-                status: status_tx,
-                core: core.clone(),
-                slot: slots.flow_supervisor.clone(),
-            },
+            WatchArgs { spec, status: status_tx, core: core.clone(), slot: slots.flow_supervisor.clone() },
         )
         .await
         .map_err(|e| StartError::Tree(e.to_string()))?;
@@ -288,11 +271,7 @@ impl FlowNode {
     }
 
     /// Spawns a supervised agent; `factory` builds a fresh agent value on every (re)start.
-    pub async fn spawn_agent<A, F>(
-        &self,
-        spec: AgentSpec,
-        factory: F,
-    ) -> Result<AgentId, AgentPoolError>
+    pub async fn spawn_agent<A, F>(&self, spec: AgentSpec, factory: F) -> Result<AgentId, AgentPoolError>
     where
         A: Agent,
         F: Fn() -> A + Send + Sync + 'static,
@@ -318,9 +297,11 @@ impl FlowNode {
         self.inner.core.try_submit(task)
     }
 
-    /// Submits a task and waits for its outcome.
+    /// Submits a task and waits for its outcome, routing it on the caller's task (cheaper
+    /// than `submit` and awaiting the handle). Dropping the future midway does not lose
+    /// the task: the failure detector takes it over.
     pub async fn route(&self, task: Task) -> Result<TaskOutcome, SubmitError> {
-        Ok(self.submit(task).await?.await)
+        self.inner.core.route(task).await
     }
 
     /// The agent registry (reads are lock-free snapshots).
@@ -340,7 +321,7 @@ impl FlowNode {
 
     /// Correlation record of a task.
     pub fn correlation(&self, task: &TaskId) -> Option<CorrelationRecord> {
-        self.inner.core.parts().correlation.get(task)
+        self.inner.core.correlation(task)
     }
 
     /// Queued dead letters.
@@ -350,8 +331,7 @@ impl FlowNode {
 
     /// Switches the routing strategy (through the Router actor).
     pub async fn set_strategy(&self, kind: StrategyKind) -> Result<(), String> {
-        self.router_call(|r| RouterMsg::SetStrategy(kind, r))
-            .await?
+        self.router_call(|r| RouterMsg::SetStrategy(kind, r)).await?
     }
 
     /// Resubmits queued dead letters as new tasks; returns how many were accepted.
@@ -364,13 +344,7 @@ impl FlowNode {
         msg: impl FnOnce(ractor::RpcReplyPort<T>) -> RouterMsg,
     ) -> Result<T, String> {
         let timeout = Duration::from_secs(5);
-        let router = self
-            .inner
-            .slots
-            .router
-            .wait(timeout)
-            .await
-            .ok_or("router unavailable")?;
+        let router = self.inner.slots.router.wait(timeout).await.ok_or("router unavailable")?;
         match router.call(msg, Some(timeout)).await {
             Ok(CallResult::Success(v)) => Ok(v),
             _ => Err("router did not answer".into()),
@@ -426,26 +400,15 @@ impl FlowNode {
     pub fn inject_panic(&self, child: &str) -> bool {
         let s = &self.inner.slots;
         match child {
-            "registry" => s.registry.get().is_some_and(|a| {
-                a.send_message(erlmcp_flow_registry::RegistryMsg::InjectPanic)
-                    .is_ok()
-            }),
-            "circuit_breakers" => s
-                .breakers
-                .get()
-                .is_some_and(|a| a.send_message(BreakersMsg::InjectPanic).is_ok()),
-            "correlation_tracker" => s
-                .correlation
-                .get()
-                .is_some_and(|a| a.send_message(CorrelationMsg::InjectPanic).is_ok()),
-            "failure_detector" => s
-                .detector
-                .get()
-                .is_some_and(|a| a.send_message(DetectorMsg::InjectPanic).is_ok()),
-            "router" => s
-                .router
-                .get()
-                .is_some_and(|a| a.send_message(RouterMsg::InjectPanic).is_ok()),
+            "registry" => {
+                s.registry.get().is_some_and(|a| a.send_message(erlmcp_flow_registry::RegistryMsg::InjectPanic).is_ok())
+            }
+            "circuit_breakers" => s.breakers.get().is_some_and(|a| a.send_message(BreakersMsg::InjectPanic).is_ok()),
+            "correlation_tracker" => {
+                s.correlation.get().is_some_and(|a| a.send_message(CorrelationMsg::InjectPanic).is_ok())
+            }
+            "failure_detector" => s.detector.get().is_some_and(|a| a.send_message(DetectorMsg::InjectPanic).is_ok()),
+            "router" => s.router.get().is_some_and(|a| a.send_message(RouterMsg::InjectPanic).is_ok()),
             "agent_supervisor" => self.inner.pool.supervisor().get().is_some_and(|a| {
                 // A supervisor has no panic message; kill it, which is an abnormal exit.
                 a.kill();
@@ -501,25 +464,15 @@ impl Actor for NodeWatch {
     type State = WatchArgs;
     type Arguments = WatchArgs;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<()>,
-        args: WatchArgs,
-    ) -> Result<WatchArgs, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<()>, args: WatchArgs) -> Result<WatchArgs, ActorProcessingErr> {
         let (sup, _) = Supervisor::start_linked(args.spec.clone(), myself.get_cell()).await?;
         args.slot.set(sup);
         Ok(args)
     }
 
-    async fn post_stop(
-        &self,
-        _: ActorRef<()>,
-        state: &mut WatchArgs,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _: ActorRef<()>, state: &mut WatchArgs) -> Result<(), ActorProcessingErr> {
         if let Some(sup) = state.slot.get() {
-            let _ = sup
-                .stop_and_wait(Some("node shutdown".into()), Some(Duration::from_secs(10)))
-                .await;
+            let _ = sup.stop_and_wait(Some("node shutdown".into()), Some(Duration::from_secs(10))).await;
         }
         state.status.send_if_modified(|s| {
             if *s == NodeStatus::Running {
@@ -541,9 +494,7 @@ impl Actor for NodeWatch {
         match evt {
             SupervisionEvent::ActorFailed(_, err) => {
                 tracing::error!(error = %err, "FlowSupervisor failed; the node stops serving");
-                state
-                    .status
-                    .send_replace(NodeStatus::Failed(err.to_string()));
+                state.status.send_replace(NodeStatus::Failed(err.to_string()));
                 // The tree (agents included) is gone: end every open task now.
                 let core = state.core.clone();
                 tokio::spawn(async move {

@@ -37,24 +37,14 @@ use erlmcp_flow_router::breaker::BreakersArgs;
 use erlmcp_flow_router::correlation::CorrelationArgs;
 use erlmcp_flow_router::failure_detector::DetectorArgs;
 use erlmcp_flow_router::router_actor::RouterArgs;
-use erlmcp_flow_router::{
-    CircuitBreakersActor, CorrelationTrackerActor, FailureDetector, RouterActor,
-};
-use erlmcp_flow_supervision::{
-    ChildSpec, Restart, RestartIntensity, Strategy, SupervisorSpec, SupervisorStats,
-};
+use erlmcp_flow_router::{CircuitBreakersActor, CorrelationTrackerActor, FailureDetector, RouterActor};
+use erlmcp_flow_supervision::{ChildSpec, Restart, RestartIntensity, Strategy, SupervisorSpec, SupervisorStats};
 use ractor::{Actor, ActorCell};
 use std::sync::Arc;
 
 /// Names of the FlowSupervisor's children, in start order.
-pub const CHILDREN: [&str; 6] = [
-    "registry",
-    "circuit_breakers",
-    "correlation_tracker",
-    "failure_detector",
-    "router",
-    "agent_supervisor",
-];
+pub const CHILDREN: [&str; 6] =
+    ["registry", "circuit_breakers", "correlation_tracker", "failure_detector", "router", "agent_supervisor"];
 
 /// Everything the tree's children are started with.
 #[derive(Debug, Clone)]
@@ -76,19 +66,11 @@ where
     ChildSpec::new(id, Restart::Permanent, move |sup: ActorCell| {
         let a = actor();
         let args = args.clone();
-        async move {
-            Actor::spawn_linked(None, a, args, sup)
-                .await
-                .map(|(r, _)| r.get_cell())
-        }
+        async move { Actor::spawn_linked(None, a, args, sup).await.map(|(r, _)| r.get_cell()) }
     })
 }
 
-pub(crate) fn flow_supervisor_spec(
-    cfg: &FlowConfig,
-    args: TreeArgs,
-    stats: Arc<SupervisorStats>,
-) -> SupervisorSpec {
+pub(crate) fn flow_supervisor_spec(cfg: &FlowConfig, args: TreeArgs, stats: Arc<SupervisorStats>) -> SupervisorSpec {
     let flow = cfg.supervision.flow;
     let agents = cfg.supervision.agents;
     SupervisorSpec::new(
@@ -97,33 +79,13 @@ pub(crate) fn flow_supervisor_spec(
         RestartIntensity::new(flow.max_restarts, Duration::from_millis(flow.window_ms)),
     )
     .with_stats(stats)
-    .child(child::<Registry, _>(
-        CHILDREN[0],
-        || Registry,
-        args.registry,
-    ))
-    .child(child::<CircuitBreakersActor, _>(
-        CHILDREN[1],
-        || CircuitBreakersActor,
-        args.breakers,
-    ))
-    .child(child::<CorrelationTrackerActor, _>(
-        CHILDREN[2],
-        || CorrelationTrackerActor,
-        args.correlation,
-    ))
-    .child(child::<FailureDetector, _>(
-        CHILDREN[3],
-        || FailureDetector,
-        args.detector,
-    ))
-    .child(child::<RouterActor, _>(
-        CHILDREN[4],
-        || RouterActor,
-        args.router,
-    ))
-    .child(args.pool.supervisor_child_spec(RestartIntensity::new(
-        agents.max_restarts,
-        Duration::from_millis(agents.window_ms),
-    )))
+    .child(child::<Registry, _>(CHILDREN[0], || Registry, args.registry))
+    .child(child::<CircuitBreakersActor, _>(CHILDREN[1], || CircuitBreakersActor, args.breakers))
+    .child(child::<CorrelationTrackerActor, _>(CHILDREN[2], || CorrelationTrackerActor, args.correlation))
+    .child(child::<FailureDetector, _>(CHILDREN[3], || FailureDetector, args.detector))
+    .child(child::<RouterActor, _>(CHILDREN[4], || RouterActor, args.router))
+    .child(
+        args.pool
+            .supervisor_child_spec(RestartIntensity::new(agents.max_restarts, Duration::from_millis(agents.window_ms))),
+    )
 }

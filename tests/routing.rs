@@ -25,10 +25,7 @@ async fn completes_and_correlates_with_incoming_trace() {
     assert_eq!(completed_by(&outcome), "a");
     let rec = node.correlation(&id).unwrap();
     assert_eq!(rec.agent.unwrap().as_str(), "a");
-    assert_eq!(
-        rec.terminal,
-        Some(erlmcp_flow::core::TerminalKind::Completed)
-    );
+    assert_eq!(rec.terminal, Some(erlmcp_flow::core::TerminalKind::Completed));
     assert_eq!(rec.trace.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
     let span = rec.attempt_span.unwrap();
     assert_eq!(span.trace_id, rec.trace.trace_id);
@@ -73,9 +70,7 @@ async fn panicking_agent_is_restarted_and_task_moves_on() {
             matches!(
                 outcome,
                 TaskOutcome::Failed {
-                    reason: FailureReason::RetriesExhausted {
-                        last: AttemptError::Panicked { .. }
-                    },
+                    reason: FailureReason::RetriesExhausted { last: AttemptError::Panicked { .. } },
                     ..
                 }
             ),
@@ -85,19 +80,11 @@ async fn panicking_agent_is_restarted_and_task_moves_on() {
     }
     assert_eq!(moved, 4);
     eventually("agents restarted", || node.stats().agent_restarts >= 4).await;
-    assert!(
-        a.incarnations.load(Ordering::SeqCst) >= 2,
-        "a fresh agent value per restart"
-    );
+    assert!(a.incarnations.load(Ordering::SeqCst) >= 2, "a fresh agent value per restart");
     // Both agents are back and serve.
     let outcome = node.route(task(&["x"], "ok")).await.unwrap();
     assert!(matches!(outcome, TaskOutcome::Completed { .. }));
-    assert_eq!(
-        node.registry()
-            .query(&CapabilitySet::parse(["x"]).unwrap(), None)
-            .len(),
-        2
-    );
+    assert_eq!(node.registry().query(&CapabilitySet::parse(["x"]).unwrap(), None).len(), 2);
     let s = assert_no_loss(&node).await;
     assert!(s.flow.agent_panics >= 4);
 }
@@ -117,21 +104,11 @@ async fn breaker_opens_sheds_traffic_and_probes_later() {
         node.route(task(&["x"], "ok")).await.unwrap();
     }
     assert_eq!(node.stats().flow.breaker_opens, 1);
-    assert_eq!(
-        broken.started(),
-        3,
-        "exactly failure_threshold attempts before opening"
-    );
+    assert_eq!(broken.started(), 3, "exactly failure_threshold attempts before opening");
     let id = AgentId::new("broken").unwrap();
-    assert_eq!(
-        node.router().parts().breakers.status(&id),
-        erlmcp_flow::router::BreakerStatus::Open
-    );
+    assert_eq!(node.router().parts().breakers.status(&id), erlmcp_flow::router::BreakerStatus::Open);
     for _ in 0..20 {
-        assert_eq!(
-            completed_by(&node.route(task(&["x"], "ok")).await.unwrap()),
-            "good"
-        );
+        assert_eq!(completed_by(&node.route(task(&["x"], "ok")).await.unwrap()), "good");
     }
     assert_eq!(broken.started(), 3, "no traffic while open");
     // After the timeout, one probe goes through (and fails, reopening the breaker).
@@ -159,10 +136,7 @@ async fn bulkhead_caps_concurrency_and_excess_waits() {
     }
     // Actors run one task at a time; the bulkhead bounds what is queued at the agent.
     assert_eq!(probe.max_running.load(Ordering::SeqCst), 1);
-    let entry = node
-        .registry()
-        .find(&AgentId::new("solo").unwrap())
-        .unwrap();
+    let entry = node.registry().find(&AgentId::new("solo").unwrap()).unwrap();
     assert_eq!(entry.bulkhead.available_permits(), 2, "every slot returned");
     assert_eq!(assert_no_loss(&node).await.flow.completed, 20);
 }
@@ -181,21 +155,12 @@ async fn full_bulkhead_sends_work_elsewhere() {
     // the overflow to the other.
     let mut handles = Vec::new();
     for _ in 0..6 {
-        handles.push(
-            node.submit(task(&["x"], "ok").with_affinity_key("k"))
-                .await
-                .unwrap(),
-        );
+        handles.push(node.submit(task(&["x"], "ok").with_affinity_key("k")).await.unwrap());
     }
     for h in handles {
         assert!(h.await.is_completed());
     }
-    assert!(
-        a.started() >= 1 && b.started() >= 1,
-        "a {} b {}",
-        a.started(),
-        b.started()
-    );
+    assert!(a.started() >= 1 && b.started() >= 1, "a {} b {}", a.started(), b.started());
     assert_no_loss(&node).await;
 }
 
@@ -210,11 +175,7 @@ async fn fallback_swarm_takes_over() {
         .with_fallback_swarm(SwarmName::new("green").unwrap());
     let outcome = node.route(t).await.unwrap();
     assert_eq!(completed_by(&outcome), "backup-1");
-    assert_eq!(
-        outcome.attempts(),
-        4,
-        "3 primary attempts, then the fallback"
-    );
+    assert_eq!(outcome.attempts(), 4, "3 primary attempts, then the fallback");
     // The node-wide fallback from config works the same way.
     let node2 = common::node(|c| c.router.fallback_swarm = Some("green".into())).await;
     spawn(&node2, "p", &["x"], Some("blue"), Mode::AlwaysFail).await;
@@ -234,22 +195,13 @@ async fn permanent_and_exhausted_failures() {
     spawn(&node, "b", &["x"], None, Mode::Payload).await;
     let outcome = node.route(task(&["x"], "perm")).await.unwrap();
     assert!(
-        matches!(
-            outcome,
-            TaskOutcome::Failed {
-                reason: FailureReason::Permanent { .. },
-                attempts: 1
-            }
-        ),
+        matches!(outcome, TaskOutcome::Failed { reason: FailureReason::Permanent { .. }, attempts: 1 }),
         "{outcome:?}"
     );
     let outcome = node.route(task(&["x"], "fail")).await.unwrap();
     match outcome {
         TaskOutcome::Failed {
-            reason:
-                FailureReason::RetriesExhausted {
-                    last: AttemptError::AgentError { .. },
-                },
+            reason: FailureReason::RetriesExhausted { last: AttemptError::AgentError { .. } },
             attempts,
         } => {
             assert_eq!(attempts, 3)
@@ -267,40 +219,19 @@ async fn no_capable_agent_dead_letters_and_replays() {
     let node = node(|_| {}).await;
     // Zero agents at all.
     let outcome = node.route(task(&["gpu"], "ok")).await.unwrap();
-    assert_eq!(
-        outcome,
-        TaskOutcome::DeadLettered {
-            reason: DeadLetterReason::NoCapableAgent,
-            attempts: 0
-        }
-    );
+    assert_eq!(outcome, TaskOutcome::DeadLettered { reason: DeadLetterReason::NoCapableAgent, attempts: 0 });
     spawn(&node, "cpu", &["cpu"], None, Mode::Payload).await;
     let outcome = node.route(task(&["gpu"], "ok")).await.unwrap();
-    assert!(matches!(
-        outcome,
-        TaskOutcome::DeadLettered {
-            reason: DeadLetterReason::NoCapableAgent,
-            ..
-        }
-    ));
-    assert_eq!(
-        completed_by(&node.route(task(&["cpu"], "ok")).await.unwrap()),
-        "cpu"
-    );
+    assert!(matches!(outcome, TaskOutcome::DeadLettered { reason: DeadLetterReason::NoCapableAgent, .. }));
+    assert_eq!(completed_by(&node.route(task(&["cpu"], "ok")).await.unwrap()), "cpu");
     let letters = node.dead_letters();
     assert_eq!(letters.len(), 2);
-    assert_eq!(
-        letters[0].task.capabilities,
-        CapabilitySet::parse(["gpu"]).unwrap()
-    );
+    assert_eq!(letters[0].task.capabilities, CapabilitySet::parse(["gpu"]).unwrap());
     spawn(&node, "gpu", &["gpu"], None, Mode::Payload).await;
     assert_eq!(node.replay_dead_letters().await.unwrap(), 2);
     assert!(node.wait_idle(DEADLINE).await);
     let s = assert_no_loss(&node).await;
-    assert_eq!(
-        (s.flow.accepted, s.flow.completed, s.flow.dead_lettered),
-        (5, 3, 2)
-    );
+    assert_eq!((s.flow.accepted, s.flow.completed, s.flow.dead_lettered), (5, 3, 2));
     assert!(node.dead_letters().is_empty());
 }
 
@@ -311,10 +242,7 @@ async fn timeout_moves_task_to_another_agent() {
     spawn(&node, "slow", &["x"], None, Mode::Slow(2_000)).await;
     spawn(&node, "fast", &["x"], None, Mode::Payload).await;
     for _ in 0..4 {
-        let outcome = node
-            .route(task(&["x"], "ok").with_timeout(Duration::from_millis(50)))
-            .await
-            .unwrap();
+        let outcome = node.route(task(&["x"], "ok").with_timeout(Duration::from_millis(50))).await.unwrap();
         assert_eq!(completed_by(&outcome), "fast");
     }
     let s = assert_no_loss(&node).await;
@@ -332,23 +260,12 @@ async fn hung_agent_is_killed_and_restarted() {
     .await;
     let p = spawn(&node, "a", &["x"], None, Mode::Payload).await;
     spawn(&node, "b", &["x"], None, Mode::Payload).await;
-    let hung = node
-        .submit(task(&["x"], "hang").with_timeout(Duration::from_secs(60)))
-        .await
-        .unwrap();
-    eventually("hung agent killed", || {
-        node.stats().flow.hung_agents_killed >= 1
-    })
-    .await;
-    eventually("restarted", || {
-        p.incarnations.load(Ordering::SeqCst) >= 2 || node.stats().agent_restarts >= 1
-    })
-    .await;
+    let hung = node.submit(task(&["x"], "hang").with_timeout(Duration::from_secs(60))).await.unwrap();
+    eventually("hung agent killed", || node.stats().flow.hung_agents_killed >= 1).await;
+    eventually("restarted", || p.incarnations.load(Ordering::SeqCst) >= 2 || node.stats().agent_restarts >= 1).await;
     // The task was lost with the agent and redelivered; on the other agent it hangs too,
     // which gets that one killed as well; it ends when redeliveries run out or it fails.
-    let outcome = tokio::time::timeout(DEADLINE, hung)
-        .await
-        .expect("the hung task ends");
+    let outcome = tokio::time::timeout(DEADLINE, hung).await.expect("the hung task ends");
     assert!(!outcome.is_completed());
     assert!(node.route(task(&["x"], "ok")).await.unwrap().is_completed());
     assert_no_loss(&node).await;
@@ -374,18 +291,9 @@ async fn consistent_hash_keeps_sessions_on_one_agent() {
         spawn(&node, &format!("a{i}"), &["x"], None, Mode::Payload).await;
     }
     for session in ["alice", "bob", "carol"] {
-        let first = completed_by(
-            &node
-                .route(task(&["x"], "ok").with_affinity_key(session))
-                .await
-                .unwrap(),
-        )
-        .to_string();
+        let first = completed_by(&node.route(task(&["x"], "ok").with_affinity_key(session)).await.unwrap()).to_string();
         for _ in 0..5 {
-            let o = node
-                .route(task(&["x"], "ok").with_affinity_key(session))
-                .await
-                .unwrap();
+            let o = node.route(task(&["x"], "ok").with_affinity_key(session)).await.unwrap();
             assert_eq!(completed_by(&o), first);
         }
     }
@@ -398,38 +306,19 @@ async fn consistent_hash_keeps_sessions_on_one_agent() {
 async fn bad_input_is_refused_with_typed_errors() {
     let node = node(|c| c.codec.max_payload_bytes = 1024).await;
     spawn(&node, "a", &["x"], None, Mode::Payload).await;
-    assert_eq!(
-        node.submit(Task::new(CapabilitySet::empty()))
-            .await
-            .unwrap_err(),
-        SubmitError::EmptyCapabilities
-    );
+    assert_eq!(node.submit(Task::new(CapabilitySet::empty())).await.unwrap_err(), SubmitError::EmptyCapabilities);
     let big = task(&["x"], &"z".repeat(1025));
-    assert_eq!(
-        node.submit(big).await.unwrap_err(),
-        SubmitError::PayloadTooLarge {
-            size: 1025,
-            limit: 1024
-        }
-    );
+    assert_eq!(node.submit(big).await.unwrap_err(), SubmitError::PayloadTooLarge { size: 1025, limit: 1024 });
     let t = task(&["x"], "ok");
     let dup = t.clone();
     assert!(node.route(t).await.unwrap().is_completed());
-    assert_eq!(
-        node.submit(dup.clone()).await.unwrap_err(),
-        SubmitError::DuplicateTask(dup.id)
-    );
+    assert_eq!(node.submit(dup.clone()).await.unwrap_err(), SubmitError::DuplicateTask(dup.id));
     assert_eq!(
         task(&["x"], "ok").with_traceparent("00-zz").unwrap_err(),
-        TraceContextError::BadLength {
-            len: 5,
-            version: 0,
-            expected: "exactly 55"
-        }
+        TraceContextError::BadLength { len: 5, version: 0, expected: "exactly 55" }
     );
     assert!(matches!(
-        task(&["x"], "ok")
-            .with_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+        task(&["x"], "ok").with_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
         Err(TraceContextError::ZeroTraceId)
     ));
     // Still serving, and none of the refused tasks was accepted.
@@ -444,10 +333,7 @@ async fn admission_limit_backpressure() {
     let node = node(|c| c.router.max_in_flight = 1).await;
     spawn(&node, "a", &["x"], None, Mode::Payload).await;
     let first = node.submit(task(&["x"], "sleep:50")).await.unwrap();
-    assert_eq!(
-        node.try_submit(task(&["x"], "ok")).unwrap_err(),
-        SubmitError::Overloaded { limit: 1 }
-    );
+    assert_eq!(node.try_submit(task(&["x"], "ok")).unwrap_err(), SubmitError::Overloaded { limit: 1 });
     let second = node.submit(task(&["x"], "ok"));
     let (a, b) = tokio::join!(first, async { second.await.unwrap().await });
     assert!(a.is_completed() && b.is_completed());
@@ -462,23 +348,11 @@ async fn shutdown_terminates_open_tasks() {
     spawn(&node, "a", &["x"], None, Mode::Payload).await;
     let h = node.submit(task(&["x"], "hang")).await.unwrap();
     assert_eq!(node.shutdown(Duration::from_millis(50)).await, 1);
-    assert_eq!(
-        h.await,
-        TaskOutcome::DeadLettered {
-            reason: DeadLetterReason::NodeStopped,
-            attempts: 0
-        }
-    );
-    assert_eq!(
-        node.submit(task(&["x"], "ok")).await.unwrap_err(),
-        SubmitError::NodeStopped
-    );
+    assert_eq!(h.await, TaskOutcome::DeadLettered { reason: DeadLetterReason::NodeStopped, attempts: 0 });
+    assert_eq!(node.submit(task(&["x"], "ok")).await.unwrap_err(), SubmitError::NodeStopped);
     assert_eq!(node.status(), NodeStatus::Stopped);
     let s = node.stats();
-    assert_eq!(
-        s.flow.accepted,
-        s.flow.completed + s.flow.failed + s.flow.dead_lettered
-    );
+    assert_eq!(s.flow.accepted, s.flow.completed + s.flow.failed + s.flow.dead_lettered);
 }
 
 /// Swarm leadership through the facade: the oldest member leads; stopping it for good
@@ -493,12 +367,7 @@ async fn swarm_leader_is_reelected_when_leader_stops() {
     assert_eq!(node.registry().leader(&team).unwrap().as_str(), "l1");
     node.stop_agent(&AgentId::new("l1").unwrap()).await.unwrap();
     assert_eq!(node.registry().leader(&team).unwrap().as_str(), "l2");
-    assert!(
-        node.registry()
-            .view()
-            .entry(&AgentId::new("l1").unwrap())
-            .is_none()
-    );
+    assert!(node.registry().view().entry(&AgentId::new("l1").unwrap()).is_none());
     assert_eq!(node.agents().len(), 2);
     let outcome = node.route(task(&["x"], "ok").in_swarm(team)).await.unwrap();
     assert_ne!(completed_by(&outcome), "l1");

@@ -22,11 +22,7 @@ fn background_traffic(node: &FlowNode) -> tokio::task::JoinHandle<Vec<TaskOutcom
     tokio::spawn(async move {
         let mut handles = Vec::with_capacity(TASKS);
         for _ in 0..TASKS {
-            handles.push(
-                node.submit(task(&["x"], "sleep:1"))
-                    .await
-                    .expect("accepted"),
-            );
+            handles.push(node.submit(task(&["x"], "sleep:1")).await.expect("accepted"));
         }
         let mut out = Vec::with_capacity(TASKS);
         for h in handles {
@@ -51,26 +47,12 @@ async fn crash_under_traffic(node: &FlowNode, child: &str) {
     let traffic = background_traffic(node);
     eventually("traffic started", || node.stats().flow.accepted >= 30).await;
     assert!(node.inject_panic(child), "{child} took the fault");
-    eventually("child restarted", || {
-        node.child_actor(child).is_some_and(|a| a != before)
-    })
-    .await;
-    let outcomes = tokio::time::timeout(DEADLINE, traffic)
-        .await
-        .expect("traffic ends")
-        .unwrap();
+    eventually("child restarted", || node.child_actor(child).is_some_and(|a| a != before)).await;
+    let outcomes = tokio::time::timeout(DEADLINE, traffic).await.expect("traffic ends").unwrap();
     assert_eq!(outcomes.len(), TASKS);
     let completed = outcomes.iter().filter(|o| o.is_completed()).count();
-    assert_eq!(
-        completed,
-        TASKS,
-        "every task completed: {:?}",
-        outcomes.iter().find(|o| !o.is_completed())
-    );
-    assert!(
-        node.route(task(&["x"], "ok")).await.unwrap().is_completed(),
-        "serves after the restart"
-    );
+    assert_eq!(completed, TASKS, "every task completed: {:?}", outcomes.iter().find(|o| !o.is_completed()));
+    assert!(node.route(task(&["x"], "ok")).await.unwrap().is_completed(), "serves after the restart");
     let s = assert_no_loss(node).await;
     assert!(s.service_restarts >= 1, "{s:?}");
     assert_eq!(node.status(), NodeStatus::Running);
@@ -84,27 +66,14 @@ async fn registry_crash_recovers_and_resumes_monitoring() {
     crash_under_traffic(&node, "registry").await;
     // A temporary agent (never restarted) killed outright: only the registry's monitor
     // can notice, since a kill skips the agent's own cleanup.
-    let spec = AgentSpec::parse("temp", ["y"])
-        .unwrap()
-        .with_restart(Restart::Temporary);
-    node.spawn_agent(spec, || common::Scripted {
-        name: "temp".into(),
-        mode: Mode::Payload,
-        probe: Arc::default(),
-    })
-    .await
-    .unwrap();
-    let temp = node
-        .registry()
-        .find(&AgentId::new("temp").unwrap())
+    let spec = AgentSpec::parse("temp", ["y"]).unwrap().with_restart(Restart::Temporary);
+    node.spawn_agent(spec, || common::Scripted { name: "temp".into(), mode: Mode::Payload, probe: Arc::default() })
+        .await
         .unwrap();
+    let temp = node.registry().find(&AgentId::new("temp").unwrap()).unwrap();
     temp.actor().kill();
-    eventually("killed agent out of the registry", || {
-        node.registry()
-            .find(&AgentId::new("temp").unwrap())
-            .is_none()
-    })
-    .await;
+    eventually("killed agent out of the registry", || node.registry().find(&AgentId::new("temp").unwrap()).is_none())
+        .await;
     assert_eq!(node.registry().view().len(), 6);
 }
 
@@ -130,10 +99,7 @@ async fn breaker_actor_crash_keeps_breaker_state() {
     }
     assert_eq!(broken.started(), tried, "still shed after the restart");
     assert_eq!(
-        node.router()
-            .parts()
-            .breakers
-            .status(&AgentId::new("broken").unwrap()),
+        node.router().parts().breakers.status(&AgentId::new("broken").unwrap()),
         erlmcp_flow::router::BreakerStatus::Open
     );
 }
@@ -151,10 +117,7 @@ async fn correlation_tracker_crash_resumes_sweeping() {
     let id = t.id;
     node.route(t).await.unwrap();
     crash_under_traffic(&node, "correlation_tracker").await;
-    eventually("record expired by the new incarnation", || {
-        node.correlation(&id).is_none()
-    })
-    .await;
+    eventually("record expired by the new incarnation", || node.correlation(&id).is_none()).await;
 }
 
 /// Failure-detector crash: tasks that lost their routing driver while no detector ran
@@ -169,15 +132,9 @@ async fn failure_detector_crash_then_orphans_are_recovered() {
     assert!(node.inject_panic("failure_detector"));
     let tasks = node.router().parts().tasks.clone();
     let orphan = Arc::new(task(&["x"], "ok"));
-    let rx = tasks
-        .accept(orphan.clone(), None, node.clock().now_ns())
-        .unwrap();
+    let rx = tasks.accept(orphan.clone(), None, node.clock().now_ns()).unwrap();
     tasks.mark_orphan(orphan.id);
-    eventually("detector restarted", || {
-        node.child_actor("failure_detector")
-            .is_some_and(|a| a != before)
-    })
-    .await;
+    eventually("detector restarted", || node.child_actor("failure_detector").is_some_and(|a| a != before)).await;
     let outcome = tokio::time::timeout(DEADLINE, rx).await.unwrap().unwrap();
     assert!(outcome.is_completed(), "{outcome:?}");
     assert!(node.stats().flow.orphan_recoveries >= 1);
@@ -190,9 +147,7 @@ async fn failure_detector_crash_then_orphans_are_recovered() {
 async fn router_crash_keeps_routing_and_control() {
     let node = node_with_agents(|_| {}).await;
     crash_under_traffic(&node, "router").await;
-    node.set_strategy(StrategyKind::LeastConnections)
-        .await
-        .unwrap();
+    node.set_strategy(StrategyKind::LeastConnections).await.unwrap();
     assert_eq!(node.stats().strategy, StrategyKind::LeastConnections);
 }
 
@@ -222,18 +177,11 @@ async fn agent_restart_storm_escalates_to_flow_supervisor() {
     let mut outcomes = Vec::new();
     while node.stats().meltdowns == 0 {
         outcomes.push(node.route(task(&["boom"], "ok")).await.unwrap());
-        assert!(
-            outcomes.len() < 50,
-            "no meltdown after {} panics",
-            outcomes.len()
-        );
+        assert!(outcomes.len() < 50, "no meltdown after {} panics", outcomes.len());
     }
     assert!(outcomes.iter().all(|o| !o.is_completed()));
-    eventually("agent supervisor replaced", || {
-        node.child_actor("agent_supervisor")
-            .is_some_and(|a| a != agent_sup)
-    })
-    .await;
+    eventually("agent supervisor replaced", || node.child_actor("agent_supervisor").is_some_and(|a| a != agent_sup))
+        .await;
     eventually("pool back", || node.registry().view().len() == 7).await;
     let s = node.stats();
     assert_eq!(s.meltdowns, 1);
@@ -256,32 +204,16 @@ async fn service_restart_storm_fails_the_node_without_losing_tasks() {
         };
         assert!(node.inject_panic("registry"));
         eventually("registry restarted or node failed", || {
-            node.child_actor("registry").is_some_and(|a| a != before)
-                || node.status() != NodeStatus::Running
+            node.child_actor("registry").is_some_and(|a| a != before) || node.status() != NodeStatus::Running
         })
         .await;
     }
     let status = node.wait_not_running(DEADLINE).await;
-    assert!(
-        matches!(&status, NodeStatus::Failed(why) if why.contains("exceeded 3 restarts")),
-        "{status:?}"
-    );
-    assert!(
-        node.flow_supervisor().is_none(),
-        "the supervisor is gone, not looping"
-    );
-    assert_eq!(
-        node.submit(task(&["x"], "ok")).await.unwrap_err(),
-        SubmitError::NodeStopped
-    );
+    assert!(matches!(&status, NodeStatus::Failed(why) if why.contains("exceeded 3 restarts")), "{status:?}");
+    assert!(node.flow_supervisor().is_none(), "the supervisor is gone, not looping");
+    assert_eq!(node.submit(task(&["x"], "ok")).await.unwrap_err(), SubmitError::NodeStopped);
     let outcome = tokio::time::timeout(DEADLINE, stuck).await.unwrap();
-    assert_eq!(
-        outcome,
-        TaskOutcome::DeadLettered {
-            reason: DeadLetterReason::NodeStopped,
-            attempts: 0
-        }
-    );
+    assert_eq!(outcome, TaskOutcome::DeadLettered { reason: DeadLetterReason::NodeStopped, attempts: 0 });
     assert_no_loss(&node).await;
     assert!(node.stats().meltdowns >= 1);
 }
@@ -294,10 +226,7 @@ async fn agent_restart_uses_a_fresh_agent_value() {
     for _ in 0..3 {
         node.route(task(&["x"], "panic")).await.unwrap();
     }
-    eventually("three restarts", || {
-        p.incarnations.load(Ordering::SeqCst) >= 4
-    })
-    .await;
+    eventually("three restarts", || p.incarnations.load(Ordering::SeqCst) >= 4).await;
     assert!(node.route(task(&["x"], "ok")).await.unwrap().is_completed());
     assert_no_loss(&node).await;
 }

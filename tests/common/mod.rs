@@ -15,10 +15,7 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not reached within {DEADLINE:?}: {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "not reached within {DEADLINE:?}: {what}");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
@@ -109,13 +106,7 @@ impl Scripted {
 }
 
 /// Spawns a scripted agent named `name` with `caps` (and `swarm`), returning its probe.
-pub async fn spawn(
-    node: &FlowNode,
-    name: &str,
-    caps: &[&str],
-    swarm: Option<&str>,
-    mode: Mode,
-) -> Arc<Probe> {
+pub async fn spawn(node: &FlowNode, name: &str, caps: &[&str], swarm: Option<&str>, mode: Mode) -> Arc<Probe> {
     let probe = Arc::new(Probe::default());
     let mut spec = AgentSpec::parse(name, caps).unwrap();
     if let Some(s) = swarm {
@@ -124,11 +115,7 @@ pub async fn spawn(
     let (n, p) = (name.to_string(), probe.clone());
     node.spawn_agent(spec, move || {
         p.incarnations.fetch_add(1, Ordering::SeqCst);
-        Scripted {
-            name: n.clone(),
-            mode,
-            probe: p.clone(),
-        }
+        Scripted { name: n.clone(), mode, probe: p.clone() }
     })
     .await
     .unwrap();
@@ -149,17 +136,9 @@ pub fn task(caps: &[&str], payload: &str) -> Task {
 
 /// Asserts the no-loss invariant after waiting for quiescence.
 pub async fn assert_no_loss(node: &FlowNode) -> erlmcp_flow::NodeStats {
-    assert!(
-        node.wait_idle(DEADLINE).await,
-        "tasks still open: {:?}",
-        node.stats()
-    );
+    assert!(node.wait_idle(DEADLINE).await, "tasks still open: {:?}", node.stats());
     let s = node.stats();
-    assert_eq!(
-        s.flow.accepted,
-        s.flow.completed + s.flow.failed + s.flow.dead_lettered,
-        "no-loss invariant: {s:?}"
-    );
+    assert_eq!(s.flow.accepted, s.flow.completed + s.flow.failed + s.flow.dead_lettered, "no-loss invariant: {s:?}");
     assert_eq!(s.flow.in_flight, 0);
     s
 }

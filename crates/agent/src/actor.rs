@@ -83,18 +83,10 @@ impl<A: Agent> Actor for AgentActor<A> {
             Some(entry) => entry,
             None => args.registry.register(reg).await?,
         };
-        Ok(AgentState {
-            agent: args.agent,
-            entry,
-            clock: args.clock,
-        })
+        Ok(AgentState { agent: args.agent, entry, clock: args.clock })
     }
 
-    async fn post_stop(
-        &self,
-        myself: ActorRef<AgentMsg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, myself: ActorRef<AgentMsg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         state.entry.mark_down(myself.get_id());
         Ok(())
     }
@@ -114,9 +106,7 @@ impl<A: Agent> Actor for AgentActor<A> {
                     return Ok(());
                 }
                 state.entry.load.set_busy_since(now);
-                let result = AssertUnwindSafe(AgentScope::new(state.agent.handle(&task)))
-                    .catch_unwind()
-                    .await;
+                let result = AssertUnwindSafe(AgentScope::new(state.agent.handle(&task))).catch_unwind().await;
                 state.entry.load.set_busy_since(0);
                 state.entry.load.heartbeat(state.clock.now_ns());
                 match result {
@@ -133,9 +123,7 @@ impl<A: Agent> Actor for AgentActor<A> {
                 }
             }
             AgentMsg::Broadcast(message) => {
-                let r = AssertUnwindSafe(AgentScope::new(state.agent.on_broadcast(&message)))
-                    .catch_unwind()
-                    .await;
+                let r = AssertUnwindSafe(AgentScope::new(state.agent.on_broadcast(&message))).catch_unwind().await;
                 if let Err(panic) = r {
                     state.entry.mark_down(myself.get_id());
                     return Err(format!(

@@ -9,9 +9,10 @@ use erlmcp_flow_core::{Agent, AgentError, Task};
 ///
 /// ```
 /// use erlmcp_flow_agent::FnAgent;
-/// let echo = FnAgent::new(|task: &erlmcp_flow_core::Task| {
+/// use erlmcp_flow_core::{AgentError, Task};
+/// let echo = FnAgent::new(|task: &Task| {
 ///     let out = task.payload.clone();
-///     async move { Ok(out) }
+///     async move { Ok::<_, AgentError>(out) }
 /// });
 /// # let _ = echo;
 /// ```

@@ -14,8 +14,8 @@ use std::time::Duration;
 use erlmcp_flow_core::{Agent, AgentId, MonoClock};
 use erlmcp_flow_registry::RegistryHandle;
 use erlmcp_flow_supervision::{
-    ActorSlot, ChildExit, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorError,
-    SupervisorMsg, SupervisorSpec, SupervisorStats,
+    ActorSlot, ChildExit, ChildSpec, RestartIntensity, Strategy, Supervisor, SupervisorError, SupervisorMsg,
+    SupervisorSpec, SupervisorStats,
 };
 use parking_lot::Mutex;
 use ractor::{Actor, ActorCell};
@@ -70,9 +70,7 @@ pub struct AgentPool {
 
 impl std::fmt::Debug for AgentPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentPool")
-            .field("agents", &self.table.lock().len())
-            .finish_non_exhaustive()
+        f.debug_struct("AgentPool").field("agents", &self.table.lock().len()).finish_non_exhaustive()
     }
 }
 
@@ -108,52 +106,39 @@ impl AgentPool {
     /// start (first or restart) launches all agents in the table.
     pub fn supervisor_child_spec(&self, intensity: RestartIntensity) -> ChildSpec {
         let pool = self.clone();
-        ChildSpec::new(
-            "agent_supervisor",
-            erlmcp_flow_supervision::Restart::Permanent,
-            move |parent: ActorCell| {
-                let pool = pool.clone();
-                async move {
-                    let children: Vec<ChildSpec> = pool
-                        .table
-                        .lock()
-                        .values()
-                        .map(|e| e.child.clone())
-                        .collect();
-                    let table = pool.table.clone();
-                    let registry = pool.registry.clone();
-                    let spec = SupervisorSpec {
-                        name: "agent_supervisor".into(),
-                        strategy: Strategy::OneForOne,
-                        intensity,
-                        children,
-                        stats: pool.stats.clone(),
-                        on_child_removed: Some(Arc::new(move |id: &str, exit: &ChildExit| {
-                            tracing::info!(agent = id, ?exit, "agent left the pool");
-                            table.lock().retain(|k, _| k.as_str() != id);
-                            // Gone for good: take it out of the registry now, not after the grace.
-                            if let Ok(agent) = AgentId::new(id) {
-                                let registry = registry.clone();
-                                tokio::spawn(async move {
-                                    let _ = registry.unregister(&agent).await;
-                                });
-                            }
-                        })),
-                    };
-                    let (sup, _) = Supervisor::start_linked(spec, parent).await?;
-                    pool.supervisor.set(sup.clone());
-                    Ok(sup.get_cell())
-                }
-            },
-        )
+        ChildSpec::new("agent_supervisor", erlmcp_flow_supervision::Restart::Permanent, move |parent: ActorCell| {
+            let pool = pool.clone();
+            async move {
+                let children: Vec<ChildSpec> = pool.table.lock().values().map(|e| e.child.clone()).collect();
+                let table = pool.table.clone();
+                let registry = pool.registry.clone();
+                let spec = SupervisorSpec {
+                    name: "agent_supervisor".into(),
+                    strategy: Strategy::OneForOne,
+                    intensity,
+                    children,
+                    stats: pool.stats.clone(),
+                    on_child_removed: Some(Arc::new(move |id: &str, exit: &ChildExit| {
+                        tracing::info!(agent = id, ?exit, "agent left the pool");
+                        table.lock().retain(|k, _| k.as_str() != id);
+                        // Gone for good: take it out of the registry now, not after the grace.
+                        if let Ok(agent) = AgentId::new(id) {
+                            let registry = registry.clone();
+                            tokio::spawn(async move {
+                                let _ = registry.unregister(&agent).await;
+                            });
+                        }
+                    })),
+                };
+                let (sup, _) = Supervisor::start_linked(spec, parent).await?;
+                pool.supervisor.set(sup.clone());
+                Ok(sup.get_cell())
+            }
+        })
     }
 
     /// Spawns an agent built by `factory` (called again on every restart).
-    pub async fn spawn<A, F>(
-        &self,
-        spec: AgentSpec,
-        factory: F,
-    ) -> Result<ActorCell, AgentPoolError>
+    pub async fn spawn<A, F>(&self, spec: AgentSpec, factory: F) -> Result<ActorCell, AgentPoolError>
     where
         A: Agent,
         F: Fn() -> A + Send + Sync + 'static,
@@ -169,30 +154,15 @@ impl AgentPool {
         let clock = self.clock;
         let child_spec = spec.clone();
         let child = ChildSpec::new(spec.id.to_string(), spec.restart, move |sup: ActorCell| {
-            let args = AgentArgs {
-                agent: factory(),
-                spec: child_spec.clone(),
-                registry: registry.clone(),
-                clock,
-            };
-            async move {
-                Actor::spawn_linked(None, AgentActor::<A>::default(), args, sup)
-                    .await
-                    .map(|(r, _)| r.get_cell())
-            }
+            let args = AgentArgs { agent: factory(), spec: child_spec.clone(), registry: registry.clone(), clock };
+            async move { Actor::spawn_linked(None, AgentActor::<A>::default(), args, sup).await.map(|(r, _)| r.get_cell()) }
         });
         {
             let mut table = self.table.lock();
             if table.contains_key(&spec.id) {
                 return Err(AgentPoolError::Duplicate(spec.id));
             }
-            table.insert(
-                spec.id.clone(),
-                TableEntry {
-                    spec: spec.clone(),
-                    child: child.clone(),
-                },
-            );
+            table.insert(spec.id.clone(), TableEntry { spec: spec.clone(), child: child.clone() });
         }
         let deadline = tokio::time::Instant::now() + self.call_timeout;
         loop {
@@ -213,10 +183,7 @@ impl AgentPool {
                 }
                 Err(SupervisorError::StartFailed { reason, .. }) => {
                     self.table.lock().remove(&spec.id);
-                    return Err(AgentPoolError::StartFailed {
-                        id: spec.id,
-                        reason,
-                    });
+                    return Err(AgentPoolError::StartFailed { id: spec.id, reason });
                 }
                 Err(_) if left.is_zero() => {
                     self.table.lock().remove(&spec.id);
@@ -232,11 +199,7 @@ impl AgentPool {
         if self.table.lock().remove(id).is_none() {
             return Err(AgentPoolError::Unknown(id.clone()));
         }
-        let sup = self
-            .supervisor
-            .wait(self.call_timeout)
-            .await
-            .ok_or(AgentPoolError::SupervisorUnavailable)?;
+        let sup = self.supervisor.wait(self.call_timeout).await.ok_or(AgentPoolError::SupervisorUnavailable)?;
         match Supervisor::terminate_child(&sup, id.as_str(), self.call_timeout).await {
             Ok(()) | Err(SupervisorError::UnknownChild(_)) => {
                 let _ = self.registry.unregister(id).await;

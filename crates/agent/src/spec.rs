@@ -21,13 +21,7 @@ pub struct AgentSpec {
 impl AgentSpec {
     /// An agent `id` with `capabilities`.
     pub fn new(id: AgentId, capabilities: CapabilitySet) -> Self {
-        Self {
-            id,
-            capabilities,
-            swarms: Vec::new(),
-            weight: 1,
-            restart: Restart::Permanent,
-        }
+        Self { id, capabilities, swarms: Vec::new(), weight: 1, restart: Restart::Permanent }
     }
 
     /// Parses the id and capability names.
@@ -36,10 +30,7 @@ impl AgentSpec {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        Ok(Self::new(
-            AgentId::new(id)?,
-            CapabilitySet::parse(capabilities)?,
-        ))
+        Ok(Self::new(AgentId::new(id)?, CapabilitySet::parse(capabilities)?))
     }
 
     /// Joins `swarm` at start.

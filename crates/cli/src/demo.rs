@@ -36,11 +36,7 @@ const POISON: &[u8] = b"poison";
 
 fn probability(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if (0.0..=1.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("{v} is not a probability in [0, 1]"))
-    }
+    if (0.0..=1.0).contains(&v) { Ok(v) } else { Err(format!("{v} is not a probability in [0, 1]")) }
 }
 
 /// Arguments of `flow demo`.
@@ -115,20 +111,15 @@ impl Agent for DemoAgent {
         if !self.work.is_zero() {
             tokio::time::sleep(self.work).await;
         }
-        let sum = task
-            .payload
-            .iter()
-            .fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(*b));
+        let sum = task.payload.iter().fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(*b));
         Ok(Bytes::copy_from_slice(&sum.to_le_bytes()))
     }
 }
 
 pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     erlmcp_flow::quiet_agent_panics();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")?;
     let report = runtime.block_on(demo(&args))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -162,9 +153,8 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
     let intensity = config.supervision.agents;
     let node = FlowNode::start(config).await?;
 
-    let swarms: Vec<SwarmName> = (0..args.swarms)
-        .map(|k| SwarmName::new(format!("swarm-{k}")))
-        .collect::<Result<_, _>>()?;
+    let swarms: Vec<SwarmName> =
+        (0..args.swarms).map(|k| SwarmName::new(format!("swarm-{k}"))).collect::<Result<_, _>>()?;
     let incarnations = Arc::new(AtomicU64::new(0));
     for i in 0..args.agents {
         let k = i % swarms.len();
@@ -173,12 +163,8 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
             caps.push("gpu".into());
         }
         let spec = AgentSpec::parse(&format!("agent-{i:03}"), &caps)?.in_swarm(swarms[k].clone());
-        let (seed, crash_rate, fail_rate, work) = (
-            args.seed,
-            args.crash_rate,
-            args.fail_rate,
-            Duration::from_micros(args.work_us),
-        );
+        let (seed, crash_rate, fail_rate, work) =
+            (args.seed, args.crash_rate, args.fail_rate, Duration::from_micros(args.work_us));
         // Flaky agents: indices 7, 33, 59, … (spread over the swarms).
         let flaky = i % 26 == 7 && i / 26 < args.flaky_agents;
         let incarnations = incarnations.clone();
@@ -227,12 +213,9 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
         } else {
             compute.clone()
         };
-        let mut task =
-            Task::new_with_rng(caps, &mut rng).with_affinity_key(format!("session-{}", n % 1000));
+        let mut task = Task::new_with_rng(caps, &mut rng).with_affinity_key(format!("session-{}", n % 1000));
         if roll >= 0.85 {
-            task = task
-                .in_swarm(swarms[k].clone())
-                .with_fallback_swarm(swarms[(k + 1) % swarms.len()].clone());
+            task = task.in_swarm(swarms[k].clone()).with_fallback_swarm(swarms[(k + 1) % swarms.len()].clone());
         }
         task = if rng.random::<f64>() < args.poison_rate {
             task.with_payload(Bytes::from_static(POISON))
@@ -294,10 +277,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
         crash_rate: args.crash_rate,
         seed: args.seed,
         dead_letter_reasons: reasons,
-        agent_restart_intensity: format!(
-            "{} in {} ms",
-            intensity.max_restarts, intensity.window_ms
-        ),
+        agent_restart_intensity: format!("{} in {} ms", intensity.max_restarts, intensity.window_ms),
     })
 }
 

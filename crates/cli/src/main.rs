@@ -14,11 +14,7 @@ mod demo;
 mod report;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "flow",
-    version,
-    about = "erlmcp-flow: distributed agent routing on ractor"
-)]
+#[command(name = "flow", version, about = "erlmcp-flow: distributed agent routing on ractor")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,10 +45,7 @@ enum ConfigAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FLOW_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FLOW_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {

@@ -39,10 +39,7 @@ impl DemoReport {
     pub(crate) fn print_table(&self) {
         let rows: Vec<(&str, String)> = vec![
             ("strategy", self.strategy.clone()),
-            (
-                "agents / swarms",
-                format!("{} / {}", self.agents, self.swarms),
-            ),
+            ("agents / swarms", format!("{} / {}", self.agents, self.swarms)),
             ("crash rate", format!("{}", self.crash_rate)),
             ("seed", self.seed.to_string()),
             ("accepted", self.accepted.to_string()),
@@ -51,44 +48,22 @@ impl DemoReport {
             ("  dead-lettered", self.dead_lettered.to_string()),
             ("  LOST", self.lost.to_string()),
             ("retries", self.retries.to_string()),
-            (
-                "redeliveries (agent died first)",
-                self.redeliveries.to_string(),
-            ),
+            ("redeliveries (agent died first)", self.redeliveries.to_string()),
             ("agent panics", self.agent_panics.to_string()),
             ("breaker opens", self.breaker_opens.to_string()),
             (
                 "restarts (agents + services)",
-                format!(
-                    "{} ({} + {})",
-                    self.restarts, self.agent_restarts, self.service_restarts
-                ),
+                format!("{} ({} + {})", self.restarts, self.agent_restarts, self.service_restarts),
             ),
-            (
-                "agent restart intensity",
-                self.agent_restart_intensity.clone(),
-            ),
-            (
-                "elapsed",
-                format!("{:.2} s", self.elapsed_ms as f64 / 1000.0),
-            ),
-            (
-                "throughput",
-                format!("{:.0} tasks/s", self.throughput_per_s),
-            ),
+            ("agent restart intensity", self.agent_restart_intensity.clone()),
+            ("elapsed", format!("{:.2} s", self.elapsed_ms as f64 / 1000.0)),
+            ("throughput", format!("{:.0} tasks/s", self.throughput_per_s)),
             (
                 "latency p50 / p99 / p99.9 / max",
-                format!(
-                    "{} / {} / {} / {} µs",
-                    self.p50_us, self.p99_us, self.p999_us, self.max_us
-                ),
+                format!("{} / {} / {} / {} µs", self.p50_us, self.p99_us, self.p999_us, self.max_us),
             ),
         ];
-        let w = rows
-            .iter()
-            .map(|(k, _)| k.chars().count())
-            .max()
-            .unwrap_or(0);
+        let w = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
         println!("erlmcp-flow demo");
         println!("{}", "─".repeat(w + 24));
         for (k, v) in rows {

@@ -28,11 +28,7 @@ impl CapabilitySet {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        names
-            .into_iter()
-            .map(Capability::new)
-            .collect::<Result<Vec<_>, _>>()
-            .map(Self::from)
+        names.into_iter().map(Capability::new).collect::<Result<Vec<_>, _>>().map(Self::from)
     }
 
     /// Members in sorted order.
@@ -102,9 +98,7 @@ impl<'a> IntoIterator for &'a CapabilitySet {
 
 impl fmt::Debug for CapabilitySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set()
-            .entries(self.0.iter().map(|c| c.as_str()))
-            .finish()
+        f.debug_set().entries(self.0.iter().map(|c| c.as_str())).finish()
     }
 }
 

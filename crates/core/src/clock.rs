@@ -25,9 +25,7 @@ impl MonoClock {
     pub fn new() -> Self {
         Self {
             // Start one second "in the past" so 0 can mean "never".
-            epoch: Instant::now()
-                .checked_sub(Duration::from_secs(1))
-                .unwrap_or_else(Instant::now),
+            epoch: Instant::now().checked_sub(Duration::from_secs(1)).unwrap_or_else(Instant::now),
         }
     }
 

@@ -62,9 +62,7 @@ fn config() -> impl bincode::config::Config {
 impl Codec {
     /// A codec that refuses messages over `max_bytes` (clamped to the hard limit).
     pub fn new(max_bytes: usize) -> Self {
-        Self {
-            max_bytes: max_bytes.min(PAYLOAD_HARD_LIMIT_BYTES),
-        }
+        Self { max_bytes: max_bytes.min(PAYLOAD_HARD_LIMIT_BYTES) }
     }
 
     /// The size limit in bytes.
@@ -74,13 +72,9 @@ impl Codec {
 
     /// Encodes `value`, refusing results over the limit.
     pub fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, CodecError> {
-        let bytes = bincode::serde::encode_to_vec(value, config())
-            .map_err(|e| CodecError::Encode(e.to_string()))?;
+        let bytes = bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))?;
         if bytes.len() > self.max_bytes {
-            return Err(CodecError::TooLarge {
-                size: bytes.len(),
-                limit: self.max_bytes,
-            });
+            return Err(CodecError::TooLarge { size: bytes.len(), limit: self.max_bytes });
         }
         Ok(bytes)
     }
@@ -88,17 +82,12 @@ impl Codec {
     /// Decodes a `T` that must use all of `bytes`.
     pub fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, CodecError> {
         if bytes.len() > self.max_bytes {
-            return Err(CodecError::TooLarge {
-                size: bytes.len(),
-                limit: self.max_bytes,
-            });
+            return Err(CodecError::TooLarge { size: bytes.len(), limit: self.max_bytes });
         }
-        let (value, used) = bincode::serde::decode_from_slice(bytes, config())
-            .map_err(|e| CodecError::Decode(e.to_string()))?;
+        let (value, used) =
+            bincode::serde::decode_from_slice(bytes, config()).map_err(|e| CodecError::Decode(e.to_string()))?;
         if used != bytes.len() {
-            return Err(CodecError::TrailingBytes {
-                trailing: bytes.len() - used,
-            });
+            return Err(CodecError::TrailingBytes { trailing: bytes.len() - used });
         }
         Ok(value)
     }
@@ -127,14 +116,8 @@ mod tests {
     fn size_limit_is_enforced_both_ways() {
         let codec = Codec::new(64);
         let big = vec![7u8; 100];
-        assert!(matches!(
-            codec.encode(&big),
-            Err(CodecError::TooLarge { limit: 64, .. })
-        ));
-        assert!(matches!(
-            codec.decode::<Vec<u8>>(&[0u8; 65]),
-            Err(CodecError::TooLarge { size: 65, .. })
-        ));
+        assert!(matches!(codec.encode(&big), Err(CodecError::TooLarge { limit: 64, .. })));
+        assert!(matches!(codec.decode::<Vec<u8>>(&[0u8; 65]), Err(CodecError::TooLarge { size: 65, .. })));
     }
 
     /// Garbage, truncated and padded input give typed errors, never a panic.
@@ -143,16 +126,10 @@ mod tests {
         let codec = Codec::default();
         let task = Task::new(CapabilitySet::parse(["a"]).unwrap());
         let bytes = codec.encode(&task).unwrap();
-        assert!(matches!(
-            codec.decode::<Task>(&bytes[..bytes.len() / 2]),
-            Err(CodecError::Decode(_))
-        ));
+        assert!(matches!(codec.decode::<Task>(&bytes[..bytes.len() / 2]), Err(CodecError::Decode(_))));
         let mut padded = bytes.clone();
         padded.push(0);
-        assert_eq!(
-            codec.decode::<Task>(&padded),
-            Err(CodecError::TrailingBytes { trailing: 1 })
-        );
+        assert_eq!(codec.decode::<Task>(&padded), Err(CodecError::TrailingBytes { trailing: 1 }));
         // A length prefix claiming 2^60 elements must not allocate.
         let forged = [0xfdu8, 0, 0, 0, 0, 0, 0, 0, 0x10];
         assert!(codec.decode::<Vec<u64>>(&forged).is_err());

@@ -103,10 +103,7 @@ pub struct NodeConfig {
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        Self {
-            name: "node-1".into(),
-            seed: None,
-        }
+        Self { name: "node-1".into(), seed: None }
     }
 }
 
@@ -201,16 +198,10 @@ impl std::str::FromStr for StrategyKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let norm = s.replace('-', "_");
-        StrategyKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == norm)
-            .ok_or_else(|| {
-                let names: Vec<_> = StrategyKind::ALL.iter().map(|k| k.as_str()).collect();
-                format!(
-                    "unknown strategy {s:?}; expected one of {}",
-                    names.join(", ")
-                )
-            })
+        StrategyKind::ALL.into_iter().find(|k| k.as_str() == norm).ok_or_else(|| {
+            let names: Vec<_> = StrategyKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!("unknown strategy {s:?}; expected one of {}", names.join(", "))
+        })
     }
 }
 
@@ -357,11 +348,7 @@ pub struct TimeoutsConfig {
 
 impl Default for TimeoutsConfig {
     fn default() -> Self {
-        Self {
-            routing_ms: 5_000,
-            execution_ms: 30_000,
-            heartbeat_ms: 5_000,
-        }
+        Self { routing_ms: 5_000, execution_ms: 30_000, heartbeat_ms: 5_000 }
     }
 }
 
@@ -385,7 +372,8 @@ pub struct RouterConfig {
     pub fallback_swarm: Option<String>,
     /// Dead letters kept for inspection (the counts are never dropped), ≥ 1. Default 10000.
     pub dead_letter_capacity: u32,
-    /// Recently finished task ids remembered to refuse duplicate submissions. Default 100000.
+    /// Recently finished task ids remembered to refuse duplicate submissions (ids still
+    /// open are always refused). Default 10000.
     pub dedup_window: u32,
 }
 
@@ -399,7 +387,7 @@ impl Default for RouterConfig {
             retry_budget_ttl_ms: 10_000,
             fallback_swarm: None,
             dead_letter_capacity: 10_000,
-            dedup_window: 100_000,
+            dedup_window: 10_000,
         }
     }
 }
@@ -418,11 +406,7 @@ pub struct CorrelationConfig {
 
 impl Default for CorrelationConfig {
     fn default() -> Self {
-        Self {
-            ttl_ms: 3_600_000,
-            max_entries: 100_000,
-            sweep_interval_ms: 1_000,
-        }
+        Self { ttl_ms: 3_600_000, max_entries: 100_000, sweep_interval_ms: 1_000 }
     }
 }
 
@@ -439,10 +423,7 @@ pub struct IntensityConfig {
 
 impl Default for IntensityConfig {
     fn default() -> Self {
-        Self {
-            max_restarts: 5,
-            window_ms: 60_000,
-        }
+        Self { max_restarts: 5, window_ms: 60_000 }
     }
 }
 
@@ -465,13 +446,7 @@ pub struct SupervisionConfig {
 
 impl Default for SupervisionConfig {
     fn default() -> Self {
-        Self {
-            flow: IntensityConfig {
-                max_restarts: 10,
-                window_ms: 60_000,
-            },
-            agents: IntensityConfig::default(),
-        }
+        Self { flow: IntensityConfig { max_restarts: 10, window_ms: 60_000 }, agents: IntensityConfig::default() }
     }
 }
 
@@ -485,9 +460,7 @@ pub struct CodecConfig {
 
 impl Default for CodecConfig {
     fn default() -> Self {
-        Self {
-            max_payload_bytes: 1024 * 1024,
-        }
+        Self { max_payload_bytes: 1024 * 1024 }
     }
 }
 
@@ -506,39 +479,22 @@ pub struct RegistryConfig {
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        Self {
-            max_agents: 1_000_000,
-            candidate_cache_entries: 4096,
-            restart_grace_ms: 5_000,
-        }
+        Self { max_agents: 1_000_000, candidate_cache_entries: 4096, restart_grace_ms: 5_000 }
     }
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        reason: reason.into(),
-    }
+    ConfigError::Invalid { field, reason: reason.into() }
 }
 
-fn check(
-    ok: bool,
-    field: &'static str,
-    reason: impl FnOnce() -> String,
-) -> Result<(), ConfigError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(field, reason()))
-    }
+fn check(ok: bool, field: &'static str, reason: impl FnOnce() -> String) -> Result<(), ConfigError> {
+    if ok { Ok(()) } else { Err(invalid(field, reason())) }
 }
 
 macro_rules! range {
     ($value:expr, $field:literal, $lo:expr, $hi:expr) => {{
         let v = $value;
-        check(v >= $lo && v <= $hi, $field, || {
-            format!("must be in [{}, {}], got {}", $lo, $hi, v)
-        })
+        check(v >= $lo && v <= $hi, $field, || format!("must be in [{}, {}], got {}", $lo, $hi, v))
     }};
 }
 
@@ -552,8 +508,7 @@ macro_rules! positive {
 impl FlowConfig {
     /// Parses and validates TOML text.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let cfg: FlowConfig = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse(e.to_string().trim().to_owned()))?;
+        let cfg: FlowConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string().trim().to_owned()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -561,10 +516,7 @@ impl FlowConfig {
     /// Reads, parses and validates a TOML file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
         Self::from_toml_str(&text)
     }
 
@@ -593,36 +545,22 @@ impl FlowConfig {
     /// Checks every value; the error names the first bad field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         // node
-        crate::id::NodeName::new(&self.node.name)
-            .map_err(|e| invalid("node.name", e.to_string()))?;
+        crate::id::NodeName::new(&self.node.name).map_err(|e| invalid("node.name", e.to_string()))?;
 
         // q_learning
         let q = &self.q_learning;
         range!(q.epsilon, "q_learning.epsilon", 0.0, 1.0)?;
-        check(
-            q.epsilon_decay > 0.0 && q.epsilon_decay <= 1.0,
-            "q_learning.epsilon_decay",
-            || format!("must be in (0, 1], got {}", q.epsilon_decay),
-        )?;
+        check(q.epsilon_decay > 0.0 && q.epsilon_decay <= 1.0, "q_learning.epsilon_decay", || {
+            format!("must be in (0, 1], got {}", q.epsilon_decay)
+        })?;
         range!(q.epsilon_min, "q_learning.epsilon_min", 0.0, q.epsilon)?;
-        check(q.alpha > 0.0 && q.alpha <= 1.0, "q_learning.alpha", || {
-            format!("must be in (0, 1], got {}", q.alpha)
-        })?;
-        check(q.gamma >= 0.0 && q.gamma < 1.0, "q_learning.gamma", || {
-            format!("must be in [0, 1), got {}", q.gamma)
-        })?;
-        check(!q.model_path.is_empty(), "q_learning.model_path", || {
-            "must not be empty".into()
-        })?;
+        check(q.alpha > 0.0 && q.alpha <= 1.0, "q_learning.alpha", || format!("must be in (0, 1], got {}", q.alpha))?;
+        check(q.gamma >= 0.0 && q.gamma < 1.0, "q_learning.gamma", || format!("must be in [0, 1), got {}", q.gamma))?;
+        check(!q.model_path.is_empty(), "q_learning.model_path", || "must not be empty".into())?;
 
         // load_balancer
         let lb = &self.load_balancer;
-        range!(
-            lb.consistent_hash_vnodes,
-            "load_balancer.consistent_hash_vnodes",
-            1,
-            1000
-        )?;
+        range!(lb.consistent_hash_vnodes, "load_balancer.consistent_hash_vnodes", 1, 1000)?;
         positive!(lb.ewma_decay_ms, "load_balancer.ewma_decay_ms")?;
         positive!(lb.ewma_default_rtt_us, "load_balancer.ewma_default_rtt_us")?;
 
@@ -635,84 +573,43 @@ impl FlowConfig {
             || format!("must be in (0, 1], got {}", cb.failure_rate_threshold),
         )?;
         positive!(cb.min_requests, "circuit_breaker.min_requests")?;
-        range!(
-            cb.window_size,
-            "circuit_breaker.window_size",
-            cb.min_requests,
-            1024
-        )?;
+        range!(cb.window_size, "circuit_breaker.window_size", cb.min_requests, 1024)?;
         positive!(cb.timeout_ms, "circuit_breaker.timeout_ms")?;
-        positive!(
-            cb.half_open_successes,
-            "circuit_breaker.half_open_successes"
-        )?;
-        positive!(
-            cb.half_open_max_probes,
-            "circuit_breaker.half_open_max_probes"
-        )?;
+        positive!(cb.half_open_successes, "circuit_breaker.half_open_successes")?;
+        positive!(cb.half_open_max_probes, "circuit_breaker.half_open_max_probes")?;
 
         // failure_detector
         let fd = &self.failure_detector;
-        range!(
-            fd.max_retry_attempts,
-            "failure_detector.max_retry_attempts",
-            1,
-            100
-        )?;
-        range!(
-            fd.max_retry_delay_ms,
-            "failure_detector.max_retry_delay_ms",
-            fd.base_retry_delay_ms,
-            3_600_000
-        )?;
-        check(
-            fd.max_redeliveries <= 1000,
-            "failure_detector.max_redeliveries",
-            || format!("must be at most 1000, got {}", fd.max_redeliveries),
-        )?;
-        positive!(
-            fd.hung_agent_after_ms,
-            "failure_detector.hung_agent_after_ms"
-        )?;
+        range!(fd.max_retry_attempts, "failure_detector.max_retry_attempts", 1, 100)?;
+        range!(fd.max_retry_delay_ms, "failure_detector.max_retry_delay_ms", fd.base_retry_delay_ms, 3_600_000)?;
+        check(fd.max_redeliveries <= 1000, "failure_detector.max_redeliveries", || {
+            format!("must be at most 1000, got {}", fd.max_redeliveries)
+        })?;
+        positive!(fd.hung_agent_after_ms, "failure_detector.hung_agent_after_ms")?;
         positive!(fd.sweep_interval_ms, "failure_detector.sweep_interval_ms")?;
-        range!(
-            fd.max_orphan_recoveries,
-            "failure_detector.max_orphan_recoveries",
-            1,
-            100
-        )?;
-        check(
-            fd.phi_threshold > 0.0 && fd.phi_threshold.is_finite(),
-            "failure_detector.phi_threshold",
-            || format!("must be a finite number > 0, got {}", fd.phi_threshold),
-        )?;
+        range!(fd.max_orphan_recoveries, "failure_detector.max_orphan_recoveries", 1, 100)?;
+        check(fd.phi_threshold > 0.0 && fd.phi_threshold.is_finite(), "failure_detector.phi_threshold", || {
+            format!("must be a finite number > 0, got {}", fd.phi_threshold)
+        })?;
 
         // byzantine
         let bz = &self.byzantine;
         positive!(bz.byzantine_tolerance, "byzantine.byzantine_tolerance")?;
-        check(
-            bz.quorum_size == 2 * bz.byzantine_tolerance + 1,
-            "byzantine.quorum_size",
-            || {
-                format!(
-                    "must be 2f+1 = {} for byzantine_tolerance f = {}, got {}",
-                    2 * bz.byzantine_tolerance + 1,
-                    bz.byzantine_tolerance,
-                    bz.quorum_size
-                )
-            },
-        )?;
-        check(
-            bz.signature_algorithm == "hmac_sha256",
-            "byzantine.signature_algorithm",
-            || format!("must be \"hmac_sha256\", got {:?}", bz.signature_algorithm),
-        )?;
+        check(bz.quorum_size == 2 * bz.byzantine_tolerance + 1, "byzantine.quorum_size", || {
+            format!(
+                "must be 2f+1 = {} for byzantine_tolerance f = {}, got {}",
+                2 * bz.byzantine_tolerance + 1,
+                bz.byzantine_tolerance,
+                bz.quorum_size
+            )
+        })?;
+        check(bz.signature_algorithm == "hmac_sha256", "byzantine.signature_algorithm", || {
+            format!("must be \"hmac_sha256\", got {:?}", bz.signature_algorithm)
+        })?;
         positive!(bz.round_timeout_ms, "byzantine.round_timeout_ms")?;
-        check(
-            bz.blacklist_threshold > 0.0 && bz.blacklist_threshold < 1.0,
-            "byzantine.blacklist_threshold",
-            || format!("must be in (0, 1), got {}", bz.blacklist_threshold),
-        )?;
+        check(bz.blacklist_threshold > 0.0 && bz.blacklist_threshold < 1.0, "byzantine.blacklist_threshold", || {
+            format!("must be in (0, 1), got {}", bz.blacklist_threshold)
+        })?;
 
         // timeouts
         let t = &self.timeouts;
@@ -723,22 +620,11 @@ impl FlowConfig {
         // router
         let r = &self.router;
         range!(r.max_in_flight, "router.max_in_flight", 1, 10_000_000)?;
-        range!(
-            r.bulkhead_max_concurrent,
-            "router.bulkhead_max_concurrent",
-            1,
-            65_536
-        )?;
+        range!(r.bulkhead_max_concurrent, "router.bulkhead_max_concurrent", 1, 65_536)?;
         range!(r.retry_budget_ratio, "router.retry_budget_ratio", 0.0, 10.0)?;
-        range!(
-            r.retry_budget_ttl_ms,
-            "router.retry_budget_ttl_ms",
-            1_000,
-            60_000
-        )?;
+        range!(r.retry_budget_ttl_ms, "router.retry_budget_ttl_ms", 1_000, 60_000)?;
         if let Some(s) = &r.fallback_swarm {
-            crate::id::SwarmName::new(s)
-                .map_err(|e| invalid("router.fallback_swarm", e.to_string()))?;
+            crate::id::SwarmName::new(s).map_err(|e| invalid("router.fallback_swarm", e.to_string()))?;
         }
         positive!(r.dead_letter_capacity, "router.dead_letter_capacity")?;
 
@@ -749,30 +635,16 @@ impl FlowConfig {
         positive!(c.sweep_interval_ms, "correlation.sweep_interval_ms")?;
 
         // supervision
-        positive!(
-            self.supervision.flow.window_ms,
-            "supervision.flow.window_ms"
-        )?;
-        positive!(
-            self.supervision.agents.window_ms,
-            "supervision.agents.window_ms"
-        )?;
+        positive!(self.supervision.flow.window_ms, "supervision.flow.window_ms")?;
+        positive!(self.supervision.agents.window_ms, "supervision.agents.window_ms")?;
 
         // registry
         positive!(self.registry.max_agents, "registry.max_agents")?;
-        positive!(
-            self.registry.candidate_cache_entries,
-            "registry.candidate_cache_entries"
-        )?;
+        positive!(self.registry.candidate_cache_entries, "registry.candidate_cache_entries")?;
         positive!(self.registry.restart_grace_ms, "registry.restart_grace_ms")?;
 
         // codec
-        range!(
-            self.codec.max_payload_bytes,
-            "codec.max_payload_bytes",
-            1,
-            PAYLOAD_HARD_LIMIT_BYTES
-        )?;
+        range!(self.codec.max_payload_bytes, "codec.max_payload_bytes", 1, PAYLOAD_HARD_LIMIT_BYTES)?;
         Ok(())
     }
 }
@@ -807,15 +679,9 @@ mod tests {
     /// An empty file is the default config, and the default survives a TOML round trip.
     #[test]
     fn empty_text_is_default_and_round_trips() {
-        assert_eq!(
-            FlowConfig::from_toml_str("").unwrap(),
-            FlowConfig::default()
-        );
+        assert_eq!(FlowConfig::from_toml_str("").unwrap(), FlowConfig::default());
         let text = FlowConfig::default().to_toml_string();
-        assert_eq!(
-            FlowConfig::from_toml_str(&text).unwrap(),
-            FlowConfig::default()
-        );
+        assert_eq!(FlowConfig::from_toml_str(&text).unwrap(), FlowConfig::default());
     }
 
     /// Out-of-range values are refused with the dotted name of the field.
@@ -824,40 +690,16 @@ mod tests {
         let cases = [
             ("[q_learning]\nepsilon = 1.5", "q_learning.epsilon"),
             ("[q_learning]\ngamma = 1.0", "q_learning.gamma"),
-            (
-                "[circuit_breaker]\nfailure_rate_threshold = 0.0",
-                "circuit_breaker.failure_rate_threshold",
-            ),
-            (
-                "[circuit_breaker]\nmin_requests = 0",
-                "circuit_breaker.min_requests",
-            ),
-            (
-                "[circuit_breaker]\nwindow_size = 5",
-                "circuit_breaker.window_size",
-            ),
-            (
-                "[failure_detector]\nmax_retry_attempts = 0",
-                "failure_detector.max_retry_attempts",
-            ),
-            (
-                "[failure_detector]\nmax_retry_delay_ms = 10",
-                "failure_detector.max_retry_delay_ms",
-            ),
+            ("[circuit_breaker]\nfailure_rate_threshold = 0.0", "circuit_breaker.failure_rate_threshold"),
+            ("[circuit_breaker]\nmin_requests = 0", "circuit_breaker.min_requests"),
+            ("[circuit_breaker]\nwindow_size = 5", "circuit_breaker.window_size"),
+            ("[failure_detector]\nmax_retry_attempts = 0", "failure_detector.max_retry_attempts"),
+            ("[failure_detector]\nmax_retry_delay_ms = 10", "failure_detector.max_retry_delay_ms"),
             ("[byzantine]\nquorum_size = 4", "byzantine.quorum_size"),
-            (
-                "[byzantine]\nsignature_algorithm = \"md5\"",
-                "byzantine.signature_algorithm",
-            ),
+            ("[byzantine]\nsignature_algorithm = \"md5\"", "byzantine.signature_algorithm"),
             ("[router]\nmax_in_flight = 0", "router.max_in_flight"),
-            (
-                "[router]\nfallback_swarm = \"has space\"",
-                "router.fallback_swarm",
-            ),
-            (
-                "[codec]\nmax_payload_bytes = 999999999",
-                "codec.max_payload_bytes",
-            ),
+            ("[router]\nfallback_swarm = \"has space\"", "router.fallback_swarm"),
+            ("[codec]\nmax_payload_bytes = 999999999", "codec.max_payload_bytes"),
             ("[node]\nname = \"\"", "node.name"),
             ("[timeouts]\nexecution_ms = 0", "timeouts.execution_ms"),
         ];
@@ -877,10 +719,7 @@ mod tests {
         assert!(err.to_string().contains("fastest"), "{err}");
         let err = FlowConfig::from_toml_str("[timeouts]\nrouting_ms = \"soon\"").unwrap_err();
         assert!(matches!(err, ConfigError::Parse(_)), "{err}");
-        assert!(matches!(
-            FlowConfig::from_toml_str("[router"),
-            Err(ConfigError::Parse(_))
-        ));
+        assert!(matches!(FlowConfig::from_toml_str("[router"), Err(ConfigError::Parse(_))));
         let err = FlowConfig::from_file("/nonexistent/flow.toml").unwrap_err();
         assert!(matches!(err, ConfigError::Io { .. }));
     }
@@ -889,19 +728,8 @@ mod tests {
     /// the valid names.
     #[test]
     fn strategy_names_parse() {
-        assert_eq!(
-            "p2c-ewma".parse::<StrategyKind>(),
-            Ok(StrategyKind::P2cEwma)
-        );
-        assert_eq!(
-            "q_learning".parse::<StrategyKind>(),
-            Ok(StrategyKind::QLearning)
-        );
-        assert!(
-            "best"
-                .parse::<StrategyKind>()
-                .unwrap_err()
-                .contains("round_robin")
-        );
+        assert_eq!("p2c-ewma".parse::<StrategyKind>(), Ok(StrategyKind::P2cEwma));
+        assert_eq!("q_learning".parse::<StrategyKind>(), Ok(StrategyKind::QLearning));
+        assert!("best".parse::<StrategyKind>().unwrap_err().contains("round_robin"));
     }
 }

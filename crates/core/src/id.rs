@@ -46,16 +46,10 @@ fn validate(kind: &'static str, value: &str) -> Result<(), NameError> {
         return Err(NameError::Empty { kind });
     }
     if value.len() > MAX_NAME_BYTES {
-        return Err(NameError::TooLong {
-            kind,
-            len: value.len(),
-        });
+        return Err(NameError::TooLong { kind, len: value.len() });
     }
     if !value.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(NameError::BadCharacter {
-            kind,
-            value: value.to_owned(),
-        });
+        return Err(NameError::BadCharacter { kind, value: value.to_owned() });
     }
     Ok(())
 }
@@ -205,18 +199,9 @@ mod tests {
         assert!(AgentId::new("agent-1").is_ok());
         assert!(Capability::new("rust/tokio@1.0").is_ok());
         assert_eq!(AgentId::new(""), Err(NameError::Empty { kind: "agent id" }));
-        assert!(matches!(
-            Capability::new("a b"),
-            Err(NameError::BadCharacter { .. })
-        ));
-        assert!(matches!(
-            SwarmName::new("é"),
-            Err(NameError::BadCharacter { .. })
-        ));
-        assert!(matches!(
-            NodeName::new("x".repeat(MAX_NAME_BYTES + 1)),
-            Err(NameError::TooLong { len: 129, .. })
-        ));
+        assert!(matches!(Capability::new("a b"), Err(NameError::BadCharacter { .. })));
+        assert!(matches!(SwarmName::new("é"), Err(NameError::BadCharacter { .. })));
+        assert!(matches!(NodeName::new("x".repeat(MAX_NAME_BYTES + 1)), Err(NameError::TooLong { len: 129, .. })));
         assert!(NodeName::new("x".repeat(MAX_NAME_BYTES)).is_ok());
     }
 

@@ -29,6 +29,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use crate::hash::TaskIdBuildHasher;
 use crate::id::{AgentId, NodeName, TaskId};
 use crate::outcome::TerminalKind;
 
@@ -106,10 +107,10 @@ pub enum LedgerError {
 /// The ledger. See the module docs.
 #[derive(Debug)]
 pub struct TaskLedger<P = ()> {
-    open: HashMap<TaskId, LedgerEntry<P>>,
+    open: HashMap<TaskId, LedgerEntry<P>, TaskIdBuildHasher>,
     counts: LedgerCounts,
     recent: VecDeque<TaskId>,
-    recent_set: HashSet<TaskId>,
+    recent_set: HashSet<TaskId, TaskIdBuildHasher>,
     dedup_window: usize,
 }
 
@@ -117,10 +118,10 @@ impl<P> TaskLedger<P> {
     /// An empty ledger remembering up to `dedup_window` finished ids.
     pub fn new(dedup_window: usize) -> Self {
         Self {
-            open: HashMap::new(),
+            open: HashMap::default(),
             counts: LedgerCounts::default(),
             recent: VecDeque::new(),
-            recent_set: HashSet::new(),
+            recent_set: HashSet::default(),
             dedup_window,
         }
     }
@@ -130,14 +131,7 @@ impl<P> TaskLedger<P> {
         if self.open.contains_key(&id) || self.recent_set.contains(&id) {
             return Err(LedgerError::Duplicate(id));
         }
-        self.open.insert(
-            id,
-            LedgerEntry {
-                state: OpenState::Submitted,
-                deliveries: 0,
-                payload,
-            },
-        );
+        self.open.insert(id, LedgerEntry { state: OpenState::Submitted, deliveries: 0, payload });
         self.counts.accepted += 1;
         self.check();
         Ok(())
@@ -152,11 +146,7 @@ impl<P> TaskLedger<P> {
         attempt: u32,
     ) -> Result<(), LedgerError> {
         let entry = self.open.get_mut(&id).ok_or(LedgerError::NotOpen(id))?;
-        entry.state = OpenState::Assigned {
-            agent,
-            node,
-            attempt,
-        };
+        entry.state = OpenState::Assigned { agent, node, attempt };
         entry.deliveries += 1;
         Ok(())
     }
@@ -169,11 +159,7 @@ impl<P> TaskLedger<P> {
     }
 
     /// Closes a task in a terminal state and returns its entry.
-    pub fn finish(
-        &mut self,
-        id: TaskId,
-        kind: TerminalKind,
-    ) -> Result<LedgerEntry<P>, LedgerError> {
+    pub fn finish(&mut self, id: TaskId, kind: TerminalKind) -> Result<LedgerEntry<P>, LedgerError> {
         let entry = self.open.remove(&id).ok_or(LedgerError::NotOpen(id))?;
         match kind {
             TerminalKind::Completed => self.counts.completed += 1,
@@ -257,10 +243,7 @@ mod tests {
         l.accept(id, 9).unwrap();
         assert_eq!(l.get(&id).unwrap().state, OpenState::Submitted);
         l.assign(id, agent(), None, 1).unwrap();
-        assert!(matches!(
-            l.get(&id).unwrap().state,
-            OpenState::Assigned { attempt: 1, .. }
-        ));
+        assert!(matches!(l.get(&id).unwrap().state, OpenState::Assigned { attempt: 1, .. }));
         assert_eq!(l.assigned_to(&agent()).collect::<Vec<_>>(), vec![id]);
         l.requeue(id).unwrap();
         assert_eq!(l.get(&id).unwrap().state, OpenState::Submitted);
@@ -278,14 +261,8 @@ mod tests {
         let id = TaskId::new_v4();
         l.accept(id, ()).unwrap();
         l.finish(id, TerminalKind::Failed).unwrap();
-        assert_eq!(
-            l.finish(id, TerminalKind::Completed).unwrap_err(),
-            LedgerError::NotOpen(id)
-        );
-        assert_eq!(
-            l.assign(id, agent(), None, 2).unwrap_err(),
-            LedgerError::NotOpen(id)
-        );
+        assert_eq!(l.finish(id, TerminalKind::Completed).unwrap_err(), LedgerError::NotOpen(id));
+        assert_eq!(l.assign(id, agent(), None, 2).unwrap_err(), LedgerError::NotOpen(id));
         assert_eq!(l.counts().failed, 1);
         assert_eq!(l.counts().completed, 0);
     }

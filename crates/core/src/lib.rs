@@ -15,6 +15,7 @@
 //! * [`clock`]: [`MonoClock`], nanoseconds as `u64` for atomics on hot paths.
 //! * [`config`]: [`FlowConfig`], the TOML configuration with validation.
 //! * [`codec`]: [`Codec`], bincode 2 with size limits, for anything crossing a process.
+//! * [`hash`]: fast hashers for the hot tables.
 //! * [`error`]: [`SubmitError`], what the node answers to a refused submission.
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod hash;
 pub mod id;
 pub mod ledger;
 pub mod outcome;

@@ -12,9 +12,7 @@ use crate::trace_context::{TraceContext, TraceContextError};
 
 /// Scheduling priority. Higher priorities are admitted first when the node is at its
 /// in-flight limit.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     /// Background work.
@@ -30,12 +28,7 @@ pub enum Priority {
 
 impl Priority {
     /// All priorities, lowest first.
-    pub const ALL: [Priority; 4] = [
-        Priority::Low,
-        Priority::Normal,
-        Priority::High,
-        Priority::Critical,
-    ];
+    pub const ALL: [Priority; 4] = [Priority::Low, Priority::Normal, Priority::High, Priority::Critical];
 
     /// Index 0..4, lowest first.
     pub fn index(self) -> usize {

@@ -94,20 +94,12 @@ pub struct TraceContext {
 impl TraceContext {
     /// A new root context with random, non-zero ids, marked sampled.
     pub fn new_root<R: Rng + ?Sized>(rng: &mut R) -> Self {
-        Self {
-            trace_id: nonzero_bytes(rng),
-            span_id: nonzero_bytes(rng),
-            flags: 0x01,
-        }
+        Self { trace_id: nonzero_bytes(rng), span_id: nonzero_bytes(rng), flags: 0x01 }
     }
 
     /// A child span in the same trace, with a fresh span id.
     pub fn child<R: Rng + ?Sized>(&self, rng: &mut R) -> Self {
-        Self {
-            trace_id: self.trace_id,
-            span_id: nonzero_bytes(rng),
-            flags: self.flags,
-        }
+        Self { trace_id: self.trace_id, span_id: nonzero_bytes(rng), flags: self.flags }
     }
 
     /// True when the `sampled` flag is set.
@@ -119,29 +111,17 @@ impl TraceContext {
     pub fn parse_traceparent(value: &str) -> Result<Self, TraceContextError> {
         let b = value.as_bytes();
         if b.len() < 2 {
-            return Err(TraceContextError::BadLength {
-                len: b.len(),
-                version: 0,
-                expected: "55",
-            });
+            return Err(TraceContextError::BadLength { len: b.len(), version: 0, expected: "55" });
         }
         let version = hex_field::<1>(&b[0..2], TraceField::Version)?[0];
         if version == 0xff {
             return Err(TraceContextError::ForbiddenVersion);
         }
         if version == 0 && b.len() != TRACEPARENT_LEN {
-            return Err(TraceContextError::BadLength {
-                len: b.len(),
-                version,
-                expected: "exactly 55",
-            });
+            return Err(TraceContextError::BadLength { len: b.len(), version, expected: "exactly 55" });
         }
         if b.len() < TRACEPARENT_LEN {
-            return Err(TraceContextError::BadLength {
-                len: b.len(),
-                version,
-                expected: "at least 55",
-            });
+            return Err(TraceContextError::BadLength { len: b.len(), version, expected: "at least 55" });
         }
         delimiter(b, 2, TraceField::Version)?;
         let trace_id = hex_field::<16>(&b[3..35], TraceField::TraceId)?;
@@ -217,11 +197,7 @@ fn nonzero_bytes<const N: usize, R: Rng + ?Sized>(rng: &mut R) -> [u8; N] {
 }
 
 fn delimiter(b: &[u8], at: usize, after: TraceField) -> Result<(), TraceContextError> {
-    if b[at] == b'-' {
-        Ok(())
-    } else {
-        Err(TraceContextError::MissingDelimiter { after })
-    }
+    if b[at] == b'-' { Ok(()) } else { Err(TraceContextError::MissingDelimiter { after }) }
 }
 
 fn hex_field<const N: usize>(src: &[u8], field: TraceField) -> Result<[u8; N], TraceContextError> {
@@ -273,100 +249,36 @@ mod tests {
     fn malformed_values_get_typed_errors() {
         use TraceContextError::*;
         let cases: &[(&str, TraceContextError)] = &[
-            (
-                "",
-                BadLength {
-                    len: 0,
-                    version: 0,
-                    expected: "55",
-                },
-            ),
-            (
-                &VALID[..54],
-                BadLength {
-                    len: 54,
-                    version: 0,
-                    expected: "exactly 55",
-                },
-            ),
-            (
-                &format!("{VALID}-"),
-                BadLength {
-                    len: 56,
-                    version: 0,
-                    expected: "exactly 55",
-                },
-            ),
-            (
-                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                ForbiddenVersion,
-            ),
-            (
-                "0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                NotLowercaseHex {
-                    field: TraceField::Version,
-                },
-            ),
-            (
-                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-                NotLowercaseHex {
-                    field: TraceField::TraceId,
-                },
-            ),
+            ("", BadLength { len: 0, version: 0, expected: "55" }),
+            (&VALID[..54], BadLength { len: 54, version: 0, expected: "exactly 55" }),
+            (&format!("{VALID}-"), BadLength { len: 56, version: 0, expected: "exactly 55" }),
+            ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", ForbiddenVersion),
+            ("0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", NotLowercaseHex { field: TraceField::Version }),
+            ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", NotLowercaseHex { field: TraceField::TraceId }),
             (
                 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902bz-01",
-                NotLowercaseHex {
-                    field: TraceField::ParentId,
-                },
+                NotLowercaseHex { field: TraceField::ParentId },
             ),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x",
-                NotLowercaseHex {
-                    field: TraceField::Flags,
-                },
-            ),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x", NotLowercaseHex { field: TraceField::Flags }),
             (
                 "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                MissingDelimiter {
-                    after: TraceField::Version,
-                },
+                MissingDelimiter { after: TraceField::Version },
             ),
             (
                 "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
-                MissingDelimiter {
-                    after: TraceField::TraceId,
-                },
+                MissingDelimiter { after: TraceField::TraceId },
             ),
-            (
-                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-                ZeroTraceId,
-            ),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-                ZeroParentId,
-            ),
+            ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", ZeroTraceId),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", ZeroParentId),
             // A future version must still be followed by '-' after the flags.
-            (
-                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
-                MissingDelimiter {
-                    after: TraceField::Flags,
-                },
-            ),
+            ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", MissingDelimiter { after: TraceField::Flags }),
             (
                 "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
-                BadLength {
-                    len: 54,
-                    version: 1,
-                    expected: "at least 55",
-                },
+                BadLength { len: 54, version: 1, expected: "at least 55" },
             ),
         ];
         for (input, want) in cases {
-            assert_eq!(
-                TraceContext::parse_traceparent(input).as_ref(),
-                Err(want),
-                "input {input:?}"
-            );
+            assert_eq!(TraceContext::parse_traceparent(input).as_ref(), Err(want), "input {input:?}");
         }
     }
 

@@ -21,9 +21,7 @@ use std::time::Duration;
 
 use erlmcp_flow_core::{AgentId, MonoClock, SwarmName};
 use erlmcp_flow_supervision::ActorSlot;
-use ractor::{
-    Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent,
-};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
 
 use crate::entry::{AgentEntry, Registration};
 use crate::error::RegistryError;
@@ -33,10 +31,7 @@ use crate::view::{LeaderChange, RegistryView};
 #[derive(Debug)]
 pub enum RegistryMsg {
     /// Register an agent incarnation.
-    Register(
-        Registration,
-        RpcReplyPort<Result<Arc<AgentEntry>, RegistryError>>,
-    ),
+    Register(Registration, RpcReplyPort<Result<Arc<AgentEntry>, RegistryError>>),
     /// Remove an agent.
     Unregister(AgentId, RpcReplyPort<bool>),
     /// Add an agent to a swarm.
@@ -99,17 +94,9 @@ impl Actor for Registry {
         myself: ActorRef<RegistryMsg>,
         args: RegistryArgs,
     ) -> Result<RegistryState, ActorProcessingErr> {
-        let reaper = myself.send_interval(
-            (args.restart_grace / 2).max(Duration::from_millis(1)),
-            || RegistryMsg::Reap,
-        );
-        let mut state = RegistryState {
-            watching: HashMap::new(),
-            down: HashMap::new(),
-            announced: HashMap::new(),
-            reaper,
-            args,
-        };
+        let reaper = myself.send_interval((args.restart_grace / 2).max(Duration::from_millis(1)), || RegistryMsg::Reap);
+        let mut state =
+            RegistryState { watching: HashMap::new(), down: HashMap::new(), announced: HashMap::new(), reaper, args };
         let now = state.args.clock.now_ns();
         for entry in state.args.view.all_entries() {
             let actor = entry.actor();
@@ -118,9 +105,7 @@ impl Actor for Registry {
                 state.watching.insert(actor.get_id(), entry.id.clone());
             } else {
                 entry.mark_down(actor.get_id());
-                state
-                    .down
-                    .insert(entry.id.clone(), (entry.incarnation(), now));
+                state.down.insert(entry.id.clone(), (entry.incarnation(), now));
             }
         }
         for swarm in state.args.view.swarms() {
@@ -189,18 +174,14 @@ impl Actor for Registry {
         evt: SupervisionEvent,
         state: &mut RegistryState,
     ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorTerminated(cell, ..)
-        | SupervisionEvent::ActorFailed(cell, _) = evt
-        {
+        if let SupervisionEvent::ActorTerminated(cell, ..) | SupervisionEvent::ActorFailed(cell, _) = evt {
             let actor = cell.get_id();
             if let Some(id) = state.watching.remove(&actor)
                 && let Some(entry) = state.args.view.entry(&id)
                 && entry.actor_id() == actor
             {
                 entry.mark_down(actor);
-                state
-                    .down
-                    .insert(id.clone(), (entry.incarnation(), state.args.clock.now_ns()));
+                state.down.insert(id.clone(), (entry.incarnation(), state.args.clock.now_ns()));
                 tracing::debug!(agent = %id, "agent died; marked down");
                 let swarms = state.args.view.swarms_of(&id);
                 state.announce(&swarms);
@@ -226,23 +207,16 @@ impl RegistryState {
         let existing = view.entry(&reg.id);
         if let Some(e) = &existing {
             let current = e.actor();
-            if e.is_alive()
-                && current.get_id() != reg.actor.get_id()
-                && current.get_status() <= ActorStatus::Running
-            {
+            if e.is_alive() && current.get_id() != reg.actor.get_id() && current.get_status() <= ActorStatus::Running {
                 return Err(RegistryError::AlreadyRegistered(reg.id));
             }
-            if e.same_shape(&reg)
-                && (e.actor_id() == reg.actor.get_id() || e.revive(reg.actor.clone()))
-            {
+            if e.same_shape(&reg) && (e.actor_id() == reg.actor.get_id() || e.revive(reg.actor.clone())) {
                 // A new incarnation of the same agent took the entry over in place.
                 self.watch(myself, reg.id.clone(), reg.actor.clone());
                 return self.confirm_alive(e.clone());
             }
         } else if view.is_full() {
-            return Err(RegistryError::Full {
-                max: view.max_agents(),
-            });
+            return Err(RegistryError::Full { max: view.max_agents() });
         }
         let entry = Arc::new(AgentEntry::new(
             reg,
@@ -262,23 +236,14 @@ impl RegistryState {
     }
 
     /// Monitors the incarnation `actor` of `id` if it is still the entry's current one.
-    fn watch(
-        &mut self,
-        myself: &ActorRef<RegistryMsg>,
-        id: AgentId,
-        actor: erlmcp_flow_core::AgentRef,
-    ) {
+    fn watch(&mut self, myself: &ActorRef<RegistryMsg>, id: AgentId, actor: erlmcp_flow_core::AgentRef) {
         let Some(entry) = self.args.view.entry(&id) else {
             return;
         };
         if entry.actor_id() != actor.get_id() {
             return;
         }
-        if let Some(old) = self
-            .watching
-            .iter()
-            .find(|(_, v)| **v == id)
-            .map(|(k, _)| *k)
+        if let Some(old) = self.watching.iter().find(|(_, v)| **v == id).map(|(k, _)| *k)
             && old != actor.get_id()
         {
             self.watching.remove(&old);
@@ -297,10 +262,7 @@ impl RegistryState {
         if actor.get_status() > ActorStatus::Running {
             entry.mark_down(actor.get_id());
             self.watching.remove(&actor.get_id());
-            self.down.insert(
-                entry.id.clone(),
-                (entry.incarnation(), self.args.clock.now_ns()),
-            );
+            self.down.insert(entry.id.clone(), (entry.incarnation(), self.args.clock.now_ns()));
             return Err(RegistryError::AgentDead(entry.id.clone()));
         }
         Ok(entry)
@@ -343,10 +305,7 @@ impl RegistryState {
             let leader = self.args.view.leader(swarm);
             let before = self.announced.insert(swarm.clone(), leader.clone());
             if before.flatten() != leader {
-                self.args.view.publish_leader(LeaderChange {
-                    swarm: swarm.clone(),
-                    leader,
-                });
+                self.args.view.publish_leader(LeaderChange { swarm: swarm.clone(), leader });
             }
         }
     }

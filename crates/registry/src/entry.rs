@@ -110,9 +110,7 @@ impl AgentEntry {
         if current.get_id() != actor {
             return false;
         }
-        self.state
-            .compare_exchange(UP, DOWN, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.state.compare_exchange(UP, DOWN, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// Installs a new incarnation of a down entry and marks it up. Fails (false) when
@@ -124,9 +122,7 @@ impl AgentEntry {
         }
         *current = actor;
         self.incarnation.fetch_add(1, Ordering::AcqRel);
-        self.state
-            .compare_exchange(DOWN, UP, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.state.compare_exchange(DOWN, UP, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// Retires a down entry of incarnation `incarnation` so it can no longer be revived;
@@ -134,10 +130,7 @@ impl AgentEntry {
     pub(crate) fn retire_if_down(&self, incarnation: u64) -> bool {
         let _current = self.actor.write();
         self.incarnation() == incarnation
-            && self
-                .state
-                .compare_exchange(DOWN, RETIRED, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
+            && self.state.compare_exchange(DOWN, RETIRED, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// True when `reg` describes the same agent (capabilities, swarms, weight), so a new
@@ -146,9 +139,7 @@ impl AgentEntry {
         let mut swarms = reg.swarms.clone();
         swarms.sort();
         swarms.dedup();
-        self.capabilities == reg.capabilities
-            && self.weight == reg.weight
-            && self.initial_swarms == swarms
+        self.capabilities == reg.capabilities && self.weight == reg.weight && self.initial_swarms == swarms
     }
 
     /// A stable 64-bit hash of the agent id (for consistent hashing).

@@ -29,16 +29,8 @@ pub struct RegistryHandle {
 impl RegistryHandle {
     /// A handle on `view`, writing through the actor published in `slot`, giving up on a
     /// write after `write_timeout`.
-    pub fn new(
-        view: Arc<RegistryView>,
-        slot: ActorSlot<RegistryMsg>,
-        write_timeout: Duration,
-    ) -> Self {
-        Self {
-            view,
-            slot,
-            write_timeout,
-        }
+    pub fn new(view: Arc<RegistryView>, slot: ActorSlot<RegistryMsg>, write_timeout: Duration) -> Self {
+        Self { view, slot, write_timeout }
     }
 
     /// The shared view (all reads).
@@ -83,11 +75,7 @@ impl RegistryHandle {
         self.view
             .swarm_members(swarm)
             .into_iter()
-            .filter(|e| {
-                e.actor()
-                    .send_message(AgentMsg::Broadcast(message.clone()))
-                    .is_ok()
-            })
+            .filter(|e| e.actor().send_message(AgentMsg::Broadcast(message.clone())).is_ok())
             .count()
     }
 
@@ -95,8 +83,7 @@ impl RegistryHandle {
 
     /// Registers an agent incarnation.
     pub async fn register(&self, reg: Registration) -> Result<Arc<AgentEntry>, RegistryError> {
-        self.write(move |r| RegistryMsg::Register(reg.clone(), r))
-            .await?
+        self.write(move |r| RegistryMsg::Register(reg.clone(), r)).await?
     }
 
     /// Fast path for a restarted agent: if a down entry of the same shape exists, install
@@ -119,30 +106,19 @@ impl RegistryHandle {
     /// Unregisters an agent; true when it was registered.
     pub async fn unregister(&self, id: &AgentId) -> Result<bool, RegistryError> {
         let id = id.clone();
-        self.write(move |r| RegistryMsg::Unregister(id.clone(), r))
-            .await
+        self.write(move |r| RegistryMsg::Unregister(id.clone(), r)).await
     }
 
     /// Adds `agent` to `swarm`; false when the agent is unknown.
-    pub async fn join_swarm(
-        &self,
-        agent: &AgentId,
-        swarm: &SwarmName,
-    ) -> Result<bool, RegistryError> {
+    pub async fn join_swarm(&self, agent: &AgentId, swarm: &SwarmName) -> Result<bool, RegistryError> {
         let (a, s) = (agent.clone(), swarm.clone());
-        self.write(move |r| RegistryMsg::JoinSwarm(a.clone(), s.clone(), r))
-            .await
+        self.write(move |r| RegistryMsg::JoinSwarm(a.clone(), s.clone(), r)).await
     }
 
     /// Removes `agent` from `swarm`; false when it was not a member.
-    pub async fn leave_swarm(
-        &self,
-        agent: &AgentId,
-        swarm: &SwarmName,
-    ) -> Result<bool, RegistryError> {
+    pub async fn leave_swarm(&self, agent: &AgentId, swarm: &SwarmName) -> Result<bool, RegistryError> {
         let (a, s) = (agent.clone(), swarm.clone());
-        self.write(move |r| RegistryMsg::LeaveSwarm(a.clone(), s.clone(), r))
-            .await
+        self.write(move |r| RegistryMsg::LeaveSwarm(a.clone(), s.clone(), r)).await
     }
 
     /// Calls the current registry actor, retrying while it restarts, up to the write

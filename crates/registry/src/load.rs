@@ -86,13 +86,7 @@ impl AgentLoad {
         let prev_stamp = self.ewma_stamp_ns.swap(now_ns, Ordering::Relaxed);
         let elapsed = now_ns.saturating_sub(prev_stamp) as f64;
         let w = (-elapsed / decay_ns).exp();
-        update_f64(&self.latency_ewma_ns, |old| {
-            if old == 0.0 || rtt > old {
-                rtt
-            } else {
-                old * w + rtt * (1.0 - w)
-            }
-        });
+        update_f64(&self.latency_ewma_ns, |old| if old == 0.0 || rtt > old { rtt } else { old * w + rtt * (1.0 - w) });
     }
 
     /// Peak-EWMA latency estimate at `now_ns`, decayed since the last sample; `None`
@@ -141,9 +135,7 @@ impl AgentLoad {
 }
 
 fn update_f64(cell: &AtomicU64, f: impl Fn(f64) -> f64) {
-    let _ = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-        Some(f(f64::from_bits(bits)).to_bits())
-    });
+    let _ = cell.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| Some(f(f64::from_bits(bits)).to_bits()));
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
+use erlmcp_flow_core::hash::FoldBuildHasher;
 use erlmcp_flow_core::{AgentId, Capability, CapabilitySet, SwarmName};
 use parking_lot::RwLock;
 use tokio::sync::broadcast;
@@ -46,10 +47,10 @@ struct Swarm {
 
 #[derive(Debug, Default)]
 struct Index {
-    by_capability: HashMap<Capability, HashSet<AgentId>>,
-    swarms: HashMap<SwarmName, Swarm>,
+    by_capability: HashMap<Capability, HashSet<AgentId, FoldBuildHasher>, FoldBuildHasher>,
+    swarms: HashMap<SwarmName, Swarm, FoldBuildHasher>,
     /// Swarm memberships per agent.
-    member_of: HashMap<AgentId, Vec<SwarmName>>,
+    member_of: HashMap<AgentId, Vec<SwarmName>, FoldBuildHasher>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,10 +64,10 @@ type QueryKey = (CapabilitySet, Option<SwarmName>);
 /// The shared registry contents. Cloning the `Arc` is how readers get access.
 #[derive(Debug)]
 pub struct RegistryView {
-    by_id: DashMap<AgentId, Arc<AgentEntry>>,
+    by_id: DashMap<AgentId, Arc<AgentEntry>, FoldBuildHasher>,
     index: RwLock<Index>,
     epoch: AtomicU64,
-    cache: DashMap<QueryKey, CachedAnswer>,
+    cache: DashMap<QueryKey, CachedAnswer, FoldBuildHasher>,
     cache_limit: usize,
     leaders: broadcast::Sender<LeaderChange>,
     max_agents: usize,
@@ -76,10 +77,10 @@ impl RegistryView {
     /// An empty registry holding at most `max_agents`, caching up to `cache_limit` queries.
     pub fn new(max_agents: usize, cache_limit: usize) -> Self {
         Self {
-            by_id: DashMap::new(),
+            by_id: DashMap::with_hasher(FoldBuildHasher),
             index: RwLock::new(Index::default()),
             epoch: AtomicU64::new(0),
-            cache: DashMap::new(),
+            cache: DashMap::with_hasher(FoldBuildHasher),
             cache_limit: cache_limit.max(1),
             leaders: broadcast::channel(1024).0,
             max_agents,
@@ -120,11 +121,7 @@ impl RegistryView {
 
     /// All live agents, sorted by id.
     pub fn all(&self) -> Vec<Arc<AgentEntry>> {
-        let mut v: Vec<_> = self
-            .all_entries()
-            .into_iter()
-            .filter(|e| e.is_alive())
-            .collect();
+        let mut v: Vec<_> = self.all_entries().into_iter().filter(|e| e.is_alive()).collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
@@ -136,11 +133,7 @@ impl RegistryView {
 
     /// Live agents having `cap`.
     pub fn find_by_capability(&self, cap: &Capability) -> Vec<Arc<AgentEntry>> {
-        self.query(&CapabilitySet::from(vec![cap.clone()]), None)
-            .iter()
-            .filter(|e| e.is_alive())
-            .cloned()
-            .collect()
+        self.query(&CapabilitySet::from(vec![cap.clone()]), None).iter().filter(|e| e.is_alive()).cloned().collect()
     }
 
     /// Agents having *all* of `caps` (and in `swarm`, when given), sorted by id, including
@@ -158,10 +151,7 @@ impl RegistryView {
         if self.cache.len() >= self.cache_limit {
             self.cache.clear();
         }
-        let answer = CachedAnswer {
-            epoch,
-            agents: agents.clone(),
-        };
+        let answer = CachedAnswer { epoch, agents: agents.clone() };
         self.cache
             .entry(key)
             .and_modify(|cur| {
@@ -173,10 +163,16 @@ impl RegistryView {
         agents
     }
 
+    /// The same answer as [`query`](Self::query), computed from the index without the
+    /// cache (for benchmarks and diagnostics).
+    pub fn query_uncached(&self, caps: &CapabilitySet, swarm: Option<&SwarmName>) -> Candidates {
+        self.compute(caps, swarm)
+    }
+
     fn compute(&self, caps: &CapabilitySet, swarm: Option<&SwarmName>) -> Candidates {
         let index = self.index.read();
         // Start from the smallest set that constrains the answer.
-        let mut sets: Vec<&HashSet<AgentId>> = Vec::with_capacity(caps.len());
+        let mut sets: Vec<&HashSet<AgentId, FoldBuildHasher>> = Vec::with_capacity(caps.len());
         for cap in caps {
             match index.by_capability.get(cap) {
                 Some(set) => sets.push(set),
@@ -213,11 +209,7 @@ impl RegistryView {
     /// Live members of `swarm`, oldest first.
     pub fn swarm_members(&self, swarm: &SwarmName) -> Vec<Arc<AgentEntry>> {
         let index = self.index.read();
-        index
-            .swarms
-            .get(swarm)
-            .map(|s| s.members.values().filter_map(|id| self.get(id)).collect())
-            .unwrap_or_default()
+        index.swarms.get(swarm).map(|s| s.members.values().filter_map(|id| self.get(id)).collect()).unwrap_or_default()
     }
 
     /// Names of all swarms with at least one member.
@@ -229,24 +221,13 @@ impl RegistryView {
 
     /// Swarms `agent` belongs to.
     pub fn swarms_of(&self, agent: &AgentId) -> Vec<SwarmName> {
-        self.index
-            .read()
-            .member_of
-            .get(agent)
-            .cloned()
-            .unwrap_or_default()
+        self.index.read().member_of.get(agent).cloned().unwrap_or_default()
     }
 
     /// The leader of `swarm`: its longest-registered live member.
     pub fn leader(&self, swarm: &SwarmName) -> Option<AgentId> {
         let index = self.index.read();
-        index
-            .swarms
-            .get(swarm)?
-            .members
-            .values()
-            .find(|id| self.get(id).is_some())
-            .cloned()
+        index.swarms.get(swarm)?.members.values().find(|id| self.get(id).is_some()).cloned()
     }
 
     /// Subscribes to leadership changes.
@@ -269,11 +250,7 @@ impl RegistryView {
         {
             let mut index = self.index.write();
             for cap in &entry.capabilities {
-                index
-                    .by_capability
-                    .entry(cap.clone())
-                    .or_default()
-                    .insert(entry.id.clone());
+                index.by_capability.entry(cap.clone()).or_default().insert(entry.id.clone());
             }
             index.member_of.insert(entry.id.clone(), Vec::new());
             self.by_id.insert(entry.id.clone(), entry.clone());
@@ -286,11 +263,7 @@ impl RegistryView {
     }
 
     /// Removes `id` if its current actor is `only_actor` (or unconditionally with `None`).
-    pub(crate) fn remove(
-        &self,
-        id: &AgentId,
-        only_actor: Option<ractor::ActorId>,
-    ) -> Option<Arc<AgentEntry>> {
+    pub(crate) fn remove(&self, id: &AgentId, only_actor: Option<ractor::ActorId>) -> Option<Arc<AgentEntry>> {
         let removed = self.remove_inner(id, only_actor);
         if removed.is_some() {
             self.bump();
@@ -298,11 +271,7 @@ impl RegistryView {
         removed
     }
 
-    fn remove_inner(
-        &self,
-        id: &AgentId,
-        only_actor: Option<ractor::ActorId>,
-    ) -> Option<Arc<AgentEntry>> {
+    fn remove_inner(&self, id: &AgentId, only_actor: Option<ractor::ActorId>) -> Option<Arc<AgentEntry>> {
         let mut index = self.index.write();
         let entry = self.by_id.get(id)?.value().clone();
         if only_actor.is_some_and(|a| a != entry.actor_id()) {
@@ -367,12 +336,7 @@ impl RegistryView {
             return;
         }
         of.push(swarm.clone());
-        index
-            .swarms
-            .entry(swarm.clone())
-            .or_default()
-            .members
-            .insert(entry.seq, entry.id.clone());
+        index.swarms.entry(swarm.clone()).or_default().members.insert(entry.seq, entry.id.clone());
     }
 
     fn leave_locked(&self, index: &mut Index, entry: &AgentEntry, swarm: &SwarmName) {

@@ -6,12 +6,9 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bytes::Bytes;
-use erlmcp_flow_core::{
-    AgentId, AgentMsg, AgentRef, Capability, CapabilitySet, MonoClock, SwarmName,
-};
+use erlmcp_flow_core::{AgentId, AgentMsg, AgentRef, Capability, CapabilitySet, MonoClock, SwarmName};
 use erlmcp_flow_registry::{
-    LeaderChange, Registration, Registry, RegistryArgs, RegistryError, RegistryHandle, RegistryMsg,
-    RegistryView,
+    LeaderChange, Registration, Registry, RegistryArgs, RegistryError, RegistryHandle, RegistryMsg, RegistryView,
 };
 use erlmcp_flow_supervision::ActorSlot;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -28,12 +25,7 @@ impl Actor for Dummy {
     async fn pre_start(&self, _: ActorRef<AgentMsg>, _: ()) -> Result<(), ActorProcessingErr> {
         Ok(())
     }
-    async fn handle(
-        &self,
-        _: ActorRef<AgentMsg>,
-        msg: AgentMsg,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, _: ActorRef<AgentMsg>, msg: AgentMsg, _: &mut ()) -> Result<(), ActorProcessingErr> {
         if let (AgentMsg::Broadcast(b), Some(tx)) = (msg, &self.0) {
             let _ = tx.send(b);
         }
@@ -63,11 +55,7 @@ async fn fixture(max_agents: usize) -> Fixture {
         restart_grace: Duration::from_millis(50),
     };
     let (actor, _) = Actor::spawn(None, Registry, args.clone()).await.unwrap();
-    Fixture {
-        handle: RegistryHandle::new(view, slot, T),
-        args,
-        actor,
-    }
+    Fixture { handle: RegistryHandle::new(view, slot, T), args, actor }
 }
 
 fn id(s: &str) -> AgentId {
@@ -92,10 +80,7 @@ fn reg(name: &str, c: &[&str], swarms: &[&str], actor: AgentRef) -> Registration
 async fn eventually(mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + T;
     while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not reached in {T:?}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "condition not reached in {T:?}");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
@@ -108,56 +93,20 @@ fn ids(v: &[Arc<erlmcp_flow_registry::AgentEntry>]) -> Vec<String> {
 #[tokio::test]
 async fn find_by_id_capability_and_query() {
     let f = fixture(100).await;
-    f.handle
-        .register(reg("a", &["rust", "sql"], &["s1"], dummy().await))
-        .await
-        .unwrap();
-    f.handle
-        .register(reg("b", &["rust"], &["s2"], dummy().await))
-        .await
-        .unwrap();
-    f.handle
-        .register(reg("c", &["sql", "rust", "go"], &["s1"], dummy().await))
-        .await
-        .unwrap();
-    assert_eq!(
-        f.handle.find(&id("b")).unwrap().capabilities,
-        caps(&["rust"])
-    );
+    f.handle.register(reg("a", &["rust", "sql"], &["s1"], dummy().await)).await.unwrap();
+    f.handle.register(reg("b", &["rust"], &["s2"], dummy().await)).await.unwrap();
+    f.handle.register(reg("c", &["sql", "rust", "go"], &["s1"], dummy().await)).await.unwrap();
+    assert_eq!(f.handle.find(&id("b")).unwrap().capabilities, caps(&["rust"]));
     assert!(f.handle.find(&id("zz")).is_none());
-    assert_eq!(
-        ids(&f
-            .handle
-            .find_by_capability(&Capability::new("sql").unwrap())),
-        ["a", "c"]
-    );
-    assert_eq!(
-        ids(&f.handle.query(&caps(&["rust", "sql"]), None)),
-        ["a", "c"]
-    );
-    assert_eq!(
-        ids(&f.handle.query(&caps(&["rust"]), Some(&swarm("s2")))),
-        ["b"]
-    );
-    assert_eq!(
-        ids(&f.handle.query(&caps(&["go", "sql"]), Some(&swarm("s1")))),
-        ["c"]
-    );
+    assert_eq!(ids(&f.handle.find_by_capability(&Capability::new("sql").unwrap())), ["a", "c"]);
+    assert_eq!(ids(&f.handle.query(&caps(&["rust", "sql"]), None)), ["a", "c"]);
+    assert_eq!(ids(&f.handle.query(&caps(&["rust"]), Some(&swarm("s2")))), ["b"]);
+    assert_eq!(ids(&f.handle.query(&caps(&["go", "sql"]), Some(&swarm("s1")))), ["c"]);
     assert!(f.handle.query(&caps(&["cobol"]), None).is_empty());
-    assert!(
-        f.handle
-            .query(&caps(&["rust"]), Some(&swarm("nope")))
-            .is_empty()
-    );
+    assert!(f.handle.query(&caps(&["rust"]), Some(&swarm("nope"))).is_empty());
     // A cached answer is refreshed after a membership change.
-    f.handle
-        .register(reg("d", &["rust", "sql"], &[], dummy().await))
-        .await
-        .unwrap();
-    assert_eq!(
-        ids(&f.handle.query(&caps(&["rust", "sql"]), None)),
-        ["a", "c", "d"]
-    );
+    f.handle.register(reg("d", &["rust", "sql"], &[], dummy().await)).await.unwrap();
+    assert_eq!(ids(&f.handle.query(&caps(&["rust", "sql"]), None)), ["a", "c", "d"]);
 }
 
 /// When an agent actor dies it is out of every read at once (marked down, no explicit
@@ -167,20 +116,11 @@ async fn find_by_id_capability_and_query() {
 async fn dead_agents_are_unregistered() {
     let f = fixture(100).await;
     let a = dummy().await;
-    f.handle
-        .register(reg("a", &["x"], &["s"], a.clone()))
-        .await
-        .unwrap();
-    f.handle
-        .register(reg("b", &["x"], &["s"], dummy().await))
-        .await
-        .unwrap();
+    f.handle.register(reg("a", &["x"], &["s"], a.clone())).await.unwrap();
+    f.handle.register(reg("b", &["x"], &["s"], dummy().await)).await.unwrap();
     a.kill();
     eventually(|| f.handle.find(&id("a")).is_none()).await;
-    assert_eq!(
-        ids(&f.handle.find_by_capability(&Capability::new("x").unwrap())),
-        ["b"]
-    );
+    assert_eq!(ids(&f.handle.find_by_capability(&Capability::new("x").unwrap())), ["b"]);
     assert_eq!(f.handle.leader(&swarm("s")), Some(id("b")));
     // Routing candidates keep the down entry (skipped as not alive) until the grace ends.
     let view = f.handle.view().clone();
@@ -194,21 +134,13 @@ async fn dead_agents_are_unregistered() {
 async fn restart_revives_entry_in_place() {
     let f = fixture(100).await;
     let old = dummy().await;
-    let first = f
-        .handle
-        .register(reg("a", &["x"], &["s"], old.clone()))
-        .await
-        .unwrap();
+    let first = f.handle.register(reg("a", &["x"], &["s"], old.clone())).await.unwrap();
     first.load.begin();
     let epoch = f.handle.view().epoch();
     old.kill_and_wait(None).await.unwrap();
     eventually(|| !first.is_alive()).await;
     let new = dummy().await;
-    let revived = f
-        .handle
-        .register(reg("a", &["x"], &["s"], new.clone()))
-        .await
-        .unwrap();
+    let revived = f.handle.register(reg("a", &["x"], &["s"], new.clone())).await.unwrap();
     assert!(Arc::ptr_eq(&first, &revived));
     assert!(revived.is_alive());
     assert_eq!(revived.actor_id(), new.get_id());
@@ -224,28 +156,16 @@ async fn restart_revives_entry_in_place() {
 async fn new_incarnation_replaces_dead_one() {
     let f = fixture(100).await;
     let old = dummy().await;
-    f.handle
-        .register(reg("a", &["x"], &[], old.clone()))
-        .await
-        .unwrap();
+    f.handle.register(reg("a", &["x"], &[], old.clone())).await.unwrap();
     assert_eq!(
-        f.handle
-            .register(reg("a", &["x"], &[], dummy().await))
-            .await
-            .unwrap_err(),
+        f.handle.register(reg("a", &["x"], &[], dummy().await)).await.unwrap_err(),
         RegistryError::AlreadyRegistered(id("a"))
     );
     old.kill_and_wait(None).await.unwrap();
     let new = dummy().await;
-    f.handle
-        .register(reg("a", &["x", "y"], &[], new.clone()))
-        .await
-        .unwrap();
+    f.handle.register(reg("a", &["x", "y"], &[], new.clone())).await.unwrap();
     // Let the old incarnation's exit event be processed, then check the entry survived.
-    f.handle
-        .register(reg("sync", &["z"], &[], dummy().await))
-        .await
-        .unwrap();
+    f.handle.register(reg("sync", &["z"], &[], dummy().await)).await.unwrap();
     let e = f.handle.find(&id("a")).unwrap();
     assert_eq!(e.actor_id(), new.get_id());
     assert_eq!(e.capabilities, caps(&["x", "y"]));
@@ -258,45 +178,19 @@ async fn leader_is_reelected_when_it_dies() {
     let f = fixture(100).await;
     let mut changes = f.handle.subscribe_leaders();
     let first = dummy().await;
-    f.handle
-        .register(reg("first", &["x"], &["g"], first.clone()))
-        .await
-        .unwrap();
-    f.handle
-        .register(reg("second", &["x"], &["g"], dummy().await))
-        .await
-        .unwrap();
-    f.handle
-        .register(reg("third", &["x"], &["g"], dummy().await))
-        .await
-        .unwrap();
+    f.handle.register(reg("first", &["x"], &["g"], first.clone())).await.unwrap();
+    f.handle.register(reg("second", &["x"], &["g"], dummy().await)).await.unwrap();
+    f.handle.register(reg("third", &["x"], &["g"], dummy().await)).await.unwrap();
     assert_eq!(f.handle.leader(&swarm("g")), Some(id("first")));
     first.kill();
     eventually(|| f.handle.leader(&swarm("g")) == Some(id("second"))).await;
     let seen: Vec<LeaderChange> = std::iter::from_fn(|| changes.try_recv().ok()).collect();
-    assert_eq!(
-        seen.iter().map(|c| c.leader.clone()).collect::<Vec<_>>(),
-        vec![Some(id("first")), Some(id("second"))]
-    );
+    assert_eq!(seen.iter().map(|c| c.leader.clone()).collect::<Vec<_>>(), vec![Some(id("first")), Some(id("second"))]);
     // Leaving a swarm also hands over leadership.
-    assert!(
-        f.handle
-            .leave_swarm(&id("second"), &swarm("g"))
-            .await
-            .unwrap()
-    );
+    assert!(f.handle.leave_swarm(&id("second"), &swarm("g")).await.unwrap());
     assert_eq!(f.handle.leader(&swarm("g")), Some(id("third")));
-    assert!(
-        f.handle
-            .join_swarm(&id("second"), &swarm("g"))
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        f.handle.leader(&swarm("g")),
-        Some(id("second")),
-        "older member leads again"
-    );
+    assert!(f.handle.join_swarm(&id("second"), &swarm("g")).await.unwrap());
+    assert_eq!(f.handle.leader(&swarm("g")), Some(id("second")), "older member leads again");
 }
 
 /// A broadcast reaches every live member of the swarm and nobody else.
@@ -305,24 +199,12 @@ async fn broadcast_reaches_swarm_members() {
     let f = fixture(100).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
     for (name, sw) in [("a", "g"), ("b", "g"), ("c", "other")] {
-        let actor = Actor::spawn(None, Dummy(Some(tx.clone())), ())
-            .await
-            .unwrap()
-            .0;
-        f.handle
-            .register(reg(name, &["x"], &[sw], actor))
-            .await
-            .unwrap();
+        let actor = Actor::spawn(None, Dummy(Some(tx.clone())), ()).await.unwrap().0;
+        f.handle.register(reg(name, &["x"], &[sw], actor)).await.unwrap();
     }
-    assert_eq!(
-        f.handle.broadcast(&swarm("g"), Bytes::from_static(b"hi")),
-        2
-    );
+    assert_eq!(f.handle.broadcast(&swarm("g"), Bytes::from_static(b"hi")), 2);
     for _ in 0..2 {
-        assert_eq!(
-            tokio::time::timeout(T, rx.recv()).await.unwrap().unwrap(),
-            "hi"
-        );
+        assert_eq!(tokio::time::timeout(T, rx.recv()).await.unwrap().unwrap(), "hi");
     }
     assert_eq!(f.handle.broadcast(&swarm("none"), Bytes::new()), 0);
 }
@@ -334,21 +216,12 @@ async fn restarted_registry_rebuilds_from_live_agents() {
     let f = fixture(100).await;
     let survivor = dummy().await;
     let victim = dummy().await;
-    f.handle
-        .register(reg("survivor", &["x"], &[], survivor.clone()))
-        .await
-        .unwrap();
-    f.handle
-        .register(reg("victim", &["x"], &[], victim.clone()))
-        .await
-        .unwrap();
+    f.handle.register(reg("survivor", &["x"], &[], survivor.clone())).await.unwrap();
+    f.handle.register(reg("victim", &["x"], &[], victim.clone())).await.unwrap();
     f.actor.send_message(RegistryMsg::InjectPanic).unwrap();
     eventually(|| f.actor.get_status() == ractor::ActorStatus::Stopped).await;
     victim.kill_and_wait(None).await.unwrap();
-    assert!(
-        f.handle.find(&id("victim")).is_some(),
-        "nobody is listening yet"
-    );
+    assert!(f.handle.find(&id("victim")).is_some(), "nobody is listening yet");
     Actor::spawn(None, Registry, f.args.clone()).await.unwrap();
     assert!(f.handle.find(&id("victim")).is_none());
     assert!(f.handle.find(&id("survivor")).is_some());
@@ -375,30 +248,16 @@ async fn writes_wait_for_a_restarting_registry() {
 #[tokio::test]
 async fn bounds_and_bad_registrations() {
     let f = fixture(1).await;
-    f.handle
-        .register(reg("a", &["x"], &[], dummy().await))
-        .await
-        .unwrap();
-    assert!(matches!(
-        f.handle
-            .register(reg("b", &["x"], &[], dummy().await))
-            .await,
-        Err(RegistryError::Full { .. })
-    ));
+    f.handle.register(reg("a", &["x"], &[], dummy().await)).await.unwrap();
+    assert!(matches!(f.handle.register(reg("b", &["x"], &[], dummy().await)).await, Err(RegistryError::Full { .. })));
     let mut r = reg("a", &["x"], &[], dummy().await);
     r.weight = 0;
-    assert_eq!(
-        f.handle.register(r).await.unwrap_err(),
-        RegistryError::InvalidWeight(id("a"))
-    );
+    assert_eq!(f.handle.register(r).await.unwrap_err(), RegistryError::InvalidWeight(id("a")));
     let dead = dummy().await;
     dead.kill_and_wait(None).await.unwrap();
     let f2 = fixture(10).await;
     assert_eq!(
-        f2.handle
-            .register(reg("ghost", &["x"], &[], dead))
-            .await
-            .unwrap_err(),
+        f2.handle.register(reg("ghost", &["x"], &[], dead)).await.unwrap_err(),
         RegistryError::AgentDead(id("ghost"))
     );
     assert!(!f2.handle.unregister(&id("nobody")).await.unwrap());

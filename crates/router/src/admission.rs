@@ -5,24 +5,25 @@
 //! `try_submit`. When a slot frees up it goes to the oldest waiter of the highest
 //! priority. tokio's `Semaphore` is strictly FIFO, hence this small gate. The permit is a
 //! guard: dropping it (task finished, or a waiter gave up) returns the slot.
+//!
+//! While nobody waits, taking and returning a slot is a single atomic operation; the
+//! mutex is only touched once the node is at its limit.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use erlmcp_flow_core::Priority;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-#[derive(Debug)]
-struct GateState {
-    available: u32,
-    waiters: [VecDeque<oneshot::Sender<AdmissionPermit>>; 4],
-}
-
 /// The gate. Clone the `Arc` to share it.
 #[derive(Debug)]
 pub struct AdmissionGate {
-    state: Mutex<GateState>,
+    available: AtomicU32,
+    /// Waiters queued (mirrors the queues' total length; read without the lock).
+    waiting: AtomicU32,
+    waiters: Mutex<[VecDeque<oneshot::Sender<AdmissionPermit>>; 4]>,
     limit: u32,
 }
 
@@ -44,10 +45,9 @@ impl AdmissionGate {
     /// A gate with `limit` slots.
     pub fn new(limit: u32) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new(GateState {
-                available: limit,
-                waiters: Default::default(),
-            }),
+            available: AtomicU32::new(limit),
+            waiting: AtomicU32::new(0),
+            waiters: Mutex::new(Default::default()),
             limit,
         })
     }
@@ -59,34 +59,38 @@ impl AdmissionGate {
 
     /// Slots free now.
     pub fn available(&self) -> u32 {
-        self.state.lock().available
+        self.available.load(Ordering::Acquire)
     }
 
-    /// Takes a slot if one is free.
+    fn take_free(&self) -> bool {
+        self.available.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |a| a.checked_sub(1)).is_ok()
+    }
+
+    fn permit(self: &Arc<Self>) -> AdmissionPermit {
+        AdmissionPermit { gate: Some(self.clone()) }
+    }
+
+    /// Takes a slot if one is free and nobody is queued ahead.
     pub fn try_acquire(self: &Arc<Self>) -> Option<AdmissionPermit> {
-        let mut s = self.state.lock();
-        if s.available > 0 {
-            s.available -= 1;
-            Some(AdmissionPermit {
-                gate: Some(self.clone()),
-            })
-        } else {
-            None
-        }
+        if self.waiting.load(Ordering::SeqCst) == 0 && self.take_free() { Some(self.permit()) } else { None }
     }
 
     /// Waits for a slot; higher priorities are served first.
     pub async fn acquire(self: &Arc<Self>, priority: Priority) -> AdmissionPermit {
+        if let Some(p) = self.try_acquire() {
+            return p;
+        }
         let rx = {
-            let mut s = self.state.lock();
-            if s.available > 0 {
-                s.available -= 1;
-                return AdmissionPermit {
-                    gate: Some(self.clone()),
-                };
+            let mut queues = self.waiters.lock();
+            // Announce ourselves before the final check, so a concurrent release either
+            // left its slot in `available` (seen below) or sees us waiting.
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            if self.take_free() {
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                return self.permit();
             }
             let (tx, rx) = oneshot::channel();
-            s.waiters[priority.index()].push_back(tx);
+            queues[priority.index()].push_back(tx);
             rx
         };
         // The sender is only dropped after a send, so this cannot fail while the gate lives.
@@ -94,28 +98,41 @@ impl AdmissionGate {
     }
 
     fn release(self: Arc<Self>) {
-        let mut s = self.state.lock();
-        for queue in s.waiters.iter_mut().rev() {
+        // SeqCst on both sides (here and in `acquire`): each side writes its counter, then
+        // reads the other's; at least one must see the other's write (Dekker).
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            self.available.fetch_add(1, Ordering::SeqCst);
+            if self.waiting.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            // A waiter queued meanwhile: hand it the slot we just returned.
+            if !self.take_free() {
+                return;
+            }
+        }
+        let mut queues = self.waiters.lock();
+        for queue in queues.iter_mut().rev() {
             while let Some(tx) = queue.pop_front() {
-                match tx.send(AdmissionPermit {
-                    gate: Some(self.clone()),
-                }) {
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                match tx.send(AdmissionPermit { gate: Some(self.clone()) }) {
                     Ok(()) => return,
-                    // The waiter gave up: reclaim the permit without recursing into release.
-                    Err(mut permit) => {
-                        permit.gate = None;
-                    }
+                    // The waiter gave up: take the permit back without recursing.
+                    Err(mut permit) => permit.gate = None,
                 }
             }
         }
-        s.available += 1;
-        debug_assert!(s.available <= self.limit);
+        self.available.fetch_add(1, Ordering::AcqRel);
+        debug_assert!(self.available.load(Ordering::Acquire) <= self.limit);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn queued(gate: &AdmissionGate) -> usize {
+        gate.waiters.lock().iter().map(|q| q.len()).sum()
+    }
 
     /// Slots run out at the limit, come back on drop, and go to higher priorities first.
     #[tokio::test]
@@ -134,15 +151,7 @@ mod tests {
                 drop(permit);
             }));
             // Make sure each waiter is queued before the next one.
-            while gate
-                .state
-                .lock()
-                .waiters
-                .iter()
-                .map(|q| q.len())
-                .sum::<usize>()
-                < tasks.len()
-            {
+            while queued(&gate) < tasks.len() {
                 tokio::task::yield_now().await;
             }
         }
@@ -162,12 +171,37 @@ mod tests {
         let held = gate.try_acquire().unwrap();
         let g = gate.clone();
         let waiter = tokio::spawn(async move { g.acquire(Priority::Normal).await });
-        while gate.state.lock().waiters[1].is_empty() {
+        while queued(&gate) == 0 {
             tokio::task::yield_now().await;
         }
         waiter.abort();
         let _ = waiter.await;
         drop(held);
         assert_eq!(gate.available(), 1);
+    }
+
+    /// Many concurrent takers and releasers never exceed the limit nor lose a slot.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_use_conserves_slots() {
+        let gate = AdmissionGate::new(4);
+        let live = Arc::new(AtomicU32::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let (g, live) = (gate.clone(), live.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..200 {
+                    let p = g.acquire(Priority::ALL[i % 4]).await;
+                    assert!(live.fetch_add(1, Ordering::SeqCst) < 4);
+                    tokio::task::yield_now().await;
+                    live.fetch_sub(1, Ordering::SeqCst);
+                    drop(p);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(gate.available(), 4);
+        assert_eq!(gate.waiting.load(Ordering::SeqCst), 0);
     }
 }

@@ -23,9 +23,7 @@ impl Backoff {
     /// The cap for retry number `retry` (1-based).
     pub fn cap(&self, retry: u32) -> Duration {
         let shift = retry.saturating_sub(1).min(32);
-        self.base
-            .saturating_mul(1u32 << shift.min(31))
-            .min(self.max)
+        self.base.saturating_mul(1u32 << shift.min(31)).min(self.max)
     }
 
     /// The delay before retry number `retry` (1-based).
@@ -33,11 +31,7 @@ impl Backoff {
         let cap = self.cap(retry);
         let half = cap / 2;
         let jitter_ns = (cap - half).as_nanos() as u64;
-        half + Duration::from_nanos(if jitter_ns == 0 {
-            0
-        } else {
-            rng.random_range(0..=jitter_ns)
-        })
+        half + Duration::from_nanos(if jitter_ns == 0 { 0 } else { rng.random_range(0..=jitter_ns) })
     }
 }
 
@@ -47,10 +41,7 @@ mod tests {
     use proptest::prelude::*;
     use rand::SeedableRng;
 
-    const B: Backoff = Backoff {
-        base: Duration::from_millis(100),
-        max: Duration::from_secs(5),
-    };
+    const B: Backoff = Backoff { base: Duration::from_millis(100), max: Duration::from_secs(5) };
 
     /// Caps double from the base and stop at the max.
     #[test]

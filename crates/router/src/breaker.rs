@@ -21,10 +21,12 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use erlmcp_flow_core::AgentId;
 use erlmcp_flow_core::config::CircuitBreakerConfig;
+use erlmcp_flow_core::hash::FoldBuildHasher;
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
@@ -123,29 +125,35 @@ impl CircuitBreaker {
         }
     }
 
+    /// True when closed with no failure on record: a success then changes nothing but the
+    /// window's contents, which lets [`BreakerCell`] count successes without the lock.
+    pub fn is_clean(&self) -> bool {
+        matches!(self.state, State::Closed) && self.window_failures == 0 && self.consecutive_failures == 0
+    }
+
+    /// Records `n` successes that happened while the breaker was clean.
+    pub fn record_successes(&mut self, n: u32) {
+        if n == 0 || !matches!(self.state, State::Closed) {
+            return;
+        }
+        self.consecutive_failures = 0;
+        for _ in 0..n.min(self.cfg.window_size) {
+            self.push(false);
+        }
+    }
+
     /// Asks to send one request at `now_ns`.
     pub fn admit(&mut self, now_ns: u64) -> (Admission, Option<Transition>) {
         match self.state {
             State::Closed => (Admission::Allowed, None),
-            State::Open { until_ns } if now_ns < until_ns => (
-                Admission::Rejected {
-                    retry_in_ns: until_ns - now_ns,
-                },
-                None,
-            ),
+            State::Open { until_ns } if now_ns < until_ns => {
+                (Admission::Rejected { retry_in_ns: until_ns - now_ns }, None)
+            }
             State::Open { .. } => {
-                self.state = State::HalfOpen {
-                    probes: 1,
-                    successes: 0,
-                    probed_ns: now_ns,
-                };
+                self.state = State::HalfOpen { probes: 1, successes: 0, probed_ns: now_ns };
                 (Admission::Probe, Some(Transition::HalfOpened))
             }
-            State::HalfOpen {
-                probes,
-                successes,
-                probed_ns,
-            } => {
+            State::HalfOpen { probes, successes, probed_ns } => {
                 let stale = now_ns >= probed_ns.saturating_add(self.timeout_ns());
                 if probes < self.cfg.half_open_max_probes || stale {
                     self.state = State::HalfOpen {
@@ -155,12 +163,7 @@ impl CircuitBreaker {
                     };
                     (Admission::Probe, None)
                 } else {
-                    (
-                        Admission::Rejected {
-                            retry_in_ns: probed_ns.saturating_add(self.timeout_ns()) - now_ns,
-                        },
-                        None,
-                    )
+                    (Admission::Rejected { retry_in_ns: probed_ns.saturating_add(self.timeout_ns()) - now_ns }, None)
                 }
             }
         }
@@ -174,22 +177,14 @@ impl CircuitBreaker {
                 self.push(false);
                 None
             }
-            State::HalfOpen {
-                probes,
-                successes,
-                probed_ns,
-            } => {
+            State::HalfOpen { probes, successes, probed_ns } => {
                 let successes = successes + 1;
                 if successes >= self.cfg.half_open_successes {
                     self.reset();
                     Some(Transition::Closed)
                 } else {
                     self.state = State::HalfOpen {
-                        probes: if probe {
-                            probes.saturating_sub(1)
-                        } else {
-                            probes
-                        },
+                        probes: if probe { probes.saturating_sub(1) } else { probes },
                         successes,
                         probed_ns,
                     };
@@ -229,20 +224,8 @@ impl CircuitBreaker {
     /// Reports that an admitted request produced no verdict (the agent was gone before
     /// it ran the task): frees its trial slot.
     pub fn on_abandon(&mut self, probe: bool) {
-        if let (
-            true,
-            State::HalfOpen {
-                probes,
-                successes,
-                probed_ns,
-            },
-        ) = (probe, self.state)
-        {
-            self.state = State::HalfOpen {
-                probes: probes.saturating_sub(1),
-                successes,
-                probed_ns,
-            };
+        if let (true, State::HalfOpen { probes, successes, probed_ns }) = (probe, self.state) {
+            self.state = State::HalfOpen { probes: probes.saturating_sub(1), successes, probed_ns };
         }
     }
 
@@ -251,9 +234,7 @@ impl CircuitBreaker {
     }
 
     fn open(&mut self, now_ns: u64) {
-        self.state = State::Open {
-            until_ns: now_ns.saturating_add(self.timeout_ns()),
-        };
+        self.state = State::Open { until_ns: now_ns.saturating_add(self.timeout_ns()) };
         self.window.clear();
         self.window_failures = 0;
         self.consecutive_failures = 0;
@@ -289,13 +270,76 @@ pub struct BreakerEvent {
     pub transition: Transition,
 }
 
+/// One agent's breaker as shared by concurrent routes.
+///
+/// While the breaker is *clean* (closed, no failure on record), admission is one atomic
+/// load and a success one atomic add; successes counted that way are folded into the
+/// window the next time the lock is taken, before anything else is recorded, which gives
+/// the same window as recording them one by one (a success cannot change the state of a
+/// clean breaker). Everything else takes the breaker's mutex.
+#[derive(Debug)]
+pub struct BreakerCell {
+    clean: AtomicBool,
+    pending_successes: AtomicU32,
+    inner: Mutex<CircuitBreaker>,
+}
+
+impl BreakerCell {
+    fn new(cfg: CircuitBreakerConfig) -> Self {
+        Self {
+            clean: AtomicBool::new(true),
+            pending_successes: AtomicU32::new(0),
+            inner: Mutex::new(CircuitBreaker::new(cfg)),
+        }
+    }
+
+    fn locked<R>(&self, f: impl FnOnce(&mut CircuitBreaker) -> R) -> R {
+        let mut b = self.inner.lock();
+        let pending = self.pending_successes.swap(0, Ordering::AcqRel);
+        b.record_successes(pending);
+        let r = f(&mut b);
+        self.clean.store(b.is_clean(), Ordering::Release);
+        r
+    }
+
+    fn admit(&self, now_ns: u64) -> (Admission, Option<Transition>) {
+        if self.clean.load(Ordering::Acquire) {
+            return (Admission::Allowed, None);
+        }
+        self.locked(|b| b.admit(now_ns))
+    }
+
+    fn on_success(&self, probe: bool) -> Option<Transition> {
+        if !probe && self.clean.load(Ordering::Acquire) {
+            self.pending_successes.fetch_add(1, Ordering::AcqRel);
+            return None;
+        }
+        self.locked(|b| b.on_success(probe))
+    }
+
+    fn on_failure(&self, now_ns: u64, probe: bool) -> Option<Transition> {
+        self.locked(|b| b.on_failure(now_ns, probe))
+    }
+
+    fn on_abandon(&self, probe: bool) {
+        if probe {
+            self.locked(|b| b.on_abandon(probe));
+        }
+    }
+
+    /// Current status.
+    pub fn status(&self) -> BreakerStatus {
+        if self.clean.load(Ordering::Acquire) { BreakerStatus::Closed } else { self.inner.lock().status() }
+    }
+}
+
 /// All breakers of a node, keyed by agent id.
 #[derive(Debug)]
 pub struct CircuitBreakers {
     cfg: CircuitBreakerConfig,
-    table: DashMap<AgentId, Arc<Mutex<CircuitBreaker>>>,
+    table: DashMap<AgentId, Arc<BreakerCell>, FoldBuildHasher>,
     events: broadcast::Sender<BreakerEvent>,
-    opens: std::sync::atomic::AtomicU64,
+    opens: AtomicU64,
 }
 
 impl CircuitBreakers {
@@ -303,59 +347,75 @@ impl CircuitBreakers {
     pub fn new(cfg: CircuitBreakerConfig) -> Self {
         Self {
             cfg,
-            table: DashMap::new(),
+            table: DashMap::with_hasher(FoldBuildHasher),
             events: broadcast::channel(1024).0,
             opens: Default::default(),
         }
     }
 
-    fn breaker(&self, agent: &AgentId) -> Arc<Mutex<CircuitBreaker>> {
+    /// The breaker of `agent` (created closed on first use). Routes look it up once per
+    /// attempt and report through it.
+    pub fn cell(&self, agent: &AgentId) -> Arc<BreakerCell> {
         if let Some(b) = self.table.get(agent) {
             return b.clone();
         }
-        self.table
-            .entry(agent.clone())
-            .or_insert_with(|| Arc::new(Mutex::new(CircuitBreaker::new(self.cfg.clone()))))
-            .clone()
+        self.table.entry(agent.clone()).or_insert_with(|| Arc::new(BreakerCell::new(self.cfg.clone()))).clone()
     }
 
-    /// Asks to send a request to `agent`.
-    pub fn admit(&self, agent: &AgentId, now_ns: u64) -> Admission {
-        let (a, t) = self.breaker(agent).lock().admit(now_ns);
+    /// Asks `agent`'s breaker (`cell`) to send a request.
+    pub fn admit_on(&self, agent: &AgentId, cell: &BreakerCell, now_ns: u64) -> Admission {
+        let (a, t) = cell.admit(now_ns);
         self.publish(agent, t);
         a
     }
 
+    /// Reports a success to `cell`.
+    pub fn success_on(&self, agent: &AgentId, cell: &BreakerCell, probe: bool) {
+        let t = cell.on_success(probe);
+        self.publish(agent, t);
+    }
+
+    /// Reports a failure to `cell`.
+    pub fn failure_on(&self, agent: &AgentId, cell: &BreakerCell, now_ns: u64, probe: bool) {
+        let t = cell.on_failure(now_ns, probe);
+        self.publish(agent, t);
+    }
+
+    /// Reports an admitted request that produced no verdict.
+    pub fn abandon_on(&self, cell: &BreakerCell, probe: bool) {
+        cell.on_abandon(probe);
+    }
+
+    /// Asks to send a request to `agent`.
+    pub fn admit(&self, agent: &AgentId, now_ns: u64) -> Admission {
+        self.admit_on(agent, &self.cell(agent), now_ns)
+    }
+
     /// Reports a success.
     pub fn on_success(&self, agent: &AgentId, probe: bool) {
-        let t = self.breaker(agent).lock().on_success(probe);
-        self.publish(agent, t);
+        self.success_on(agent, &self.cell(agent), probe)
     }
 
     /// Reports a failure.
     pub fn on_failure(&self, agent: &AgentId, now_ns: u64, probe: bool) {
-        let t = self.breaker(agent).lock().on_failure(now_ns, probe);
-        self.publish(agent, t);
+        self.failure_on(agent, &self.cell(agent), now_ns, probe)
     }
 
     /// Reports an admitted request that produced no verdict.
     pub fn on_abandon(&self, agent: &AgentId, probe: bool) {
         if probe {
-            self.breaker(agent).lock().on_abandon(probe);
+            self.abandon_on(&self.cell(agent), probe);
         }
     }
 
     /// Status of `agent`'s breaker (closed if it has none).
     pub fn status(&self, agent: &AgentId) -> BreakerStatus {
-        self.table
-            .get(agent)
-            .map(|b| b.lock().status())
-            .unwrap_or(BreakerStatus::Closed)
+        self.table.get(agent).map(|b| b.status()).unwrap_or(BreakerStatus::Closed)
     }
 
     /// Times any breaker opened.
     pub fn opens(&self) -> u64 {
-        self.opens.load(std::sync::atomic::Ordering::Relaxed)
+        self.opens.load(Ordering::Relaxed)
     }
 
     /// Breaker changes as they happen.
@@ -377,176 +437,18 @@ impl CircuitBreakers {
     /// half-open breakers stay so a returning agent does not get a clean slate.
     pub fn prune(&self, keep: impl Fn(&AgentId) -> bool) -> usize {
         let before = self.table.len();
-        self.table
-            .retain(|id, b| keep(id) || b.lock().status() != BreakerStatus::Closed);
+        self.table.retain(|id, b| keep(id) || b.status() != BreakerStatus::Closed);
         before - self.table.len()
     }
 
     fn publish(&self, agent: &AgentId, t: Option<Transition>) {
         if let Some(transition) = t {
             if transition == Transition::Opened {
-                self.opens
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.opens.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%agent, "circuit breaker opened");
             }
-            let _ = self.events.send(BreakerEvent {
-                agent: agent.clone(),
-                transition,
-            });
+            let _ = self.events.send(BreakerEvent { agent: agent.clone(), transition });
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MS: u64 = 1_000_000;
-
-    fn cfg() -> CircuitBreakerConfig {
-        CircuitBreakerConfig {
-            failure_threshold: 5,
-            failure_rate_threshold: 0.5,
-            min_requests: 10,
-            window_size: 20,
-            timeout_ms: 100,
-            half_open_successes: 3,
-            half_open_max_probes: 1,
-        }
-    }
-
-    /// The rate rule needs min_requests results: 4 failures in 4 requests do not open it
-    /// (consecutive threshold is 5), 5 failures in 10 requests do.
-    #[test]
-    fn opens_on_failure_rate_after_min_requests() {
-        let mut b = CircuitBreaker::new(cfg());
-        for _ in 0..4 {
-            assert_eq!(b.on_failure(0, false), None);
-        }
-        for _ in 0..5 {
-            assert_eq!(b.on_success(false), None);
-        }
-        assert_eq!(b.status(), BreakerStatus::Closed);
-        assert_eq!(
-            b.on_failure(0, false),
-            Some(Transition::Opened),
-            "5 of 10 = 50%"
-        );
-        assert_eq!(b.status(), BreakerStatus::Open);
-    }
-
-    /// failure_threshold consecutive failures open it even below min_requests.
-    #[test]
-    fn opens_on_consecutive_failures() {
-        let mut b = CircuitBreaker::new(cfg());
-        for i in 0..4 {
-            assert_eq!(b.on_failure(0, false), None, "failure {i}");
-        }
-        assert_eq!(b.on_failure(0, false), Some(Transition::Opened));
-    }
-
-    /// Open rejects until the timeout, then admits one probe (half-open); 3 successes
-    /// close it; a failure in half-open reopens it.
-    #[test]
-    fn half_open_cycle() {
-        let mut b = CircuitBreaker::new(cfg());
-        for _ in 0..5 {
-            b.on_failure(0, false);
-        }
-        assert_eq!(
-            b.admit(50 * MS).0,
-            Admission::Rejected {
-                retry_in_ns: 50 * MS
-            }
-        );
-        assert_eq!(
-            b.admit(100 * MS),
-            (Admission::Probe, Some(Transition::HalfOpened))
-        );
-        assert!(
-            !b.admit(100 * MS).0.is_allowed(),
-            "only one probe at a time"
-        );
-        assert_eq!(b.on_failure(101 * MS, true), Some(Transition::Opened));
-        assert!(!b.admit(150 * MS).0.is_allowed());
-        let mut closed = None;
-        for i in 0..3 {
-            let (a, _) = b.admit(202 * MS + i);
-            assert!(a.is_probe(), "probe {i}");
-            closed = b.on_success(true);
-        }
-        assert_eq!(closed, Some(Transition::Closed));
-        assert_eq!(b.admit(300 * MS).0, Admission::Allowed);
-    }
-
-    /// A trial whose verdict never arrives does not wedge the breaker: after the timeout
-    /// another trial is let through.
-    #[test]
-    fn lost_probe_expires() {
-        let mut b = CircuitBreaker::new(cfg());
-        for _ in 0..5 {
-            b.on_failure(0, false);
-        }
-        assert!(b.admit(100 * MS).0.is_probe());
-        assert_eq!(
-            b.admit(150 * MS).0,
-            Admission::Rejected {
-                retry_in_ns: 50 * MS
-            }
-        );
-        assert!(b.admit(200 * MS).0.is_probe());
-    }
-
-    /// An abandoned probe frees its slot.
-    #[test]
-    fn abandoned_probe_frees_slot() {
-        let mut b = CircuitBreaker::new(cfg());
-        for _ in 0..5 {
-            b.on_failure(0, false);
-        }
-        assert!(b.admit(100 * MS).0.is_probe());
-        assert!(!b.admit(100 * MS).0.is_allowed());
-        b.on_abandon(true);
-        assert!(b.admit(100 * MS).0.is_probe());
-    }
-
-    /// The window forgets old results: old failures stop counting toward the rate.
-    #[test]
-    fn rolling_window_forgets() {
-        let mut b = CircuitBreaker::new(cfg());
-        for _ in 0..4 {
-            b.on_failure(0, false);
-        }
-        for _ in 0..20 {
-            b.on_success(false);
-        }
-        for _ in 0..4 {
-            assert_eq!(b.on_failure(0, false), None, "4 failures in 20 = 20%");
-        }
-    }
-
-    /// The table counts opens, publishes events and prunes only closed breakers.
-    #[test]
-    fn table_counts_publishes_and_prunes() {
-        let t = CircuitBreakers::new(cfg());
-        let mut rx = t.subscribe();
-        let a = AgentId::new("a").unwrap();
-        let b = AgentId::new("b").unwrap();
-        for _ in 0..5 {
-            t.on_failure(&a, 0, false);
-        }
-        t.on_success(&b, false);
-        assert_eq!(t.opens(), 1);
-        assert_eq!(
-            rx.try_recv().unwrap(),
-            BreakerEvent {
-                agent: a.clone(),
-                transition: Transition::Opened
-            }
-        );
-        assert_eq!(t.status(&a), BreakerStatus::Open);
-        assert_eq!(t.prune(|_| false), 1, "closed b pruned, open a kept");
-        assert_eq!(t.status(&a), BreakerStatus::Open);
     }
 }
 
@@ -630,5 +532,162 @@ impl ractor::Actor for CircuitBreakersActor {
             BreakersMsg::InjectPanic => panic!("circuit breakers: injected panic"),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn cfg() -> CircuitBreakerConfig {
+        CircuitBreakerConfig {
+            failure_threshold: 5,
+            failure_rate_threshold: 0.5,
+            min_requests: 10,
+            window_size: 20,
+            timeout_ms: 100,
+            half_open_successes: 3,
+            half_open_max_probes: 1,
+        }
+    }
+
+    /// The rate rule needs min_requests results: 4 failures in 4 requests do not open it
+    /// (consecutive threshold is 5), 5 failures in 10 requests do.
+    #[test]
+    fn opens_on_failure_rate_after_min_requests() {
+        let mut b = CircuitBreaker::new(cfg());
+        for _ in 0..4 {
+            assert_eq!(b.on_failure(0, false), None);
+        }
+        for _ in 0..5 {
+            assert_eq!(b.on_success(false), None);
+        }
+        assert_eq!(b.status(), BreakerStatus::Closed);
+        assert_eq!(b.on_failure(0, false), Some(Transition::Opened), "5 of 10 = 50%");
+        assert_eq!(b.status(), BreakerStatus::Open);
+    }
+
+    /// failure_threshold consecutive failures open it even below min_requests.
+    #[test]
+    fn opens_on_consecutive_failures() {
+        let mut b = CircuitBreaker::new(cfg());
+        for i in 0..4 {
+            assert_eq!(b.on_failure(0, false), None, "failure {i}");
+        }
+        assert_eq!(b.on_failure(0, false), Some(Transition::Opened));
+    }
+
+    /// Open rejects until the timeout, then admits one probe (half-open); 3 successes
+    /// close it; a failure in half-open reopens it.
+    #[test]
+    fn half_open_cycle() {
+        let mut b = CircuitBreaker::new(cfg());
+        for _ in 0..5 {
+            b.on_failure(0, false);
+        }
+        assert_eq!(b.admit(50 * MS).0, Admission::Rejected { retry_in_ns: 50 * MS });
+        assert_eq!(b.admit(100 * MS), (Admission::Probe, Some(Transition::HalfOpened)));
+        assert!(!b.admit(100 * MS).0.is_allowed(), "only one probe at a time");
+        assert_eq!(b.on_failure(101 * MS, true), Some(Transition::Opened));
+        assert!(!b.admit(150 * MS).0.is_allowed());
+        let mut closed = None;
+        for i in 0..3 {
+            let (a, _) = b.admit(202 * MS + i);
+            assert!(a.is_probe(), "probe {i}");
+            closed = b.on_success(true);
+        }
+        assert_eq!(closed, Some(Transition::Closed));
+        assert_eq!(b.admit(300 * MS).0, Admission::Allowed);
+    }
+
+    /// A trial whose verdict never arrives does not wedge the breaker: after the timeout
+    /// another trial is let through.
+    #[test]
+    fn lost_probe_expires() {
+        let mut b = CircuitBreaker::new(cfg());
+        for _ in 0..5 {
+            b.on_failure(0, false);
+        }
+        assert!(b.admit(100 * MS).0.is_probe());
+        assert_eq!(b.admit(150 * MS).0, Admission::Rejected { retry_in_ns: 50 * MS });
+        assert!(b.admit(200 * MS).0.is_probe());
+    }
+
+    /// An abandoned probe frees its slot.
+    #[test]
+    fn abandoned_probe_frees_slot() {
+        let mut b = CircuitBreaker::new(cfg());
+        for _ in 0..5 {
+            b.on_failure(0, false);
+        }
+        assert!(b.admit(100 * MS).0.is_probe());
+        assert!(!b.admit(100 * MS).0.is_allowed());
+        b.on_abandon(true);
+        assert!(b.admit(100 * MS).0.is_probe());
+    }
+
+    /// The window forgets old results: old failures stop counting toward the rate.
+    #[test]
+    fn rolling_window_forgets() {
+        let mut b = CircuitBreaker::new(cfg());
+        for _ in 0..4 {
+            b.on_failure(0, false);
+        }
+        for _ in 0..20 {
+            b.on_success(false);
+        }
+        for _ in 0..4 {
+            assert_eq!(b.on_failure(0, false), None, "4 failures in 20 = 20%");
+        }
+    }
+
+    /// Successes counted without the lock while clean are folded in before the next
+    /// failure, so the rate rule sees the same window as with one-by-one recording.
+    #[test]
+    fn lock_free_successes_keep_the_window_exact() {
+        let t = CircuitBreakers::new(cfg());
+        let a = AgentId::new("a").unwrap();
+        for _ in 0..16 {
+            assert!(t.admit(&a, 0).is_allowed());
+            t.on_success(&a, false);
+        }
+        // 4 failures among 20 results = 20 %: stays closed.
+        for _ in 0..4 {
+            t.on_failure(&a, 0, false);
+        }
+        assert_eq!(t.status(&a), BreakerStatus::Closed);
+        assert_eq!(t.opens(), 0);
+        // Failures first, then successes (taken under the lock), then failures.
+        let b = AgentId::new("b").unwrap();
+        for _ in 0..4 {
+            t.on_failure(&b, 0, false);
+        }
+        for _ in 0..6 {
+            t.on_success(&b, false);
+        }
+        t.on_failure(&b, 0, false);
+        assert_eq!(t.status(&b), BreakerStatus::Closed, "5 failures in 11 results: 45 %");
+        t.on_failure(&b, 0, false);
+        assert_eq!(t.status(&b), BreakerStatus::Open, "6 failures in 12 results: 50 %");
+    }
+
+    /// The table counts opens, publishes events and prunes only closed breakers.
+    #[test]
+    fn table_counts_publishes_and_prunes() {
+        let t = CircuitBreakers::new(cfg());
+        let mut rx = t.subscribe();
+        let a = AgentId::new("a").unwrap();
+        let b = AgentId::new("b").unwrap();
+        for _ in 0..5 {
+            t.on_failure(&a, 0, false);
+        }
+        t.on_success(&b, false);
+        assert_eq!(t.opens(), 1);
+        assert_eq!(rx.try_recv().unwrap(), BreakerEvent { agent: a.clone(), transition: Transition::Opened });
+        assert_eq!(t.status(&a), BreakerStatus::Open);
+        assert_eq!(t.prune(|_| false), 1, "closed b pruned, open a kept");
+        assert_eq!(t.status(&a), BreakerStatus::Open);
     }
 }

@@ -37,22 +37,22 @@ use std::time::Duration;
 
 use erlmcp_flow_core::config::FlowConfig;
 use erlmcp_flow_core::{
-    AgentError, AgentId, AgentMsg, AgentReplyError, AttemptError, DeadLetterReason, FailureReason,
-    MonoClock, StrategyKind, SubmitError, SwarmName, Task, TaskId, TaskOutcome,
+    AgentError, AgentId, AgentMsg, AgentReplyError, AttemptError, DeadLetterReason, FailureReason, MonoClock,
+    StrategyKind, SubmitError, SwarmName, Task, TaskId, TaskOutcome,
 };
 use erlmcp_flow_registry::{AgentEntry, Candidates, RegistryHandle, splitmix64};
 use parking_lot::RwLock;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::sync::oneshot;
-use tower::retry::budget::{Budget, TpsBudget};
 
 use crate::admission::{AdmissionGate, AdmissionPermit};
 use crate::backoff::Backoff;
-use crate::breaker::CircuitBreakers;
-use crate::correlation::CorrelationTable;
+use crate::breaker::{BreakerCell, CircuitBreakers};
+use crate::correlation::{CorrelationRecord, CorrelationTable};
 use crate::dead_letter::{DeadLetter, DeadLetterQueue};
 use crate::metrics::{FlowStats, RouterMetrics};
+use crate::retry_budget::RetryBudget;
 use crate::strategy::{AttemptFeedback, Selection, Strategy, StrategyParams};
 use crate::tasks::TaskTable;
 
@@ -93,11 +93,7 @@ impl RouterSettings {
             max_orphan_recoveries: fd.max_orphan_recoveries,
             routing_timeout: Duration::from_millis(cfg.timeouts.routing_ms),
             execution_timeout: Duration::from_millis(cfg.timeouts.execution_ms),
-            fallback_swarm: cfg
-                .router
-                .fallback_swarm
-                .as_deref()
-                .map(|s| SwarmName::new(s).expect("validated config")),
+            fallback_swarm: cfg.router.fallback_swarm.as_deref().map(|s| SwarmName::new(s).expect("validated config")),
             max_payload_bytes: cfg.codec.max_payload_bytes,
             strategy_params: StrategyParams {
                 vnodes: cfg.load_balancer.consistent_hash_vnodes,
@@ -144,10 +140,7 @@ impl Future for TaskHandle {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TaskOutcome> {
         Pin::new(&mut self.rx).poll(cx).map(|r| {
             // Only possible if the node was dropped without shutting down.
-            r.unwrap_or(TaskOutcome::DeadLettered {
-                reason: DeadLetterReason::NodeStopped,
-                attempts: 0,
-            })
+            r.unwrap_or(TaskOutcome::DeadLettered { reason: DeadLetterReason::NodeStopped, attempts: 0 })
         })
     }
 }
@@ -158,7 +151,7 @@ pub struct RouterCore {
     parts: RouterParts,
     metrics: RouterMetrics,
     strategy: RwLock<Arc<dyn Strategy>>,
-    budget: TpsBudget,
+    budget: RetryBudget,
     admission: Arc<AdmissionGate>,
     seed: u64,
     rng_counter: AtomicU64,
@@ -177,7 +170,10 @@ impl fmt::Debug for RouterCore {
 /// A bulkhead slot plus breaker admission on one agent; the slot is returned on drop.
 struct Lease {
     entry: Arc<AgentEntry>,
+    breaker: Arc<BreakerCell>,
     probe: bool,
+    /// When it was granted (node clock), the start of the attempt.
+    granted_ns: u64,
 }
 
 impl Drop for Lease {
@@ -215,21 +211,16 @@ impl Drop for DriverGuard<'_> {
 
 impl RouterCore {
     /// A router with `strategy`, seeded with `seed` for every random choice.
-    pub fn new(
-        cfg: &FlowConfig,
-        parts: RouterParts,
-        strategy: Arc<dyn Strategy>,
-        seed: u64,
-    ) -> Arc<Self> {
+    pub fn new(cfg: &FlowConfig, parts: RouterParts, strategy: Arc<dyn Strategy>, seed: u64) -> Arc<Self> {
         let r = &cfg.router;
         Arc::new(Self {
             settings: RouterSettings::from_config(cfg),
             metrics: RouterMetrics::default(),
             strategy: RwLock::new(strategy),
-            budget: TpsBudget::new(
+            budget: RetryBudget::new(
                 Duration::from_millis(r.retry_budget_ttl_ms),
                 r.retry_budget_min_per_sec,
-                r.retry_budget_ratio as f32,
+                r.retry_budget_ratio,
             ),
             admission: AdmissionGate::new(r.max_in_flight),
             seed,
@@ -237,6 +228,18 @@ impl RouterCore {
             accepting: AtomicBool::new(true),
             parts,
         })
+    }
+
+    /// Correlation record of a task, open (live) or finished (from the log).
+    pub fn correlation(&self, task: &TaskId) -> Option<CorrelationRecord> {
+        self.parts.tasks.correlation(task).or_else(|| self.parts.correlation.get(task))
+    }
+
+    /// Correlation records of every task in a trace, open or finished.
+    pub fn correlation_by_trace(&self, trace_id: &[u8; 16]) -> Vec<CorrelationRecord> {
+        let mut v = self.parts.tasks.correlation_by_trace(trace_id);
+        v.extend(self.parts.correlation.by_trace(trace_id));
+        v
     }
 
     /// The shared parts.
@@ -275,12 +278,7 @@ impl RouterCore {
     /// Submits a task, or fails with [`SubmitError::Overloaded`] at the in-flight limit.
     pub fn try_submit(self: &Arc<Self>, task: Task) -> Result<TaskHandle, SubmitError> {
         self.validate(&task)?;
-        let permit = self
-            .admission
-            .try_acquire()
-            .ok_or(SubmitError::Overloaded {
-                limit: self.admission.limit(),
-            })?;
+        let permit = self.admission.try_acquire().ok_or(SubmitError::Overloaded { limit: self.admission.limit() })?;
         self.accept(task, permit)
     }
 
@@ -300,26 +298,41 @@ impl RouterCore {
         Ok(())
     }
 
-    fn accept(
-        self: &Arc<Self>,
+    /// Submits a task and routes it on the caller's own task (no spawned driver): the
+    /// cheapest way to get one outcome. If the caller stops waiting midway, the task is
+    /// not lost: its driver guard hands it to the failure detector, which routes it on.
+    pub async fn route(&self, task: Task) -> Result<TaskOutcome, SubmitError> {
+        self.validate(&task)?;
+        let permit = self.admission.acquire(task.priority).await;
+        let (task, rx) = self.open(task, permit)?;
+        let id = task.id;
+        self.drive(task).await;
+        Ok(TaskHandle { id, rx }.await)
+    }
+
+    fn accept(self: &Arc<Self>, task: Task, permit: AdmissionPermit) -> Result<TaskHandle, SubmitError> {
+        let (task, rx) = self.open(task, permit)?;
+        let id = task.id;
+        self.spawn_driver(task);
+        Ok(TaskHandle { id, rx })
+    }
+
+    /// Enters a task in the ledger: from here on it is accepted.
+    fn open(
+        &self,
         task: Task,
         permit: AdmissionPermit,
-    ) -> Result<TaskHandle, SubmitError> {
+    ) -> Result<(Arc<Task>, oneshot::Receiver<TaskOutcome>), SubmitError> {
         if !self.accepting.load(Ordering::Acquire) {
             return Err(SubmitError::NodeStopped);
         }
         let task = Arc::new(task);
         let id = task.id;
         let now = self.parts.clock.now_ns();
-        let rx = self
-            .parts
-            .tasks
-            .accept(task.clone(), Some(permit), now)
-            .map_err(|_| SubmitError::DuplicateTask(id))?;
-        self.parts.correlation.record(id, task.trace, now);
-        self.budget.deposit();
-        self.spawn_driver(task);
-        Ok(TaskHandle { id, rx })
+        let rx =
+            self.parts.tasks.accept(task.clone(), Some(permit), now).map_err(|_| SubmitError::DuplicateTask(id))?;
+        self.budget.deposit(now);
+        Ok((task, rx))
     }
 
     /// Starts a driver for an open task (new, or recovered from the orphan queue).
@@ -340,10 +353,7 @@ impl RouterCore {
                 self.finish(
                     &o.task,
                     TaskOutcome::Failed {
-                        reason: FailureReason::Internal(format!(
-                            "routing driver lost {} times",
-                            o.orphan_count
-                        )),
+                        reason: FailureReason::Internal(format!("routing driver lost {} times", o.orphan_count)),
                         attempts: 0,
                     },
                 );
@@ -355,38 +365,30 @@ impl RouterCore {
         n
     }
 
-    async fn drive(self: Arc<Self>, task: Arc<Task>) {
-        let mut guard = DriverGuard {
-            tasks: &self.parts.tasks,
-            id: task.id,
-            armed: true,
-        };
-        let outcome = self.route(&task).await;
+    async fn drive(&self, task: Arc<Task>) {
+        let mut guard = DriverGuard { tasks: &self.parts.tasks, id: task.id, armed: true };
+        let outcome = self.pipeline(&task).await;
         self.finish(&task, outcome);
         guard.armed = false;
     }
 
     fn finish(&self, task: &Arc<Task>, outcome: TaskOutcome) {
         let now = self.parts.clock.now_ns();
-        let kind = outcome.kind();
-        let letter = match &outcome {
-            TaskOutcome::DeadLettered { reason, attempts } => Some((reason.clone(), *attempts)),
-            _ => None,
-        };
-        // Correlation first, so whoever receives the outcome can already read it there.
-        self.parts.correlation.finish(&task.id, kind);
-        if self.parts.tasks.finish(&task.id, outcome, now).is_some() {
-            if let Some((reason, attempts)) = letter {
-                self.parts.dead_letters.push(DeadLetter {
-                    task: task.clone(),
-                    reason,
-                    attempts,
-                    at_ns: now,
-                });
-            }
-        } else {
+        let Some(finished) = self.parts.tasks.finish(&task.id, outcome.kind(), now) else {
             RouterMetrics::inc(&self.metrics.late_finishes);
+            return;
+        };
+        if let TaskOutcome::DeadLettered { reason, attempts } = &outcome {
+            self.parts.dead_letters.push(DeadLetter {
+                task: task.clone(),
+                reason: reason.clone(),
+                attempts: *attempts,
+                at_ns: now,
+            });
         }
+        // Log first, so whoever receives the outcome can already look the record up.
+        self.parts.correlation.push(finished.record);
+        finished.answer.send(outcome);
     }
 
     fn rng(&self) -> SmallRng {
@@ -395,7 +397,7 @@ impl RouterCore {
     }
 
     /// Routes one task to a terminal outcome (steps 2–11).
-    async fn route(&self, task: &Arc<Task>) -> TaskOutcome {
+    async fn pipeline(&self, task: &Arc<Task>) -> TaskOutcome {
         let mut rng = self.rng();
         let strategy = self.strategy();
         let s = &self.settings;
@@ -407,20 +409,14 @@ impl RouterCore {
         let mut tried: Vec<AgentId> = Vec::new();
 
         let primary = task.swarm.clone();
-        let fallback = task
-            .fallback_swarm
-            .clone()
-            .or_else(|| s.fallback_swarm.clone())
-            .filter(|f| Some(f) != primary.as_ref());
+        let fallback =
+            task.fallback_swarm.clone().or_else(|| s.fallback_swarm.clone()).filter(|f| Some(f) != primary.as_ref());
         let phases = [Some(primary), fallback.map(Some)];
 
         for swarm in phases.into_iter().flatten() {
             let mut phase_attempts = 0u32;
             while phase_attempts < s.max_attempts {
-                let candidates = self
-                    .parts
-                    .registry
-                    .query(&task.capabilities, swarm.as_ref());
+                let candidates = self.parts.registry.query(&task.capabilities, swarm.as_ref());
                 if candidates.is_empty() {
                     last.get_or_insert(AttemptError::NoAgent {
                         detail: "no agent has the required capabilities".into(),
@@ -428,10 +424,7 @@ impl RouterCore {
                     break;
                 }
                 saw_candidates = true;
-                let lease = match self
-                    .acquire(task, &candidates, strategy.as_ref(), &mut tried, &mut rng)
-                    .await
-                {
+                let lease = match self.acquire(task, &candidates, strategy.as_ref(), &mut tried, &mut rng).await {
                     Ok(lease) => lease,
                     Err(detail) => {
                         last = Some(AttemptError::NoAgent { detail });
@@ -444,23 +437,9 @@ impl RouterCore {
                 };
                 deliveries += 1;
                 let agent = lease.entry.id.clone();
-                match self
-                    .attempt(
-                        task,
-                        lease,
-                        deliveries,
-                        &candidates,
-                        strategy.as_ref(),
-                        &mut rng,
-                    )
-                    .await
-                {
+                match self.attempt(task, lease, deliveries, &candidates, strategy.as_ref(), &mut rng).await {
                     AttemptResult::Completed(output) => {
-                        return TaskOutcome::Completed {
-                            agent,
-                            output,
-                            attempts: deliveries,
-                        };
+                        return TaskOutcome::Completed { agent, output, attempts: deliveries };
                     }
                     AttemptResult::Permanent(message) => {
                         return TaskOutcome::Failed {
@@ -489,11 +468,9 @@ impl RouterCore {
                             break;
                         }
                         if backoff {
-                            if !self.budget.withdraw() {
+                            if !self.budget.withdraw(self.parts.clock.now_ns()) {
                                 return TaskOutcome::Failed {
-                                    reason: FailureReason::RetryBudgetExhausted {
-                                        last: last.expect("set above"),
-                                    },
+                                    reason: FailureReason::RetryBudgetExhausted { last: last.expect("set above") },
                                     attempts: deliveries,
                                 };
                             }
@@ -505,26 +482,44 @@ impl RouterCore {
             }
         }
 
-        let last = last.unwrap_or(AttemptError::NoAgent {
-            detail: "no attempt was possible".into(),
-        });
+        let last = last.unwrap_or(AttemptError::NoAgent { detail: "no attempt was possible".into() });
         if executed == 0 {
             let reason = if !saw_candidates {
                 DeadLetterReason::NoCapableAgent
             } else {
-                DeadLetterReason::NoAvailableAgent {
-                    detail: last.to_string(),
-                }
+                DeadLetterReason::NoAvailableAgent { detail: last.to_string() }
             };
-            TaskOutcome::DeadLettered {
-                reason,
-                attempts: deliveries,
-            }
+            TaskOutcome::DeadLettered { reason, attempts: deliveries }
         } else {
-            TaskOutcome::Failed {
-                reason: FailureReason::RetriesExhausted { last },
-                attempts: deliveries,
+            TaskOutcome::Failed { reason: FailureReason::RetriesExhausted { last }, attempts: deliveries }
+        }
+    }
+
+    /// A dry-run routing decision (steps 2–5 without waiting or sending): the agent the
+    /// task would go to now, or `None`. Breaker admission and the bulkhead slot are taken
+    /// and given back. For benchmarks and diagnostics.
+    pub fn decide(&self, task: &Task) -> Option<AgentId> {
+        let candidates = self.parts.registry.query(&task.capabilities, task.swarm.as_ref());
+        let strategy = self.strategy();
+        let mut rng = self.rng();
+        let now = self.parts.clock.now_ns();
+        let mut skipped: Vec<AgentId> = Vec::new();
+        loop {
+            let pick = {
+                let eligible = |e: &AgentEntry| e.is_alive() && !skipped.contains(&e.id);
+                strategy.select(&candidates, &Selection { task, now_ns: now, eligible: &eligible }, &mut rng)
+            }?;
+            let entry = &candidates[pick];
+            let admission = self.parts.breakers.admit(&entry.id, now);
+            if admission.is_allowed()
+                && let Ok(permit) = entry.bulkhead.try_acquire()
+            {
+                drop(permit);
+                self.parts.breakers.on_abandon(&entry.id, admission.is_probe());
+                return Some(entry.id.clone());
             }
+            self.parts.breakers.on_abandon(&entry.id, admission.is_probe());
+            skipped.push(entry.id.clone());
         }
     }
 
@@ -542,28 +537,19 @@ impl RouterCore {
         let mut saturated: Vec<Arc<AgentEntry>> = Vec::new();
         let mut breaker_refusals = 0usize;
         let mut reset = false;
-        let deadline = tokio::time::Instant::now() + self.settings.routing_timeout;
+        let mut now = self.parts.clock.now_ns();
+        let deadline = now + self.settings.routing_timeout.as_nanos() as u64;
         let mut pause = Duration::from_micros(200);
         loop {
-            let now = self.parts.clock.now_ns();
             let pick = {
-                let eligible = |e: &AgentEntry| {
-                    e.is_alive() && !tried.contains(&e.id) && !skipped.contains(&e.id)
-                };
-                strategy.select(
-                    candidates,
-                    &Selection {
-                        task,
-                        now_ns: now,
-                        eligible: &eligible,
-                    },
-                    rng,
-                )
+                let eligible = |e: &AgentEntry| e.is_alive() && !tried.contains(&e.id) && !skipped.contains(&e.id);
+                strategy.select(candidates, &Selection { task, now_ns: now, eligible: &eligible }, rng)
             };
             match pick {
                 Some(i) => {
                     let entry = candidates[i].clone();
-                    let admission = self.parts.breakers.admit(&entry.id, now);
+                    let breaker = self.parts.breakers.cell(&entry.id);
+                    let admission = self.parts.breakers.admit_on(&entry.id, &breaker, now);
                     if !admission.is_allowed() {
                         breaker_refusals += 1;
                         skipped.push(entry.id.clone());
@@ -577,14 +563,9 @@ impl RouterCore {
                         Err(_) => false,
                     };
                     if got_slot {
-                        return Ok(Lease {
-                            entry,
-                            probe: admission.is_probe(),
-                        });
+                        return Ok(Lease { entry, breaker, probe: admission.is_probe(), granted_ns: now });
                     }
-                    self.parts
-                        .breakers
-                        .on_abandon(&entry.id, admission.is_probe());
+                    self.parts.breakers.abandon_on(&breaker, admission.is_probe());
                     skipped.push(entry.id.clone());
                     saturated.push(entry);
                 }
@@ -592,16 +573,10 @@ impl RouterCore {
                     // Every usable agent is at its bulkhead limit: wait for the first slot
                     // to free up on any of (up to 8 of) them.
                     let waited = {
-                        let waits = saturated
-                            .iter()
-                            .take(8)
-                            .map(|e| Box::pin(e.bulkhead.acquire()))
-                            .collect::<Vec<_>>();
-                        match tokio::time::timeout(
-                            self.settings.routing_timeout,
-                            futures::future::select_all(waits),
-                        )
-                        .await
+                        let waits =
+                            saturated.iter().take(8).map(|e| Box::pin(e.bulkhead.acquire())).collect::<Vec<_>>();
+                        match tokio::time::timeout(self.settings.routing_timeout, futures::future::select_all(waits))
+                            .await
                         {
                             Ok((Ok(permit), idx, _)) => {
                                 permit.forget();
@@ -619,22 +594,16 @@ impl RouterCore {
                         ));
                     };
                     let entry = saturated.swap_remove(idx);
-                    let mut lease = Lease {
-                        entry,
-                        probe: false,
-                    };
-                    let admission = self
-                        .parts
-                        .breakers
-                        .admit(&lease.entry.id, self.parts.clock.now_ns());
+                    now = self.parts.clock.now_ns();
+                    let breaker = self.parts.breakers.cell(&entry.id);
+                    let mut lease = Lease { entry, breaker, probe: false, granted_ns: now };
+                    let admission = self.parts.breakers.admit_on(&lease.entry.id, &lease.breaker, now);
                     if admission.is_allowed() && lease.entry.is_alive() {
                         lease.probe = admission.is_probe();
                         return Ok(lease);
                     }
                     // Lost its breaker or died while we waited: give the slot back, go on.
-                    self.parts
-                        .breakers
-                        .on_abandon(&lease.entry.id, admission.is_probe());
+                    self.parts.breakers.abandon_on(&lease.breaker, admission.is_probe());
                     drop(lease);
                 }
                 None if !tried.is_empty() && !reset => {
@@ -644,11 +613,12 @@ impl RouterCore {
                 }
                 None => {
                     let down = candidates.iter().filter(|e| !e.is_alive()).count();
-                    if down > 0 && tokio::time::Instant::now() < deadline {
+                    if down > 0 && now < deadline {
                         // Agents restart in microseconds; wait for one rather than spend
                         // an attempt on a crash storm.
                         tokio::time::sleep(pause).await;
                         pause = (pause * 2).min(Duration::from_millis(10));
+                        now = self.parts.clock.now_ns();
                         continue;
                     }
                     return Err(format!(
@@ -672,26 +642,22 @@ impl RouterCore {
         rng: &mut SmallRng,
     ) -> AttemptResult {
         let entry = lease.entry.clone();
+        let breaker = lease.breaker.clone();
         let probe = lease.probe;
         RouterMetrics::inc(&self.metrics.attempts);
-        self.parts.tasks.assign(&task.id, &entry.id, attempt);
         let span = task.trace.child(rng);
-        self.parts
-            .correlation
-            .attempt(&task.id, &entry.id, attempt, span);
+        self.parts.tasks.assign(&task.id, &entry.id, attempt, span);
         let mut delivery = Task::clone(task);
         delivery.attempt = attempt;
         delivery.trace = span;
         let timeout = task.timeout.unwrap_or(self.settings.execution_timeout);
 
         entry.load.begin();
-        let started = tokio::time::Instant::now();
+        let started_ns = lease.granted_ns;
+        let deadline = self.parts.clock.instant_of(started_ns) + timeout;
         let (tx, mut rx) = oneshot::channel();
         let target = entry.actor();
-        let reply = match target.send_message(AgentMsg::Execute {
-            task: Arc::new(delivery),
-            reply: tx.into(),
-        }) {
+        let reply = match target.send_message(AgentMsg::Execute { task: Arc::new(delivery), reply: tx.into() }) {
             Err(_) => None,
             Ok(()) => {
                 // Watch the actor as well as the reply: a message that races with the
@@ -699,7 +665,7 @@ impl RouterCore {
                 // the receiver while any sender handle exists), so "reply channel closed"
                 // alone would only fire at the timeout.
                 let cell = target.get_cell();
-                let waited = tokio::time::timeout(timeout, async {
+                let waited = tokio::time::timeout_at(deadline, async {
                     tokio::select! {
                         biased;
                         r = &mut rx => Some(r),
@@ -716,77 +682,62 @@ impl RouterCore {
                 }
             }
         };
-        let rtt_ns = started.elapsed().as_nanos() as u64;
+        let now = self.parts.clock.now_ns();
+        let rtt_ns = now.saturating_sub(started_ns);
         entry.load.end();
         drop(lease);
 
-        let now = self.parts.clock.now_ns();
         let decay = self.settings.strategy_params.ewma_decay_ns;
         let breakers = &self.parts.breakers;
         let feedback = |success: bool| {
-            strategy.observe(&AttemptFeedback {
-                agent: &entry,
-                candidates,
-                latency_ns: rtt_ns,
-                success,
-                now_ns: now,
-            })
+            strategy.observe(&AttemptFeedback { agent: &entry, candidates, latency_ns: rtt_ns, success, now_ns: now })
         };
         match reply {
             Some(Ok(Ok(output))) => {
-                breakers.on_success(&entry.id, probe);
+                breakers.success_on(&entry.id, &breaker, probe);
                 entry.load.observe(now, rtt_ns, true, decay);
                 feedback(true);
                 AttemptResult::Completed(output)
             }
             Some(Ok(Err(AgentReplyError::Agent(AgentError::Permanent(message))))) => {
                 // The task is at fault, not the agent.
-                breakers.on_success(&entry.id, probe);
+                breakers.success_on(&entry.id, &breaker, probe);
                 entry.load.observe(now, rtt_ns, true, decay);
                 feedback(true);
                 AttemptResult::Permanent(message)
             }
             Some(Ok(Err(AgentReplyError::Agent(AgentError::Retryable(message))))) => {
-                breakers.on_failure(&entry.id, now, probe);
+                breakers.failure_on(&entry.id, &breaker, now, probe);
                 entry.load.observe(now, rtt_ns, false, decay);
                 feedback(false);
                 AttemptResult::Failed {
-                    error: AttemptError::AgentError {
-                        agent: entry.id.clone(),
-                        message,
-                    },
+                    error: AttemptError::AgentError { agent: entry.id.clone(), message },
                     backoff: true,
                 }
             }
             Some(Ok(Err(AgentReplyError::Panicked(message)))) => {
                 RouterMetrics::inc(&self.metrics.agent_panics);
-                breakers.on_failure(&entry.id, now, probe);
+                breakers.failure_on(&entry.id, &breaker, now, probe);
                 entry.load.observe(now, rtt_ns, false, decay);
                 feedback(false);
                 AttemptResult::Failed {
-                    error: AttemptError::Panicked {
-                        agent: entry.id.clone(),
-                        message,
-                    },
+                    error: AttemptError::Panicked { agent: entry.id.clone(), message },
                     backoff: false,
                 }
             }
             Some(Err(())) => {
                 RouterMetrics::inc(&self.metrics.timeouts);
                 tracing::warn!(task = %task.id, agent = %entry.id, alive = entry.is_alive(), incarnation = entry.incarnation(), status = ?entry.actor().get_status(), busy = ?entry.load.busy_since_ns(), in_flight = entry.load.in_flight(), "attempt timed out");
-                breakers.on_failure(&entry.id, now, probe);
+                breakers.failure_on(&entry.id, &breaker, now, probe);
                 entry.load.observe(now, rtt_ns, false, decay);
                 feedback(false);
                 AttemptResult::Failed {
-                    error: AttemptError::Timeout {
-                        agent: entry.id.clone(),
-                        after_ms: timeout.as_millis() as u64,
-                    },
+                    error: AttemptError::Timeout { agent: entry.id.clone(), after_ms: timeout.as_millis() as u64 },
                     backoff: true,
                 }
             }
             None => {
-                breakers.on_abandon(&entry.id, probe);
+                breakers.abandon_on(&breaker, probe);
                 // We saw it dead (a kill skips the agent's own cleanup, and the registry
                 // may not have processed the death yet): keep others from trying it.
                 if target.get_status() >= ractor::ActorStatus::Stopping {
@@ -807,13 +758,7 @@ impl RouterCore {
         let mut n = 0;
         for id in self.parts.tasks.open_ids() {
             if let Some(task) = self.parts.tasks.task(&id) {
-                self.finish(
-                    &task,
-                    TaskOutcome::DeadLettered {
-                        reason: DeadLetterReason::NodeStopped,
-                        attempts: 0,
-                    },
-                );
+                self.finish(&task, TaskOutcome::DeadLettered { reason: DeadLetterReason::NodeStopped, attempts: 0 });
                 n += 1;
             }
         }

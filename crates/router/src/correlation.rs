@@ -1,14 +1,20 @@
 //! The correlation tracker: task id ↔ trace context, agent and attempt, for tracing and
 //! inspection.
 //!
-//! Records live `correlation.ttl_ms` (1 h by default, the seeds' ETS TTL) and at most
-//! `correlation.max_entries` are kept (100 000 by default); past the limit the oldest
-//! record is evicted on insert. The table is sharded by task id with one mutex per shard,
-//! so recording on the hot path never crosses a global lock. The
-//! [`CorrelationTrackerActor`] sweeps expired records on a timer; it is supervised, and a
-//! restarted incarnation simply resumes sweeping the shared table.
+//! While a task is open its correlation data rides along with its ledger entry in the
+//! [`TaskTable`](crate::TaskTable) (the routing path updates that entry anyway, so the
+//! attempt's agent and span cost nothing extra). When it ends, a [`CorrelationRecord`]
+//! is appended to this table: a log sharded by task id, each shard a bounded ring in
+//! finishing order. Appending is sequential and cache-friendly, which matters at hundreds
+//! of thousands of tasks per second; lookups (an inspection API) scan one shard.
+//!
+//! Records live `correlation.ttl_ms` after the task ended (1 h by default, the seeds'
+//! ETS TTL) and at most `correlation.max_entries` are kept (100 000 by default); past the
+//! limit the oldest record is evicted on append. The [`CorrelationTrackerActor`] sweeps
+//! expired records on a timer; it is supervised, and a restarted incarnation resumes
+//! sweeping the shared table.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,119 +38,71 @@ pub struct CorrelationRecord {
     pub agent: Option<AgentId>,
     /// Latest attempt number.
     pub attempt: u32,
-    /// Terminal state, once reached.
+    /// Terminal state, once reached (`None` while the task is open).
     pub terminal: Option<TerminalKind>,
-    /// Created at (node clock, ns).
+    /// Submitted at (node clock, ns).
     pub created_ns: u64,
+    /// Ended at (node clock, ns), once ended.
+    pub finished_ns: Option<u64>,
 }
 
-#[derive(Debug, Default)]
-struct Shard {
-    records: HashMap<TaskId, CorrelationRecord>,
-    /// Insertion order; every record has exactly one entry here.
-    order: VecDeque<(u64, TaskId)>,
-}
-
-/// The sharded table. See the module docs.
+/// The log of finished tasks' records. See the module docs.
 #[derive(Debug)]
 pub struct CorrelationTable {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[Mutex<VecDeque<CorrelationRecord>>]>,
     ttl_ns: u64,
     max_per_shard: usize,
     evicted: std::sync::atomic::AtomicU64,
 }
 
 impl CorrelationTable {
-    /// A table keeping records `ttl`, at most about `max_entries` of them.
+    /// A log keeping records `ttl` after their task ended, at most about `max_entries`.
     pub fn new(ttl: Duration, max_entries: usize) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(VecDeque::new())).collect(),
             ttl_ns: ttl.as_nanos() as u64,
             max_per_shard: max_entries.div_ceil(SHARDS).max(1),
             evicted: Default::default(),
         }
     }
 
-    fn shard(&self, id: &TaskId) -> &Mutex<Shard> {
+    fn shard(&self, id: &TaskId) -> &Mutex<VecDeque<CorrelationRecord>> {
         &self.shards[(id.shard_hash() as usize) % SHARDS]
     }
 
-    /// Records a new task.
-    pub fn record(&self, task_id: TaskId, trace: TraceContext, now_ns: u64) {
-        let mut s = self.shard(&task_id).lock();
-        if s.records.len() >= self.max_per_shard
-            && let Some((_, old)) = s.order.pop_front()
-        {
-            s.records.remove(&old);
-            self.evicted
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    /// Appends a finished task's record.
+    pub fn push(&self, record: CorrelationRecord) {
+        let mut s = self.shard(&record.task_id).lock();
+        if s.len() >= self.max_per_shard {
+            s.pop_front();
+            self.evicted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        if s.records
-            .insert(
-                task_id,
-                CorrelationRecord {
-                    task_id,
-                    trace,
-                    attempt_span: None,
-                    agent: None,
-                    attempt: 0,
-                    terminal: None,
-                    created_ns: now_ns,
-                },
-            )
-            .is_none()
-        {
-            s.order.push_back((now_ns, task_id));
-        }
+        s.push_back(record);
     }
 
-    /// Notes an attempt.
-    pub fn attempt(&self, task_id: &TaskId, agent: &AgentId, attempt: u32, span: TraceContext) {
-        if let Some(r) = self.shard(task_id).lock().records.get_mut(task_id) {
-            r.agent = Some(agent.clone());
-            r.attempt = attempt;
-            r.attempt_span = Some(span);
-        }
-    }
-
-    /// Notes the terminal state (the first one noted wins).
-    pub fn finish(&self, task_id: &TaskId, kind: TerminalKind) {
-        if let Some(r) = self.shard(task_id).lock().records.get_mut(task_id) {
-            r.terminal.get_or_insert(kind);
-        }
-    }
-
-    /// The record of a task.
+    /// The record of a finished task (newest first if a task id was reused).
     pub fn get(&self, task_id: &TaskId) -> Option<CorrelationRecord> {
-        self.shard(task_id).lock().records.get(task_id).cloned()
+        self.shard(task_id).lock().iter().rev().find(|r| r.task_id == *task_id).cloned()
     }
 
-    /// Records of every task in a trace.
+    /// Records of finished tasks in a trace.
     pub fn by_trace(&self, trace_id: &[u8; 16]) -> Vec<CorrelationRecord> {
         self.shards
             .iter()
-            .flat_map(|s| {
-                s.lock()
-                    .records
-                    .values()
-                    .filter(|r| &r.trace.trace_id == trace_id)
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|s| s.lock().iter().filter(|r| &r.trace.trace_id == trace_id).cloned().collect::<Vec<_>>())
             .collect()
     }
 
-    /// Drops records older than the TTL; returns how many.
+    /// Drops records whose task ended more than the TTL ago; returns how many.
     pub fn sweep(&self, now_ns: u64) -> usize {
         let mut dropped = 0;
         for shard in self.shards.iter() {
             let mut s = shard.lock();
-            while let Some(&(created, id)) = s.order.front() {
-                if now_ns.saturating_sub(created) < self.ttl_ns {
+            while let Some(r) = s.front() {
+                if now_ns.saturating_sub(r.finished_ns.unwrap_or(r.created_ns)) < self.ttl_ns {
                     break;
                 }
-                s.order.pop_front();
-                s.records.remove(&id);
+                s.pop_front();
                 dropped += 1;
             }
         }
@@ -153,7 +111,7 @@ impl CorrelationTable {
 
     /// Records held.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().records.len()).sum()
+        self.shards.iter().map(|s| s.lock().len()).sum()
     }
 
     /// True when empty.
@@ -161,7 +119,7 @@ impl CorrelationTable {
         self.len() == 0
     }
 
-    /// Records evicted because the table was full.
+    /// Records evicted because the log was full.
     pub fn evicted(&self) -> u64 {
         self.evicted.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -251,8 +209,17 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    fn ctx() -> TraceContext {
-        TraceContext::new_root(&mut rand::rngs::SmallRng::seed_from_u64(1))
+    fn record(id: TaskId, finished: u64) -> CorrelationRecord {
+        CorrelationRecord {
+            task_id: id,
+            trace: TraceContext::new_root(&mut rand::rngs::SmallRng::seed_from_u64(finished)),
+            attempt_span: None,
+            agent: Some(AgentId::new("a").unwrap()),
+            attempt: 1,
+            terminal: Some(TerminalKind::Completed),
+            created_ns: 0,
+            finished_ns: Some(finished),
+        }
     }
 
     /// Records expire after the TTL and are evicted oldest-first past the size bound.
@@ -261,7 +228,7 @@ mod tests {
         let t = CorrelationTable::new(Duration::from_nanos(100), 16);
         let ids: Vec<TaskId> = (0..40).map(|_| TaskId::new_v4()).collect();
         for (i, id) in ids.iter().enumerate() {
-            t.record(*id, ctx(), i as u64);
+            t.push(record(*id, i as u64));
         }
         assert!(t.len() <= 16 + SHARDS, "bounded: {}", t.len());
         assert!(t.evicted() > 0);
@@ -271,28 +238,22 @@ mod tests {
         assert_eq!(t.len(), before - dropped);
         for id in &ids {
             if let Some(r) = t.get(id) {
-                assert!(r.created_ns > 20, "expired record kept: {}", r.created_ns);
+                assert!(r.finished_ns.unwrap() > 20, "expired record kept");
             }
         }
         t.sweep(10_000);
         assert!(t.is_empty());
     }
 
-    /// Attempts and terminal states are recorded and found by trace id.
+    /// Records are found by task id and by trace id.
     #[test]
-    fn attempts_and_trace_lookup() {
+    fn lookups() {
         let t = CorrelationTable::new(Duration::from_secs(60), 100);
         let id = TaskId::new_v4();
-        let c = ctx();
-        t.record(id, c, 1);
-        let a = AgentId::new("a").unwrap();
-        t.attempt(&id, &a, 2, c);
-        t.finish(&id, TerminalKind::Completed);
-        let r = t.get(&id).unwrap();
-        assert_eq!(
-            (r.agent, r.attempt, r.terminal),
-            (Some(a), 2, Some(TerminalKind::Completed))
-        );
-        assert_eq!(t.by_trace(&c.trace_id).len(), 1);
+        let r = record(id, 5);
+        t.push(r.clone());
+        assert_eq!(t.get(&id), Some(r.clone()));
+        assert_eq!(t.by_trace(&r.trace.trace_id), vec![r]);
+        assert!(t.get(&TaskId::new_v4()).is_none());
     }
 }

@@ -97,17 +97,9 @@ mod tests {
         let q = DeadLetterQueue::new(2);
         let t = Arc::new(Task::new(CapabilitySet::parse(["x"]).unwrap()));
         for i in 0..3 {
-            q.push(DeadLetter {
-                task: t.clone(),
-                reason: DeadLetterReason::NoCapableAgent,
-                attempts: i,
-                at_ns: 0,
-            });
+            q.push(DeadLetter { task: t.clone(), reason: DeadLetterReason::NoCapableAgent, attempts: i, at_ns: 0 });
         }
-        assert_eq!(
-            q.snapshot().iter().map(|l| l.attempts).collect::<Vec<_>>(),
-            [1, 2]
-        );
+        assert_eq!(q.snapshot().iter().map(|l| l.attempts).collect::<Vec<_>>(), [1, 2]);
         assert_eq!((q.total(), q.evicted()), (3, 1));
         assert_eq!(q.drain().len(), 2);
         assert!(q.is_empty());

@@ -87,11 +87,7 @@ impl Actor for FailureDetector {
         // Orphans reported while no detector was running.
         myself.send_message(DetectorMsg::Orphans)?;
         args.slot.set(myself);
-        Ok(DetectorState {
-            args,
-            timers: vec![sweep, wake],
-            last_heartbeat_ns: 0,
-        })
+        Ok(DetectorState { args, timers: vec![sweep, wake], last_heartbeat_ns: 0 })
     }
 
     async fn post_stop(
@@ -130,8 +126,8 @@ impl DetectorState {
     fn sweep_agents(&mut self) {
         let core = &self.args.core;
         let now = core.parts().clock.now_ns();
-        let heartbeat_due = now.saturating_sub(self.last_heartbeat_ns)
-            >= self.args.heartbeat_interval.as_nanos() as u64;
+        let heartbeat_due =
+            now.saturating_sub(self.last_heartbeat_ns) >= self.args.heartbeat_interval.as_nanos() as u64;
         if heartbeat_due {
             self.last_heartbeat_ns = now;
         }

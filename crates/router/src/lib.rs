@@ -11,6 +11,7 @@
 //!   P2C on peak-EWMA.
 //! * [`breaker`]: per-agent [`CircuitBreaker`]s and their maintenance actor.
 //! * [`backoff`]: exponential backoff with jitter.
+//! * [`retry_budget`]: the lock-free retry budget.
 //! * [`admission`]: the node's in-flight limit, by priority.
 //! * [`tasks`]: [`TaskTable`], the sharded ledger with reply channels and orphan queue.
 //! * [`correlation`]: the correlation tracker (task ↔ trace, TTL, bounded).
@@ -30,6 +31,7 @@ pub mod correlation;
 pub mod dead_letter;
 pub mod failure_detector;
 pub mod metrics;
+pub mod retry_budget;
 pub mod router_actor;
 pub mod strategy;
 pub mod tasks;

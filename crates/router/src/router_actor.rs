@@ -17,8 +17,7 @@ use crate::metrics::FlowStats;
 use crate::strategy::Strategy;
 
 /// Builds strategies on request (Q-learning needs the node's model).
-pub type StrategyFactory =
-    Arc<dyn Fn(StrategyKind) -> Result<Arc<dyn Strategy>, String> + Send + Sync>;
+pub type StrategyFactory = Arc<dyn Fn(StrategyKind) -> Result<Arc<dyn Strategy>, String> + Send + Sync>;
 
 /// Messages of the Router actor.
 pub enum RouterMsg {
@@ -63,9 +62,7 @@ pub struct RouterArgs {
 
 impl std::fmt::Debug for RouterArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RouterArgs")
-            .field("core", &self.core)
-            .finish_non_exhaustive()
+        f.debug_struct("RouterArgs").field("core", &self.core).finish_non_exhaustive()
     }
 }
 
@@ -78,20 +75,12 @@ impl Actor for RouterActor {
     type State = RouterArgs;
     type Arguments = RouterArgs;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<RouterMsg>,
-        args: RouterArgs,
-    ) -> Result<RouterArgs, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<RouterMsg>, args: RouterArgs) -> Result<RouterArgs, ActorProcessingErr> {
         args.slot.set(myself);
         Ok(args)
     }
 
-    async fn post_stop(
-        &self,
-        myself: ActorRef<RouterMsg>,
-        state: &mut RouterArgs,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, myself: ActorRef<RouterMsg>, state: &mut RouterArgs) -> Result<(), ActorProcessingErr> {
         state.slot.clear_if(&myself);
         Ok(())
     }

@@ -22,10 +22,7 @@ pub struct RestartIntensity {
 impl RestartIntensity {
     /// `max_restarts` in `window`.
     pub fn new(max_restarts: u32, window: Duration) -> Self {
-        Self {
-            max_restarts,
-            window,
-        }
+        Self { max_restarts, window }
     }
 }
 
@@ -55,10 +52,7 @@ pub struct RestartTracker {
 impl RestartTracker {
     /// A tracker for `rule`.
     pub fn new(rule: RestartIntensity) -> Self {
-        Self {
-            rule,
-            recent: VecDeque::with_capacity(rule.max_restarts as usize + 1),
-        }
+        Self { rule, recent: VecDeque::with_capacity(rule.max_restarts as usize + 1) }
     }
 
     /// Records a restart at `now` and says whether it is allowed.
@@ -98,15 +92,9 @@ mod tests {
         let t0 = Instant::now();
         let mut t = RestartTracker::new(RestartIntensity::new(3, Duration::from_secs(10)));
         for i in 0..3 {
-            assert_eq!(
-                t.record(t0 + Duration::from_secs(i)),
-                RestartVerdict::Allowed
-            );
+            assert_eq!(t.record(t0 + Duration::from_secs(i)), RestartVerdict::Allowed);
         }
-        assert_eq!(
-            t.record(t0 + Duration::from_secs(3)),
-            RestartVerdict::Exceeded
-        );
+        assert_eq!(t.record(t0 + Duration::from_secs(3)), RestartVerdict::Exceeded);
     }
 
     /// Restarts spread wider than the window never accumulate.
@@ -115,11 +103,7 @@ mod tests {
         let t0 = Instant::now();
         let mut t = RestartTracker::new(RestartIntensity::new(2, Duration::from_secs(10)));
         for i in 0..100 {
-            assert_eq!(
-                t.record(t0 + Duration::from_secs(6 * i)),
-                RestartVerdict::Allowed,
-                "restart {i}"
-            );
+            assert_eq!(t.record(t0 + Duration::from_secs(6 * i)), RestartVerdict::Allowed, "restart {i}");
         }
         assert!(t.recent() <= 2);
     }

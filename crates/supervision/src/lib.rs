@@ -54,9 +54,5 @@ pub mod supervisor;
 
 pub use intensity::{RestartIntensity, RestartTracker, RestartVerdict};
 pub use slot::ActorSlot;
-pub use spec::{
-    ChildExit, ChildSpec, OnChildRemoved, Restart, Strategy, SupervisorSpec, SupervisorStats,
-};
-pub use supervisor::{
-    CHILD_SHUTDOWN_TIMEOUT, ChildInfo, Supervisor, SupervisorError, SupervisorMsg,
-};
+pub use spec::{ChildExit, ChildSpec, OnChildRemoved, Restart, Strategy, SupervisorSpec, SupervisorStats};
+pub use supervisor::{CHILD_SHUTDOWN_TIMEOUT, ChildInfo, Supervisor, SupervisorError, SupervisorMsg};

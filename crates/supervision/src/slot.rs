@@ -19,9 +19,7 @@ pub struct ActorSlot<M: Message> {
 
 impl<M: Message> Clone for ActorSlot<M> {
     fn clone(&self) -> Self {
-        Self {
-            tx: self.tx.clone(),
-        }
+        Self { tx: self.tx.clone() }
     }
 }
 
@@ -33,18 +31,14 @@ impl<M: Message> Default for ActorSlot<M> {
 
 impl<M: Message> fmt::Debug for ActorSlot<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ActorSlot")
-            .field("current", &self.get().map(|r| r.get_id()))
-            .finish()
+        f.debug_struct("ActorSlot").field("current", &self.get().map(|r| r.get_id())).finish()
     }
 }
 
 impl<M: Message> ActorSlot<M> {
     /// An empty slot.
     pub fn new() -> Self {
-        Self {
-            tx: watch::Sender::new(None),
-        }
+        Self { tx: watch::Sender::new(None) }
     }
 
     /// Publishes `actor` as the current incarnation.
@@ -67,11 +61,7 @@ impl<M: Message> ActorSlot<M> {
 
     /// The current incarnation if it is alive.
     pub fn get(&self) -> Option<ActorRef<M>> {
-        self.tx
-            .borrow()
-            .as_ref()
-            .filter(|a| a.get_status() <= ActorStatus::Running)
-            .cloned()
+        self.tx.borrow().as_ref().filter(|a| a.get_status() <= ActorStatus::Running).cloned()
     }
 
     /// Waits up to `timeout` for a live incarnation.

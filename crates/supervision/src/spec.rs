@@ -48,8 +48,7 @@ impl ChildExit {
     }
 }
 
-type StartFn =
-    Arc<dyn Fn(ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
+type StartFn = Arc<dyn Fn(ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
 
 /// How to start (and restart) one child.
 ///
@@ -67,10 +66,7 @@ pub struct ChildSpec {
 
 impl fmt::Debug for ChildSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChildSpec")
-            .field("id", &self.id)
-            .field("restart", &self.restart)
-            .finish_non_exhaustive()
+        f.debug_struct("ChildSpec").field("id", &self.id).field("restart", &self.restart).finish_non_exhaustive()
     }
 }
 
@@ -81,17 +77,10 @@ impl ChildSpec {
         F: Fn(ActorCell) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<ActorCell, SpawnErr>> + Send + 'static,
     {
-        Self {
-            id: id.into(),
-            restart,
-            start: Arc::new(move |sup| Box::pin(start(sup))),
-        }
+        Self { id: id.into(), restart, start: Arc::new(move |sup| Box::pin(start(sup))) }
     }
 
-    pub(crate) fn start(
-        &self,
-        supervisor: ActorCell,
-    ) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> {
+    pub(crate) fn start(&self, supervisor: ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> {
         (self.start)(supervisor)
     }
 }

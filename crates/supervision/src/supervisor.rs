@@ -16,9 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
-};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::time::Instant;
 
 use crate::intensity::{RestartTracker, RestartVerdict};
@@ -147,11 +145,7 @@ impl Actor for Supervisor {
         Ok(state)
     }
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         state.stop_all().await;
         Ok(())
     }
@@ -165,12 +159,7 @@ impl Actor for Supervisor {
         match msg {
             SupervisorMsg::StartChild(spec, reply) => {
                 let r = state.add_and_start(&myself, spec).await;
-                let r = r.map(|key| {
-                    state.children[&key]
-                        .cell
-                        .clone()
-                        .expect("a started child has a cell")
-                });
+                let r = r.map(|key| state.children[&key].cell.clone().expect("a started child has a cell"));
                 let _ = reply.send(r);
             }
             SupervisorMsg::TerminateChild(id, reply) => {
@@ -191,11 +180,7 @@ impl Actor for Supervisor {
                 let list = state
                     .children
                     .values()
-                    .map(|c| ChildInfo {
-                        id: c.spec.id.clone(),
-                        actor: c.cell.clone(),
-                        restart: c.spec.restart,
-                    })
+                    .map(|c| ChildInfo { id: c.spec.id.clone(), actor: c.cell.clone(), restart: c.spec.restart })
                     .collect();
                 let _ = reply.send(list);
             }
@@ -210,15 +195,10 @@ impl Actor for Supervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let (cell, exit) = match evt {
-            SupervisionEvent::ActorFailed(cell, err) => {
-                (cell, ChildExit::Abnormal(err.to_string()))
-            }
+            SupervisionEvent::ActorFailed(cell, err) => (cell, ChildExit::Abnormal(err.to_string())),
             SupervisionEvent::ActorTerminated(cell, last_state, reason) => {
-                let killed = last_state.is_none()
-                    && matches!(
-                        reason.as_deref(),
-                        Some("killed") | Some("actor_task_cancelled")
-                    );
+                let killed =
+                    last_state.is_none() && matches!(reason.as_deref(), Some("killed") | Some("actor_task_cancelled"));
                 if killed {
                     (cell, ChildExit::Abnormal(reason.unwrap_or_default()))
                 } else {
@@ -231,10 +211,7 @@ impl Actor for Supervisor {
             // An incarnation we already replaced or stopped on purpose.
             return Ok(());
         };
-        state
-            .on_child_exit(&myself, key, exit)
-            .await
-            .map_err(|e| Box::new(e) as ActorProcessingErr)
+        state.on_child_exit(&myself, key, exit).await.map_err(|e| Box::new(e) as ActorProcessingErr)
     }
 }
 
@@ -247,24 +224,15 @@ impl SupervisorState {
         if self.by_id.contains_key(&spec.id) {
             return Err(SupervisorError::DuplicateChild(spec.id));
         }
-        let cell =
-            spec.start(myself.get_cell())
-                .await
-                .map_err(|e| SupervisorError::StartFailed {
-                    id: spec.id.clone(),
-                    reason: e.to_string(),
-                })?;
+        let cell = spec
+            .start(myself.get_cell())
+            .await
+            .map_err(|e| SupervisorError::StartFailed { id: spec.id.clone(), reason: e.to_string() })?;
         let key = self.next_key;
         self.next_key += 1;
         self.by_id.insert(spec.id.clone(), key);
         self.by_actor.insert(cell.get_id(), key);
-        self.children.insert(
-            key,
-            Child {
-                spec,
-                cell: Some(cell),
-            },
-        );
+        self.children.insert(key, Child { spec, cell: Some(cell) });
         Ok(key)
     }
 
@@ -351,11 +319,7 @@ impl SupervisorState {
         }
     }
 
-    async fn restart_child(
-        &mut self,
-        myself: &ActorRef<SupervisorMsg>,
-        key: u64,
-    ) -> Result<(), SupervisorError> {
+    async fn restart_child(&mut self, myself: &ActorRef<SupervisorMsg>, key: u64) -> Result<(), SupervisorError> {
         loop {
             let spec = self.children[&key].spec.clone();
             match spec.start(myself.get_cell()).await {
@@ -387,11 +351,7 @@ impl SupervisorState {
 }
 
 async fn stop_child(cell: ActorCell) {
-    if cell
-        .stop_and_wait(Some("supervisor stop".into()), Some(CHILD_SHUTDOWN_TIMEOUT))
-        .await
-        .is_err()
-    {
+    if cell.stop_and_wait(Some("supervisor stop".into()), Some(CHILD_SHUTDOWN_TIMEOUT)).await.is_err() {
         cell.kill();
     }
 }
@@ -418,10 +378,7 @@ impl Supervisor {
         child: ChildSpec,
         timeout: Duration,
     ) -> Result<ActorCell, SupervisorError> {
-        match sup
-            .call(|r| SupervisorMsg::StartChild(child, r), Some(timeout))
-            .await
-        {
+        match sup.call(|r| SupervisorMsg::StartChild(child, r), Some(timeout)).await {
             Ok(ractor::rpc::CallResult::Success(r)) => r,
             _ => Err(SupervisorError::NotRunning),
         }
@@ -434,10 +391,7 @@ impl Supervisor {
         timeout: Duration,
     ) -> Result<(), SupervisorError> {
         let id = id.to_owned();
-        match sup
-            .call(|r| SupervisorMsg::TerminateChild(id, r), Some(timeout))
-            .await
-        {
+        match sup.call(|r| SupervisorMsg::TerminateChild(id, r), Some(timeout)).await {
             Ok(ractor::rpc::CallResult::Success(r)) => r,
             _ => Err(SupervisorError::NotRunning),
         }

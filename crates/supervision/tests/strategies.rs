@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use erlmcp_flow_supervision::{
-    ChildExit, ChildSpec, Restart, RestartIntensity, Strategy, Supervisor, SupervisorMsg,
-    SupervisorSpec,
+    ChildExit, ChildSpec, Restart, RestartIntensity, Strategy, Supervisor, SupervisorMsg, SupervisorSpec,
 };
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
 
@@ -29,12 +28,7 @@ impl Actor for Worker {
     async fn pre_start(&self, _: ActorRef<WorkerMsg>, _: ()) -> Result<(), ActorProcessingErr> {
         Ok(())
     }
-    async fn handle(
-        &self,
-        me: ActorRef<WorkerMsg>,
-        msg: WorkerMsg,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, me: ActorRef<WorkerMsg>, msg: WorkerMsg, _: &mut ()) -> Result<(), ActorProcessingErr> {
         match msg {
             WorkerMsg::Panic => panic!("injected"),
             WorkerMsg::Stop => me.stop(Some("done".into())),
@@ -49,20 +43,13 @@ fn counted(id: &str, restart: Restart, starts: Arc<AtomicUsize>) -> ChildSpec {
         let starts = starts.clone();
         async move {
             starts.fetch_add(1, Ordering::SeqCst);
-            Actor::spawn_linked(None, Worker, (), sup)
-                .await
-                .map(|(r, _)| r.get_cell())
+            Actor::spawn_linked(None, Worker, (), sup).await.map(|(r, _)| r.get_cell())
         }
     })
 }
 
 async fn children(sup: &ActorRef<SupervisorMsg>) -> Vec<(String, Option<ActorCell>)> {
-    Supervisor::which_children(sup, T)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.id, c.actor))
-        .collect()
+    Supervisor::which_children(sup, T).await.unwrap().into_iter().map(|c| (c.id, c.actor)).collect()
 }
 
 fn worker(cell: &ActorCell) -> ActorRef<WorkerMsg> {
@@ -82,14 +69,10 @@ async fn eventually(mut cond: impl AsyncFnMut() -> bool) {
 }
 
 fn three(strategy: Strategy, starts: &[Arc<AtomicUsize>; 3]) -> SupervisorSpec {
-    SupervisorSpec::new(
-        "test",
-        strategy,
-        RestartIntensity::new(10, Duration::from_secs(60)),
-    )
-    .child(counted("a", Restart::Permanent, starts[0].clone()))
-    .child(counted("b", Restart::Permanent, starts[1].clone()))
-    .child(counted("c", Restart::Permanent, starts[2].clone()))
+    SupervisorSpec::new("test", strategy, RestartIntensity::new(10, Duration::from_secs(60)))
+        .child(counted("a", Restart::Permanent, starts[0].clone()))
+        .child(counted("b", Restart::Permanent, starts[1].clone()))
+        .child(counted("c", Restart::Permanent, starts[2].clone()))
 }
 
 fn counters() -> [Arc<AtomicUsize>; 3] {
@@ -104,28 +87,15 @@ fn loads(starts: &[Arc<AtomicUsize>; 3]) -> [usize; 3] {
 #[tokio::test]
 async fn one_for_one_restarts_only_the_failed_child() {
     let starts = counters();
-    let (sup, _) = Supervisor::start(three(Strategy::OneForOne, &starts))
-        .await
-        .unwrap();
+    let (sup, _) = Supervisor::start(three(Strategy::OneForOne, &starts)).await.unwrap();
     let before = children(&sup).await;
-    worker(before[1].1.as_ref().unwrap())
-        .send_message(WorkerMsg::Panic)
-        .unwrap();
+    worker(before[1].1.as_ref().unwrap()).send_message(WorkerMsg::Panic).unwrap();
     eventually(async || loads(&starts) == [1, 2, 1]).await;
     eventually(async || children(&sup).await[1].1.is_some()).await;
     let after = children(&sup).await;
-    assert_eq!(
-        after[0].1.as_ref().unwrap().get_id(),
-        before[0].1.as_ref().unwrap().get_id()
-    );
-    assert_ne!(
-        after[1].1.as_ref().unwrap().get_id(),
-        before[1].1.as_ref().unwrap().get_id()
-    );
-    assert_eq!(
-        after[2].1.as_ref().unwrap().get_id(),
-        before[2].1.as_ref().unwrap().get_id()
-    );
+    assert_eq!(after[0].1.as_ref().unwrap().get_id(), before[0].1.as_ref().unwrap().get_id());
+    assert_ne!(after[1].1.as_ref().unwrap().get_id(), before[1].1.as_ref().unwrap().get_id());
+    assert_eq!(after[2].1.as_ref().unwrap().get_id(), before[2].1.as_ref().unwrap().get_id());
     sup.stop(None);
 }
 
@@ -133,13 +103,9 @@ async fn one_for_one_restarts_only_the_failed_child() {
 #[tokio::test]
 async fn one_for_all_restarts_every_child() {
     let starts = counters();
-    let (sup, _) = Supervisor::start(three(Strategy::OneForAll, &starts))
-        .await
-        .unwrap();
+    let (sup, _) = Supervisor::start(three(Strategy::OneForAll, &starts)).await.unwrap();
     let before = children(&sup).await;
-    worker(before[0].1.as_ref().unwrap())
-        .send_message(WorkerMsg::Panic)
-        .unwrap();
+    worker(before[0].1.as_ref().unwrap()).send_message(WorkerMsg::Panic).unwrap();
     eventually(async || loads(&starts) == [2, 2, 2]).await;
     for (_, cell) in &before {
         let cell = cell.as_ref().unwrap();
@@ -155,19 +121,12 @@ async fn one_for_all_restarts_every_child() {
 #[tokio::test]
 async fn rest_for_one_restarts_later_children() {
     let starts = counters();
-    let (sup, _) = Supervisor::start(three(Strategy::RestForOne, &starts))
-        .await
-        .unwrap();
+    let (sup, _) = Supervisor::start(three(Strategy::RestForOne, &starts)).await.unwrap();
     let before = children(&sup).await;
-    worker(before[1].1.as_ref().unwrap())
-        .send_message(WorkerMsg::Panic)
-        .unwrap();
+    worker(before[1].1.as_ref().unwrap()).send_message(WorkerMsg::Panic).unwrap();
     eventually(async || loads(&starts) == [1, 2, 2]).await;
     let after = children(&sup).await;
-    assert_eq!(
-        after[0].1.as_ref().unwrap().get_id(),
-        before[0].1.as_ref().unwrap().get_id()
-    );
+    assert_eq!(after[0].1.as_ref().unwrap().get_id(), before[0].1.as_ref().unwrap().get_id());
     sup.stop(None);
 }
 
@@ -179,30 +138,18 @@ async fn restart_types_are_honoured() {
     let tmp_starts = Arc::new(AtomicUsize::new(0));
     let removed = Arc::new(parking_lot_free::Removed::default());
     let hook_removed = removed.clone();
-    let spec = SupervisorSpec::new(
-        "types",
-        Strategy::OneForOne,
-        RestartIntensity::new(10, Duration::from_secs(60)),
-    )
-    .child(counted("transient", Restart::Transient, t_starts.clone()))
-    .child(counted("temporary", Restart::Temporary, tmp_starts.clone()))
-    .on_child_removed(Arc::new(move |id: &str, exit: &ChildExit| {
-        hook_removed.push(id, exit)
-    }));
+    let spec = SupervisorSpec::new("types", Strategy::OneForOne, RestartIntensity::new(10, Duration::from_secs(60)))
+        .child(counted("transient", Restart::Transient, t_starts.clone()))
+        .child(counted("temporary", Restart::Temporary, tmp_starts.clone()))
+        .on_child_removed(Arc::new(move |id: &str, exit: &ChildExit| hook_removed.push(id, exit)));
     let (sup, _) = Supervisor::start(spec).await.unwrap();
     let kids = children(&sup).await;
-    worker(kids[0].1.as_ref().unwrap())
-        .send_message(WorkerMsg::Panic)
-        .unwrap();
+    worker(kids[0].1.as_ref().unwrap()).send_message(WorkerMsg::Panic).unwrap();
     eventually(async || t_starts.load(Ordering::SeqCst) == 2).await;
     eventually(async || children(&sup).await[0].1.is_some()).await;
     let kids = children(&sup).await;
-    worker(kids[0].1.as_ref().unwrap())
-        .send_message(WorkerMsg::Stop)
-        .unwrap();
-    worker(kids[1].1.as_ref().unwrap())
-        .send_message(WorkerMsg::Panic)
-        .unwrap();
+    worker(kids[0].1.as_ref().unwrap()).send_message(WorkerMsg::Stop).unwrap();
+    worker(kids[1].1.as_ref().unwrap()).send_message(WorkerMsg::Panic).unwrap();
     eventually(async || children(&sup).await.is_empty()).await;
     assert_eq!(t_starts.load(Ordering::SeqCst), 2);
     assert_eq!(tmp_starts.load(Ordering::SeqCst), 1);
@@ -242,17 +189,11 @@ async fn restart_storm_escalates_to_parent() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (parent, _) = Actor::spawn(None, Parent { events: tx }, ()).await.unwrap();
     let starts = Arc::new(AtomicUsize::new(0));
-    let spec = SupervisorSpec::new(
-        "stormy",
-        Strategy::OneForOne,
-        RestartIntensity::new(3, Duration::from_secs(60)),
-    )
-    .child(counted("flaky", Restart::Permanent, starts.clone()))
-    .child(counted("bystander", Restart::Permanent, Arc::default()));
+    let spec = SupervisorSpec::new("stormy", Strategy::OneForOne, RestartIntensity::new(3, Duration::from_secs(60)))
+        .child(counted("flaky", Restart::Permanent, starts.clone()))
+        .child(counted("bystander", Restart::Permanent, Arc::default()));
     let stats = spec.stats.clone();
-    let (sup, sup_handle) = Supervisor::start_linked(spec, parent.get_cell())
-        .await
-        .unwrap();
+    let (sup, sup_handle) = Supervisor::start_linked(spec, parent.get_cell()).await.unwrap();
     let bystander = children(&sup).await[1].1.clone().unwrap();
     for _ in 0..4 {
         let current = loop {
@@ -265,10 +206,7 @@ async fn restart_storm_escalates_to_parent() {
         };
         worker(&current).send_message(WorkerMsg::Panic).unwrap();
         let n = starts.load(Ordering::SeqCst);
-        eventually(async || {
-            starts.load(Ordering::SeqCst) > n || sup.get_status() == ActorStatus::Stopped
-        })
-        .await;
+        eventually(async || starts.load(Ordering::SeqCst) > n || sup.get_status() == ActorStatus::Stopped).await;
     }
     let err = tokio::time::timeout(T, rx.recv()).await.unwrap().unwrap();
     assert!(err.contains("exceeded 3 restarts"), "{err}");
@@ -288,30 +226,18 @@ async fn child_that_cannot_restart_escalates() {
     let (parent, _) = Actor::spawn(None, Parent { events: tx }, ()).await.unwrap();
     let attempts = Arc::new(AtomicUsize::new(0));
     let a2 = attempts.clone();
-    let spec = SupervisorSpec::new(
-        "broken",
-        Strategy::OneForOne,
-        RestartIntensity::new(2, Duration::from_secs(60)),
-    )
-    .child(ChildSpec::new(
-        "once",
-        Restart::Permanent,
-        move |sup: ActorCell| {
+    let spec = SupervisorSpec::new("broken", Strategy::OneForOne, RestartIntensity::new(2, Duration::from_secs(60)))
+        .child(ChildSpec::new("once", Restart::Permanent, move |sup: ActorCell| {
             let n = a2.fetch_add(1, Ordering::SeqCst);
             async move {
                 if n == 0 {
-                    Actor::spawn_linked(None, Worker, (), sup)
-                        .await
-                        .map(|(r, _)| r.get_cell())
+                    Actor::spawn_linked(None, Worker, (), sup).await.map(|(r, _)| r.get_cell())
                 } else {
                     Err(ractor::SpawnErr::StartupFailed("dependency down".into()))
                 }
             }
-        },
-    ));
-    let (sup, handle) = Supervisor::start_linked(spec, parent.get_cell())
-        .await
-        .unwrap();
+        }));
+    let (sup, handle) = Supervisor::start_linked(spec, parent.get_cell()).await.unwrap();
     let kid = children(&sup).await[0].1.clone().unwrap();
     worker(&kid).send_message(WorkerMsg::Panic).unwrap();
     let err = tokio::time::timeout(T, rx.recv()).await.unwrap().unwrap();
@@ -329,9 +255,7 @@ async fn dynamic_children() {
     let spec = SupervisorSpec::new("dyn", Strategy::OneForOne, RestartIntensity::default());
     let (sup, _) = Supervisor::start(spec).await.unwrap();
     let starts = Arc::new(AtomicUsize::new(0));
-    let cell = Supervisor::start_child(&sup, counted("x", Restart::Permanent, starts.clone()), T)
-        .await
-        .unwrap();
+    let cell = Supervisor::start_child(&sup, counted("x", Restart::Permanent, starts.clone()), T).await.unwrap();
     assert!(matches!(
         Supervisor::start_child(&sup, counted("x", Restart::Permanent, starts.clone()), T).await,
         Err(erlmcp_flow_supervision::SupervisorError::DuplicateChild(_))
@@ -352,9 +276,7 @@ async fn dynamic_children() {
 #[tokio::test]
 async fn stopping_the_supervisor_stops_children() {
     let starts = counters();
-    let (sup, handle) = Supervisor::start(three(Strategy::OneForOne, &starts))
-        .await
-        .unwrap();
+    let (sup, handle) = Supervisor::start(three(Strategy::OneForOne, &starts)).await.unwrap();
     let kids = children(&sup).await;
     sup.stop(None);
     handle.await.unwrap();

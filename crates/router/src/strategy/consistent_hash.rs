@@ -35,10 +35,7 @@ impl HashRing {
         for (i, e) in candidates.iter().enumerate() {
             let base = e.id_hash();
             for v in 0..u64::from(vnodes) {
-                points.push((
-                    splitmix64(base ^ v.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-                    i as u32,
-                ));
+                points.push((splitmix64(base ^ v.wrapping_mul(0x9e37_79b9_7f4a_7c15)), i as u32));
             }
         }
         points.sort_unstable();
@@ -95,10 +92,7 @@ pub struct ConsistentHash {
 impl ConsistentHash {
     /// With `vnodes` points per agent.
     pub fn new(vnodes: u32) -> Self {
-        Self {
-            vnodes: vnodes.max(1),
-            cache: Mutex::new(Vec::new()),
-        }
+        Self { vnodes: vnodes.max(1), cache: Mutex::new(Vec::new()) }
     }
 
     /// The (cached) ring of `candidates`.
@@ -125,19 +119,12 @@ impl Strategy for ConsistentHash {
         StrategyKind::ConsistentHash
     }
 
-    fn select(
-        &self,
-        candidates: &Candidates,
-        sel: &Selection<'_>,
-        _rng: &mut SmallRng,
-    ) -> Option<usize> {
+    fn select(&self, candidates: &Candidates, sel: &Selection<'_>, _rng: &mut SmallRng) -> Option<usize> {
         if candidates.is_empty() {
             return None;
         }
         let ring = self.ring(candidates);
-        ring.lookup(key_hash(sel.task.routing_key()), |i| {
-            (sel.eligible)(&candidates[i])
-        })
+        ring.lookup(key_hash(sel.task.routing_key()), |i| (sel.eligible)(&candidates[i]))
     }
 }
 
@@ -162,9 +149,7 @@ mod tests {
     async fn one_agent_change_remaps_about_one_nth() {
         const N: usize = 20;
         let all = candidates(N + 1).await;
-        let keys: Vec<u64> = (0..20_000u64)
-            .map(|k| stable_hash(&k.to_le_bytes()))
-            .collect();
+        let keys: Vec<u64> = (0..20_000u64).map(|k| stable_hash(&k.to_le_bytes())).collect();
         let base: Candidates = all[..N].to_vec().into();
         let ring = HashRing::build(&base, 150);
         let before = owners(&base, &ring, &keys, None);
@@ -172,30 +157,18 @@ mod tests {
         // Remove agent 7 (it becomes ineligible, as when it dies or its breaker opens).
         let after = owners(&base, &ring, &keys, Some(7));
         let moved: Vec<usize> = (0..keys.len()).filter(|&i| before[i] != after[i]).collect();
-        assert!(
-            moved.iter().all(|&i| before[i] == "agent-0007"),
-            "only the removed agent's keys move"
-        );
+        assert!(moved.iter().all(|&i| before[i] == "agent-0007"), "only the removed agent's keys move");
         let frac = moved.len() as f64 / keys.len() as f64;
-        assert!(
-            frac > 0.5 / N as f64 && frac < 1.6 / N as f64,
-            "removed: {frac}"
-        );
+        assert!(frac > 0.5 / N as f64 && frac < 1.6 / N as f64, "removed: {frac}");
 
         // Add agent 20: a new candidate list, a new ring.
         let grown: Candidates = all.to_vec().into();
         let ring2 = HashRing::build(&grown, 150);
         let after = owners(&grown, &ring2, &keys, None);
         let moved: Vec<usize> = (0..keys.len()).filter(|&i| before[i] != after[i]).collect();
-        assert!(
-            moved.iter().all(|&i| after[i] == "agent-0020"),
-            "keys only move to the newcomer"
-        );
+        assert!(moved.iter().all(|&i| after[i] == "agent-0020"), "keys only move to the newcomer");
         let frac = moved.len() as f64 / keys.len() as f64;
-        assert!(
-            frac > 0.5 / (N + 1) as f64 && frac < 1.6 / (N + 1) as f64,
-            "added: {frac}"
-        );
+        assert!(frac > 0.5 / (N + 1) as f64 && frac < 1.6 / (N + 1) as f64, "added: {frac}");
     }
 
     /// The same affinity key always lands on the same agent, and rings are cached.
@@ -207,11 +180,7 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(1);
         let pick = |key: &str, rng: &mut SmallRng| {
             let t = task().with_affinity_key(key);
-            let sel = Selection {
-                task: &t,
-                now_ns: 1,
-                eligible: &all,
-            };
+            let sel = Selection { task: &t, now_ns: 1, eligible: &all };
             ch.select(&c, &sel, rng).unwrap()
         };
         let first = pick("session-42", &mut rng);
@@ -219,12 +188,7 @@ mod tests {
             assert_eq!(pick("session-42", &mut rng), first);
         }
         assert!(Arc::ptr_eq(&ch.ring(&c), &ch.ring(&c)));
-        let spread: std::collections::HashSet<_> =
-            (0..200).map(|i| pick(&format!("s{i}"), &mut rng)).collect();
-        assert!(
-            spread.len() >= 8,
-            "keys spread over agents: {}",
-            spread.len()
-        );
+        let spread: std::collections::HashSet<_> = (0..200).map(|i| pick(&format!("s{i}"), &mut rng)).collect();
+        assert!(spread.len() >= 8, "keys spread over agents: {}", spread.len());
     }
 }

@@ -21,12 +21,7 @@ impl Strategy for LeastConnections {
         StrategyKind::LeastConnections
     }
 
-    fn select(
-        &self,
-        candidates: &Candidates,
-        sel: &Selection<'_>,
-        _rng: &mut SmallRng,
-    ) -> Option<usize> {
+    fn select(&self, candidates: &Candidates, sel: &Selection<'_>, _rng: &mut SmallRng) -> Option<usize> {
         if candidates.is_empty() {
             return None;
         }
@@ -52,20 +47,14 @@ mod tests {
         let t = task();
         let mut rng = SmallRng::seed_from_u64(1);
         let all = |_: &erlmcp_flow_registry::AgentEntry| true;
-        let sel = Selection {
-            task: &t,
-            now_ns: 1,
-            eligible: &all,
-        };
+        let sel = Selection { task: &t, now_ns: 1, eligible: &all };
         assert_eq!(lc.select(&c, &sel, &mut rng), Some(2));
         c[2].load.begin();
         c[2].load.begin();
         assert_eq!(lc.select(&c, &sel, &mut rng), Some(1));
         c[1].load.begin();
         // All at 2: ties rotate.
-        let picks: std::collections::HashSet<_> = (0..3)
-            .map(|_| lc.select(&c, &sel, &mut rng).unwrap())
-            .collect();
+        let picks: std::collections::HashSet<_> = (0..3).map(|_| lc.select(&c, &sel, &mut rng).unwrap()).collect();
         assert_eq!(picks.len(), 3);
     }
 }

@@ -33,10 +33,7 @@ pub struct LoadAware {
 impl LoadAware {
     /// With peak-EWMA decay `decay_ns`.
     pub fn new(decay_ns: f64) -> Self {
-        Self {
-            cursor: AtomicUsize::new(0),
-            decay_ns,
-        }
+        Self { cursor: AtomicUsize::new(0), decay_ns }
     }
 }
 
@@ -45,19 +42,12 @@ impl Strategy for LoadAware {
         StrategyKind::LoadAware
     }
 
-    fn select(
-        &self,
-        candidates: &Candidates,
-        sel: &Selection<'_>,
-        _rng: &mut SmallRng,
-    ) -> Option<usize> {
+    fn select(&self, candidates: &Candidates, sel: &Selection<'_>, _rng: &mut SmallRng) -> Option<usize> {
         if candidates.is_empty() {
             return None;
         }
         let start = self.cursor.fetch_add(1, Ordering::Relaxed) % candidates.len();
-        min_by_key_from(candidates, start, sel.eligible, |e| {
-            load_aware_score(e, sel.now_ns, self.decay_ns)
-        })
+        min_by_key_from(candidates, start, sel.eligible, |e| load_aware_score(e, sel.now_ns, self.decay_ns))
     }
 }
 
@@ -82,14 +72,7 @@ mod tests {
         let la = LoadAware::new(1e9);
         let t = task();
         let all = |_: &AgentEntry| true;
-        let sel = Selection {
-            task: &t,
-            now_ns: 1,
-            eligible: &all,
-        };
-        assert_eq!(
-            la.select(&c, &sel, &mut SmallRng::seed_from_u64(1)),
-            Some(0)
-        );
+        let sel = Selection { task: &t, now_ns: 1, eligible: &all };
+        assert_eq!(la.select(&c, &sel, &mut SmallRng::seed_from_u64(1)), Some(0));
     }
 }

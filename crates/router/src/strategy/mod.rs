@@ -48,10 +48,7 @@ pub struct Selection<'a> {
 
 impl fmt::Debug for Selection<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Selection")
-            .field("task", &self.task.id)
-            .field("now_ns", &self.now_ns)
-            .finish_non_exhaustive()
+        f.debug_struct("Selection").field("task", &self.task.id).field("now_ns", &self.now_ns).finish_non_exhaustive()
     }
 }
 
@@ -76,12 +73,7 @@ pub trait Strategy: Send + Sync + fmt::Debug {
     fn kind(&self) -> StrategyKind;
 
     /// Index of the chosen candidate, or `None` when no candidate is eligible.
-    fn select(
-        &self,
-        candidates: &Candidates,
-        sel: &Selection<'_>,
-        rng: &mut SmallRng,
-    ) -> Option<usize>;
+    fn select(&self, candidates: &Candidates, sel: &Selection<'_>, rng: &mut SmallRng) -> Option<usize>;
 
     /// Called after every attempt. Default: nothing.
     fn observe(&self, _feedback: &AttemptFeedback<'_>) {}

@@ -31,18 +31,12 @@ pub struct P2cEwma {
 impl P2cEwma {
     /// With peak-EWMA decay `decay_ns` and `default_rtt_ns` for unsampled agents.
     pub fn new(decay_ns: f64, default_rtt_ns: f64) -> Self {
-        Self {
-            decay_ns,
-            default_rtt_ns,
-        }
+        Self { decay_ns, default_rtt_ns }
     }
 
     /// The cost of sending one more task to `e`.
     pub fn cost(&self, e: &AgentEntry, now_ns: u64) -> f64 {
-        let rtt = e
-            .load
-            .latency_ewma_ns(now_ns, self.decay_ns)
-            .unwrap_or(self.default_rtt_ns);
+        let rtt = e.load.latency_ewma_ns(now_ns, self.decay_ns).unwrap_or(self.default_rtt_ns);
         rtt * f64::from(e.load.in_flight() + 1)
     }
 }
@@ -52,12 +46,7 @@ impl Strategy for P2cEwma {
         StrategyKind::P2cEwma
     }
 
-    fn select(
-        &self,
-        candidates: &Candidates,
-        sel: &Selection<'_>,
-        rng: &mut SmallRng,
-    ) -> Option<usize> {
+    fn select(&self, candidates: &Candidates, sel: &Selection<'_>, rng: &mut SmallRng) -> Option<usize> {
         let n = candidates.len();
         match n {
             0 => return None,
@@ -79,10 +68,7 @@ impl Strategy for P2cEwma {
         match found {
             2 => {
                 let (a, b) = (picks[0], picks[1]);
-                let (ca, cb) = (
-                    self.cost(&candidates[a], sel.now_ns),
-                    self.cost(&candidates[b], sel.now_ns),
-                );
+                let (ca, cb) = (self.cost(&candidates[a], sel.now_ns), self.cost(&candidates[b], sel.now_ns));
                 Some(if cb < ca { b } else { a })
             }
             // Few eligible candidates: choose the cheapest of them directly.
@@ -109,26 +95,12 @@ mod tests {
         let p = P2cEwma::new(1e12, 1e6);
         let t = task();
         let all = |_: &AgentEntry| true;
-        let sel = Selection {
-            task: &t,
-            now_ns: 1,
-            eligible: &all,
-        };
+        let sel = Selection { task: &t, now_ns: 1, eligible: &all };
         let mut rng = SmallRng::seed_from_u64(3);
-        let slow = (0..1000)
-            .filter(|_| p.select(&c, &sel, &mut rng) == Some(0))
-            .count();
+        let slow = (0..1000).filter(|_| p.select(&c, &sel, &mut rng) == Some(0)).count();
         assert_eq!(slow, 0, "the slow agent loses every comparison");
         let only_slow = |e: &AgentEntry| e.id.as_str() == "agent-0000";
-        let sel = Selection {
-            task: &t,
-            now_ns: 1,
-            eligible: &only_slow,
-        };
-        assert_eq!(
-            p.select(&c, &sel, &mut rng),
-            Some(0),
-            "falls back to the only eligible one"
-        );
+        let sel = Selection { task: &t, now_ns: 1, eligible: &only_slow };
+        assert_eq!(p.select(&c, &sel, &mut rng), Some(0), "falls back to the only eligible one");
     }
 }

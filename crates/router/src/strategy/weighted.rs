@@ -21,17 +21,8 @@ impl Strategy for Weighted {
         StrategyKind::Weighted
     }
 
-    fn select(
-        &self,
-        candidates: &Candidates,
-        sel: &Selection<'_>,
-        _rng: &mut SmallRng,
-    ) -> Option<usize> {
-        let total: u64 = candidates
-            .iter()
-            .filter(|e| (sel.eligible)(e))
-            .map(|e| u64::from(e.weight))
-            .sum();
+    fn select(&self, candidates: &Candidates, sel: &Selection<'_>, _rng: &mut SmallRng) -> Option<usize> {
+        let total: u64 = candidates.iter().filter(|e| (sel.eligible)(e)).map(|e| u64::from(e.weight)).sum();
         if total == 0 {
             return None;
         }
@@ -63,11 +54,7 @@ mod tests {
         let w = Weighted::default();
         let t = task();
         let all = |_: &erlmcp_flow_registry::AgentEntry| true;
-        let sel = Selection {
-            task: &t,
-            now_ns: 1,
-            eligible: &all,
-        };
+        let sel = Selection { task: &t, now_ns: 1, eligible: &all };
         let mut counts = [0; 3];
         let mut rng = SmallRng::seed_from_u64(1);
         for _ in 0..60 {
