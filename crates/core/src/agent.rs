@@ -72,7 +72,6 @@ pub enum AgentMsg {
     /// Periodic liveness tick (the agent records that its mailbox is being served).
     Heartbeat,
     /// Fault injection for supervision tests: the actor panics with this message.
-    #[doc(hidden)]
     InjectPanic(String),
 }
 

@@ -494,7 +494,7 @@ fn check(ok: bool, field: &'static str, reason: impl FnOnce() -> String) -> Resu
 macro_rules! range {
     ($value:expr, $field:literal, $lo:expr, $hi:expr) => {{
         let v = $value;
-        check(v >= $lo && v <= $hi, $field, || format!("must be in [{}, {}], got {}", $lo, $hi, v))
+        check(($lo..=$hi).contains(&v), $field, || format!("must be in [{}, {}], got {}", $lo, $hi, v))
     }};
 }
 

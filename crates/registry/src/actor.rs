@@ -44,7 +44,6 @@ pub enum RegistryMsg {
     /// Remove entries down for longer than the grace period.
     Reap,
     /// Fault injection for supervision tests.
-    #[doc(hidden)]
     InjectPanic,
 }
 

@@ -34,5 +34,5 @@ pub use actor::{Registry, RegistryArgs, RegistryMsg};
 pub use entry::{AgentEntry, Registration, splitmix64, stable_hash};
 pub use error::RegistryError;
 pub use handle::RegistryHandle;
-pub use load::AgentLoad;
+pub use load::{AgentLoad, decay_factor};
 pub use view::{Candidates, LeaderChange, RegistryView};

@@ -15,7 +15,7 @@
 //! (see [`crate::entry`]); routing checks [`AgentEntry::is_alive`]. Every other read
 //! (`get`, `all`, `find_by_capability`, swarm members, leaders) shows live agents only.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -47,7 +47,8 @@ struct Swarm {
 
 #[derive(Debug, Default)]
 struct Index {
-    by_capability: HashMap<Capability, HashSet<AgentId, FoldBuildHasher>, FoldBuildHasher>,
+    /// Agents per capability, sorted by id (so answers need no sorting).
+    by_capability: HashMap<Capability, BTreeMap<AgentId, Arc<AgentEntry>>, FoldBuildHasher>,
     swarms: HashMap<SwarmName, Swarm, FoldBuildHasher>,
     /// Swarm memberships per agent.
     member_of: HashMap<AgentId, Vec<SwarmName>, FoldBuildHasher>,
@@ -171,39 +172,43 @@ impl RegistryView {
 
     fn compute(&self, caps: &CapabilitySet, swarm: Option<&SwarmName>) -> Candidates {
         let index = self.index.read();
-        // Start from the smallest set that constrains the answer.
-        let mut sets: Vec<&HashSet<AgentId, FoldBuildHasher>> = Vec::with_capacity(caps.len());
+        // Iterate the smallest constraining set; each entry knows its own capabilities, so
+        // the AND is a subset test per entry rather than a lookup per other set.
+        let mut smallest: Option<&BTreeMap<AgentId, Arc<AgentEntry>>> = None;
         for cap in caps {
             match index.by_capability.get(cap) {
-                Some(set) => sets.push(set),
+                Some(set) if smallest.is_none_or(|s| set.len() < s.len()) => smallest = Some(set),
+                Some(_) => {}
                 None => return Arc::from(Vec::new()),
             }
         }
-        let swarm_members: Option<Vec<&AgentId>> = match swarm {
+        let members = match swarm {
             Some(s) => match index.swarms.get(s) {
-                Some(sw) => Some(sw.members.values().collect()),
+                Some(sw) => Some(&sw.members),
                 None => return Arc::from(Vec::new()),
             },
             None => None,
         };
-        sets.sort_by_key(|s| s.len());
-        let seed: Box<dyn Iterator<Item = &AgentId>> = match (&swarm_members, sets.first()) {
-            (Some(m), Some(s)) if m.len() <= s.len() => Box::new(m.iter().copied()),
-            (_, Some(s)) => Box::new(s.iter()),
-            (Some(m), None) => Box::new(m.iter().copied()),
-            (None, None) => Box::new(index.member_of.keys()),
+        let in_swarm = |e: &AgentEntry| match swarm {
+            None => true,
+            Some(s) => index.member_of.get(&e.id).is_some_and(|of| of.contains(s)),
         };
-        let mut out: Vec<Arc<AgentEntry>> = seed
-            .filter(|id| sets.iter().all(|s| s.contains(*id)))
-            .filter(|id| match (swarm, index.member_of.get(*id)) {
-                (None, _) => true,
-                (Some(s), Some(of)) => of.contains(s),
-                (Some(_), None) => false,
-            })
-            .filter_map(|id| self.entry(id))
-            .collect();
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        out.into()
+        match (smallest, members) {
+            (Some(set), m) if m.is_none_or(|m| set.len() <= m.len()) => {
+                set.values().filter(|e| caps.is_subset_of(&e.capabilities) && in_swarm(e)).cloned().collect()
+            }
+            (_, Some(m)) => {
+                let mut out: Vec<Arc<AgentEntry>> =
+                    m.values().filter_map(|id| self.entry(id)).filter(|e| caps.is_subset_of(&e.capabilities)).collect();
+                out.sort_by(|a, b| a.id.cmp(&b.id));
+                out.into()
+            }
+            (_, None) => {
+                let mut out: Vec<Arc<AgentEntry>> = self.by_id.iter().map(|e| e.value().clone()).collect();
+                out.sort_by(|a, b| a.id.cmp(&b.id));
+                out.into()
+            }
+        }
     }
 
     /// Live members of `swarm`, oldest first.
@@ -250,7 +255,7 @@ impl RegistryView {
         {
             let mut index = self.index.write();
             for cap in &entry.capabilities {
-                index.by_capability.entry(cap.clone()).or_default().insert(entry.id.clone());
+                index.by_capability.entry(cap.clone()).or_default().insert(entry.id.clone(), entry.clone());
             }
             index.member_of.insert(entry.id.clone(), Vec::new());
             self.by_id.insert(entry.id.clone(), entry.clone());

@@ -458,7 +458,6 @@ pub enum BreakersMsg {
     /// Drop closed breakers of agents that are no longer registered.
     Prune,
     /// Fault injection for supervision tests.
-    #[doc(hidden)]
     InjectPanic,
 }
 impl ractor::Message for BreakersMsg {}

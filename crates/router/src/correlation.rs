@@ -131,7 +131,6 @@ pub enum CorrelationMsg {
     /// Sweep expired records now.
     Sweep,
     /// Fault injection for supervision tests.
-    #[doc(hidden)]
     InjectPanic,
 }
 impl ractor::Message for CorrelationMsg {}

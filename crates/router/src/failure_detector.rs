@@ -31,7 +31,6 @@ pub enum DetectorMsg {
     /// An orphan was reported.
     Orphans,
     /// Fault injection for supervision tests.
-    #[doc(hidden)]
     InjectPanic,
 }
 impl ractor::Message for DetectorMsg {}

@@ -31,7 +31,6 @@ pub enum RouterMsg {
     /// many were accepted.
     ReplayDeadLetters(RpcReplyPort<usize>),
     /// Fault injection for supervision tests.
-    #[doc(hidden)]
     InjectPanic,
 }
 

@@ -121,9 +121,12 @@ pub(crate) fn min_by_key_from<K: PartialOrd>(
             continue;
         }
         let v = key(e);
-        match &best {
-            Some((_, b)) if !(v < *b) => {}
-            _ => best = Some((i, v)),
+        let better = match &best {
+            None => true,
+            Some((_, b)) => v.partial_cmp(b) == Some(std::cmp::Ordering::Less),
+        };
+        if better {
+            best = Some((i, v));
         }
     }
     best.map(|(i, _)| i)
