@@ -34,8 +34,9 @@ fn bench(c: &mut Criterion) {
     let params = StrategyParams { vnodes: 150, ewma_decay_ns: 1e10, default_rtt_ns: 1e6 };
     let tasks: Vec<Task> =
         (0..1024).map(|i| Task::new(CapabilitySet::parse(["x"]).unwrap()).with_affinity_key(format!("s{i}"))).collect();
-    let tried = [erlmcp_flow::core::AgentId::new("agent-000003").unwrap()];
-    let eligible = |e: &AgentEntry| e.is_alive() && !tried.contains(&e.id);
+    // One agent already tried, as the router tracks it (by registration number).
+    let tried = [candidates[3].seq];
+    let eligible = |e: &AgentEntry| e.is_alive() && !tried.contains(&e.seq);
 
     let mut group = c.benchmark_group("decision");
     for kind in StrategyKind::ALL {

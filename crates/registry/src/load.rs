@@ -97,8 +97,9 @@ impl AgentLoad {
         if est == 0.0 {
             return None;
         }
-        let elapsed = now_ns.saturating_sub(self.ewma_stamp_ns.load(Ordering::Relaxed)) as f64;
-        Some(est * decay_factor(elapsed / decay_ns))
+        let x = now_ns.saturating_sub(self.ewma_stamp_ns.load(Ordering::Relaxed)) as f64 / decay_ns;
+        // Busy agents were sampled moments ago: skip the decay (under 1 % anyway).
+        Some(if x < 0.01 { est } else { est * decay_factor(x) })
     }
 
     /// Undecayed latency estimate (ns), 0 before the first sample.

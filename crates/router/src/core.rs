@@ -406,7 +406,9 @@ impl RouterCore {
         let mut redeliveries = 0u32;
         let mut last: Option<AttemptError> = None;
         let mut saw_candidates = false;
-        let mut tried: Vec<AgentId> = Vec::new();
+        // Agents already tried for this task, by registration sequence number: comparing
+        // a u64 inline in the entry avoids chasing each candidate's id string.
+        let mut tried: Vec<u64> = Vec::new();
 
         let primary = task.swarm.clone();
         let fallback =
@@ -437,6 +439,7 @@ impl RouterCore {
                 };
                 deliveries += 1;
                 let agent = lease.entry.id.clone();
+                let agent_seq = lease.entry.seq;
                 match self.attempt(task, lease, deliveries, &candidates, strategy.as_ref(), &mut rng).await {
                     AttemptResult::Completed(output) => {
                         return TaskOutcome::Completed { agent, output, attempts: deliveries };
@@ -450,7 +453,7 @@ impl RouterCore {
                     AttemptResult::Lost => {
                         redeliveries += 1;
                         RouterMetrics::inc(&self.metrics.redeliveries);
-                        tried.push(agent.clone());
+                        tried.push(agent_seq);
                         self.parts.tasks.requeue(&task.id);
                         if redeliveries > s.max_redeliveries {
                             executed += 1;
@@ -462,7 +465,7 @@ impl RouterCore {
                         executed += 1;
                         phase_attempts += 1;
                         last = Some(error);
-                        tried.push(agent);
+                        tried.push(agent_seq);
                         self.parts.tasks.requeue(&task.id);
                         if phase_attempts >= s.max_attempts {
                             break;
@@ -503,10 +506,10 @@ impl RouterCore {
         let strategy = self.strategy();
         let mut rng = self.rng();
         let now = self.parts.clock.now_ns();
-        let mut skipped: Vec<AgentId> = Vec::new();
+        let mut skipped: Vec<u64> = Vec::new();
         loop {
             let pick = {
-                let eligible = |e: &AgentEntry| e.is_alive() && !skipped.contains(&e.id);
+                let eligible = |e: &AgentEntry| e.is_alive() && !skipped.contains(&e.seq);
                 strategy.select(&candidates, &Selection { task, now_ns: now, eligible: &eligible }, &mut rng)
             }?;
             let entry = &candidates[pick];
@@ -519,7 +522,7 @@ impl RouterCore {
                 return Some(entry.id.clone());
             }
             self.parts.breakers.on_abandon(&entry.id, admission.is_probe());
-            skipped.push(entry.id.clone());
+            skipped.push(entry.seq);
         }
     }
 
@@ -530,10 +533,10 @@ impl RouterCore {
         task: &Task,
         candidates: &Candidates,
         strategy: &dyn Strategy,
-        tried: &mut Vec<AgentId>,
+        tried: &mut Vec<u64>,
         rng: &mut SmallRng,
     ) -> Result<Lease, String> {
-        let mut skipped: Vec<AgentId> = Vec::new();
+        let mut skipped: Vec<u64> = Vec::new();
         let mut saturated: Vec<Arc<AgentEntry>> = Vec::new();
         let mut breaker_refusals = 0usize;
         let mut reset = false;
@@ -542,7 +545,7 @@ impl RouterCore {
         let mut pause = Duration::from_micros(200);
         loop {
             let pick = {
-                let eligible = |e: &AgentEntry| e.is_alive() && !tried.contains(&e.id) && !skipped.contains(&e.id);
+                let eligible = |e: &AgentEntry| e.is_alive() && !tried.contains(&e.seq) && !skipped.contains(&e.seq);
                 strategy.select(candidates, &Selection { task, now_ns: now, eligible: &eligible }, rng)
             };
             match pick {
@@ -552,7 +555,7 @@ impl RouterCore {
                     let admission = self.parts.breakers.admit_on(&entry.id, &breaker, now);
                     if !admission.is_allowed() {
                         breaker_refusals += 1;
-                        skipped.push(entry.id.clone());
+                        skipped.push(entry.seq);
                         continue;
                     }
                     let got_slot = match entry.bulkhead.try_acquire() {
@@ -566,7 +569,7 @@ impl RouterCore {
                         return Ok(Lease { entry, breaker, probe: admission.is_probe(), granted_ns: now });
                     }
                     self.parts.breakers.abandon_on(&breaker, admission.is_probe());
-                    skipped.push(entry.id.clone());
+                    skipped.push(entry.seq);
                     saturated.push(entry);
                 }
                 None if !saturated.is_empty() => {
