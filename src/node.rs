@@ -5,8 +5,11 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use erlmcp_flow_agent::{AgentPool, AgentPoolError, AgentSpec};
+use erlmcp_flow_cluster::{ClusterArgs, ClusterMsg, GatewayArgs, GatewayMsg, Hello, NodeReport, PeerTable};
 use erlmcp_flow_core::config::{ConfigError, FlowConfig};
-use erlmcp_flow_core::{Agent, AgentId, MonoClock, StrategyKind, SubmitError, Task, TaskId, TaskOutcome};
+use erlmcp_flow_core::{
+    Agent, AgentId, Codec, MonoClock, NodeName, StrategyKind, SubmitError, Task, TaskId, TaskOutcome,
+};
 use erlmcp_flow_registry::{RegistryArgs, RegistryHandle, RegistryView};
 use erlmcp_flow_router::breaker::{BreakersArgs, BreakersMsg};
 use erlmcp_flow_router::correlation::{CorrelationArgs, CorrelationMsg};
@@ -118,6 +121,59 @@ struct Slots {
     detector: ActorSlot<DetectorMsg>,
     router: ActorSlot<RouterMsg>,
     flow_supervisor: ActorSlot<SupervisorMsg>,
+    cluster: ActorSlot<ClusterMsg>,
+    gateway: ActorSlot<GatewayMsg>,
+}
+
+/// Builds the cluster actor's and the gateway's arguments, binding the listener.
+async fn cluster_args(
+    config: &FlowConfig,
+    node: NodeName,
+    registry: &RegistryHandle,
+    parts: &RouterParts,
+    slots: &Slots,
+    clock: MonoClock,
+) -> Result<(ClusterArgs, GatewayArgs, std::net::SocketAddr), StartError> {
+    let cfg = &config.cluster;
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .map_err(|e| StartError::Tree(format!("cannot listen on {}: {e}", cfg.listen)))?;
+    let addr = listener.local_addr().map_err(|e| StartError::Tree(e.to_string()))?;
+    let hello = Hello {
+        node,
+        incarnation: rand::random::<u64>() | 1,
+        listen: addr.to_string(),
+        version: erlmcp_flow_cluster::wire::PROTOCOL_VERSION,
+    };
+    let peers = Arc::new(PeerTable::default());
+    let codec = Codec::new(config.codec.max_payload_bytes.saturating_add(64 * 1024));
+    let tasks = parts.tasks.clone();
+    let ledger = Arc::new(move || {
+        let c = tasks.counts();
+        [c.accepted, c.completed, c.failed, c.dead_lettered]
+    });
+    let cluster = ClusterArgs {
+        cfg: cfg.clone(),
+        hello: hello.clone(),
+        phi_threshold: config.failure_detector.phi_threshold,
+        listener: Arc::new(listener),
+        registry: registry.clone(),
+        peers: peers.clone(),
+        codec,
+        clock,
+        slot: slots.cluster.clone(),
+        ledger,
+    };
+    let gateway = GatewayArgs {
+        hello,
+        registry: registry.clone(),
+        peers,
+        codec,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.max_remote_in_flight as usize)),
+        cluster: slots.cluster.clone(),
+        slot: slots.gateway.clone(),
+    };
+    Ok((cluster, gateway, addr))
 }
 
 struct NodeInner {
@@ -130,6 +186,7 @@ struct NodeInner {
     flow_stats: Arc<SupervisorStats>,
     status: watch::Receiver<NodeStatus>,
     watch_actor: ActorRef<()>,
+    listen: Option<std::net::SocketAddr>,
     watch_handle: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -172,7 +229,9 @@ impl FlowNode {
         let seed = config.node.seed.unwrap_or_else(rand::random);
         let call_timeout = Duration::from_millis(config.timeouts.routing_ms.max(1_000));
 
-        let view = Arc::new(RegistryView::new(
+        let node_name = NodeName::new(&config.node.name).expect("validated config");
+        let view = Arc::new(RegistryView::for_node(
+            node_name.clone(),
             config.registry.max_agents as usize,
             config.registry.candidate_cache_entries as usize,
         ));
@@ -183,6 +242,8 @@ impl FlowNode {
             detector: ActorSlot::new(),
             router: ActorSlot::new(),
             flow_supervisor: ActorSlot::new(),
+            cluster: ActorSlot::new(),
+            gateway: ActorSlot::new(),
         };
         let registry = RegistryHandle::new(view.clone(), slots.registry.clone(), call_timeout);
         let parts = RouterParts {
@@ -231,8 +292,17 @@ impl FlowNode {
                 slot: slots.detector.clone(),
             },
             router: RouterArgs { core: core.clone(), strategies, slot: slots.router.clone() },
+            cluster: None,
             pool: pool.clone(),
         };
+        let mut tree = tree;
+        let mut listen = None;
+        if config.cluster.enabled {
+            let (cluster, gateway, addr) =
+                cluster_args(&config, node_name.clone(), &registry, &parts, &slots, clock).await?;
+            listen = Some(addr);
+            tree.cluster = Some((cluster, gateway));
+        }
         let flow_stats = Arc::new(SupervisorStats::default());
         let spec = flow_supervisor_spec(&config, tree, flow_stats.clone());
         let (status_tx, status) = watch::channel(NodeStatus::Running);
@@ -255,6 +325,7 @@ impl FlowNode {
                 flow_stats,
                 status,
                 watch_actor,
+                listen,
                 watch_handle: parking_lot::Mutex::new(Some(watch_handle)),
             }),
         })
@@ -394,6 +465,32 @@ impl FlowNode {
         self.inner.pool.supervisor().get()
     }
 
+    /// Where this node accepts other nodes (cluster mode).
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.listen
+    }
+
+    /// This node's view of the cluster (cluster mode).
+    pub async fn cluster_report(&self) -> Option<NodeReport> {
+        let cluster = self.inner.slots.cluster.wait(Duration::from_secs(2)).await?;
+        match cluster.call(ClusterMsg::Report, Some(Duration::from_secs(2))).await {
+            Ok(CallResult::Success(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Partition fault injection: cut these peers off (nothing sent, nothing received),
+    /// or heal the cut with `cut = false`. True when the cluster actor took the order.
+    pub async fn partition(&self, peers: Vec<NodeName>, cut: bool) -> bool {
+        let Some(cluster) = self.inner.slots.cluster.wait(Duration::from_secs(2)).await else { return false };
+        let r = if cut {
+            cluster.call(|r| ClusterMsg::Block(peers, r), Some(Duration::from_secs(2))).await
+        } else {
+            cluster.call(|r| ClusterMsg::Unblock(peers, r), Some(Duration::from_secs(2))).await
+        };
+        matches!(r, Ok(CallResult::Success(())))
+    }
+
     /// Fault injection: makes the named FlowSupervisor child panic (see
     /// [`crate::tree::CHILDREN`]). Returns false if the child is not running.
     #[doc(hidden)]
@@ -409,6 +506,12 @@ impl FlowNode {
             }
             "failure_detector" => s.detector.get().is_some_and(|a| a.send_message(DetectorMsg::InjectPanic).is_ok()),
             "router" => s.router.get().is_some_and(|a| a.send_message(RouterMsg::InjectPanic).is_ok()),
+            "cluster" => s.cluster.get().is_some_and(|a| a.send_message(ClusterMsg::InjectPanic).is_ok()),
+            "gateway" => s.gateway.get().is_some_and(|a| {
+                // The gateway takes only cluster messages; kill it (an abnormal exit).
+                a.kill();
+                true
+            }),
             "agent_supervisor" => self.inner.pool.supervisor().get().is_some_and(|a| {
                 // A supervisor has no panic message; kill it, which is an abnormal exit.
                 a.kill();
@@ -428,6 +531,8 @@ impl FlowNode {
             "correlation_tracker" => s.correlation.get().map(|a| a.get_id()),
             "failure_detector" => s.detector.get().map(|a| a.get_id()),
             "router" => s.router.get().map(|a| a.get_id()),
+            "cluster" => s.cluster.get().map(|a| a.get_id()),
+            "gateway" => s.gateway.get().map(|a| a.get_id()),
             "agent_supervisor" => self.inner.pool.supervisor().get().map(|a| a.get_id()),
             _ => None,
         }

@@ -7,6 +7,8 @@
 //! ├── CorrelationTracker   correlation-table TTL sweeps
 //! ├── FailureDetector      hung agents, heartbeats, orphaned-task recovery
 //! ├── Router               routing control plane (strategy, dead letters)
+//! ├── Cluster              (cluster mode) NodeServer, sessions, dialing, liveness, directories
+//! ├── Gateway              (cluster mode) the node's only cluster-message actor
 //! └── AgentSupervisor      one_for_one, supervision.agents: 5 restarts in 60 s
 //!     └── agents …
 //! ```
@@ -31,6 +33,7 @@
 use std::time::Duration;
 
 use erlmcp_flow_agent::AgentPool;
+use erlmcp_flow_cluster::{ClusterActor, ClusterArgs, Gateway, GatewayArgs};
 use erlmcp_flow_core::config::FlowConfig;
 use erlmcp_flow_registry::{Registry, RegistryArgs};
 use erlmcp_flow_router::breaker::BreakersArgs;
@@ -42,7 +45,10 @@ use erlmcp_flow_supervision::{ChildSpec, Restart, RestartIntensity, Strategy, Su
 use ractor::{Actor, ActorCell};
 use std::sync::Arc;
 
-/// Names of the FlowSupervisor's children, in start order.
+/// Extra children of a cluster node, started before the AgentSupervisor.
+pub const CLUSTER_CHILDREN: [&str; 2] = ["cluster", "gateway"];
+
+/// Names of the FlowSupervisor's children on a single node, in start order.
 pub const CHILDREN: [&str; 6] =
     ["registry", "circuit_breakers", "correlation_tracker", "failure_detector", "router", "agent_supervisor"];
 
@@ -54,6 +60,7 @@ pub(crate) struct TreeArgs {
     pub(crate) correlation: CorrelationArgs,
     pub(crate) detector: DetectorArgs,
     pub(crate) router: RouterArgs,
+    pub(crate) cluster: Option<(ClusterArgs, GatewayArgs)>,
     pub(crate) pool: AgentPool,
 }
 
@@ -73,7 +80,7 @@ where
 pub(crate) fn flow_supervisor_spec(cfg: &FlowConfig, args: TreeArgs, stats: Arc<SupervisorStats>) -> SupervisorSpec {
     let flow = cfg.supervision.flow;
     let agents = cfg.supervision.agents;
-    SupervisorSpec::new(
+    let spec = SupervisorSpec::new(
         "flow_supervisor",
         Strategy::OneForOne,
         RestartIntensity::new(flow.max_restarts, Duration::from_millis(flow.window_ms)),
@@ -83,8 +90,14 @@ pub(crate) fn flow_supervisor_spec(cfg: &FlowConfig, args: TreeArgs, stats: Arc<
     .child(child::<CircuitBreakersActor, _>(CHILDREN[1], || CircuitBreakersActor, args.breakers))
     .child(child::<CorrelationTrackerActor, _>(CHILDREN[2], || CorrelationTrackerActor, args.correlation))
     .child(child::<FailureDetector, _>(CHILDREN[3], || FailureDetector, args.detector))
-    .child(child::<RouterActor, _>(CHILDREN[4], || RouterActor, args.router))
-    .child(
+    .child(child::<RouterActor, _>(CHILDREN[4], || RouterActor, args.router));
+    let spec = match args.cluster {
+        Some((cluster, gateway)) => spec
+            .child(child::<ClusterActor, _>(CLUSTER_CHILDREN[0], || ClusterActor, cluster))
+            .child(child::<Gateway, _>(CLUSTER_CHILDREN[1], || Gateway, gateway)),
+        None => spec,
+    };
+    spec.child(
         args.pool
             .supervisor_child_spec(RestartIntensity::new(agents.max_restarts, Duration::from_millis(agents.window_ms))),
     )

@@ -143,12 +143,12 @@ async fn run(plan: Plan) {
             match f {
                 Fault::KillAgent(i) => {
                     if let Some(e) = node.registry().find(&id(*i)) {
-                        e.actor().kill();
+                        e.actor().expect("local").kill();
                     }
                 }
                 Fault::PanicAgent(i) => {
                     if let Some(e) = node.registry().find(&id(*i)) {
-                        let _ = e.actor().send_message(AgentMsg::InjectPanic("chaos".into()));
+                        let _ = e.actor().expect("local").send_message(AgentMsg::InjectPanic("chaos".into()));
                     }
                 }
                 Fault::StopAgent(i) => {

@@ -71,7 +71,7 @@ async fn registry_crash_recovers_and_resumes_monitoring() {
         .await
         .unwrap();
     let temp = node.registry().find(&AgentId::new("temp").unwrap()).unwrap();
-    temp.actor().kill();
+    temp.actor().expect("local").kill();
     eventually("killed agent out of the registry", || node.registry().find(&AgentId::new("temp").unwrap()).is_none())
         .await;
     assert_eq!(node.registry().view().len(), 6);

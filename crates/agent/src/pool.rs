@@ -178,7 +178,8 @@ impl AgentPool {
                     return self
                         .registry
                         .find(&spec.id)
-                        .map(|e| e.actor().get_cell())
+                        .and_then(|e| e.actor())
+                        .map(|a| a.get_cell())
                         .ok_or(AgentPoolError::SupervisorUnavailable);
                 }
                 Err(SupervisorError::StartFailed { reason, .. }) => {

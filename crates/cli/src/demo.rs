@@ -32,7 +32,7 @@ use rand::{Rng, SeedableRng};
 use crate::report::DemoReport;
 
 /// Payload marking a task every agent rejects permanently.
-const POISON: &[u8] = b"poison";
+pub(crate) const POISON: &[u8] = b"poison";
 
 fn probability(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
@@ -86,14 +86,26 @@ pub struct DemoArgs {
     /// it (the AgentSupervisor then escalates, as OTP would).
     #[arg(long)]
     pub keep_intensity: bool,
+    /// Run a multi-process cluster of this many nodes on 127.0.0.1 instead of one node
+    /// (default tasks then 20 000).
+    #[arg(long)]
+    pub nodes: Option<usize>,
+    /// With `--nodes`: which node to SIGKILL mid-run: `none`, `random`, or a node name
+    /// (default: the last node; never the submitting node-1).
+    #[arg(long)]
+    pub kill: Option<String>,
+    /// With `--nodes`: show the nodes' logs.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
-struct DemoAgent {
-    rng: SmallRng,
-    crash_rate: f64,
-    fail_rate: f64,
-    flaky: bool,
-    work: Duration,
+/// The demo's agent: crashes, fails and works as configured.
+pub(crate) struct DemoAgent {
+    pub(crate) rng: SmallRng,
+    pub(crate) crash_rate: f64,
+    pub(crate) fail_rate: f64,
+    pub(crate) flaky: bool,
+    pub(crate) work: Duration,
 }
 
 impl Agent for DemoAgent {
@@ -117,6 +129,9 @@ impl Agent for DemoAgent {
 }
 
 pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if let Some(nodes) = args.nodes {
+        return crate::cluster_demo::run(&args, nodes);
+    }
     erlmcp_flow::quiet_agent_panics();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the tokio runtime")?;

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cluster_demo;
 mod demo;
+mod node;
 mod report;
 
 #[derive(Debug, Parser)]
@@ -24,6 +26,20 @@ struct Cli {
 enum Command {
     /// Run a single-node demo: agents, swarms, crashes, retries, and a no-loss check.
     Demo(demo::DemoArgs),
+    /// Run one cluster node (see `flow node --help`).
+    Node(node::NodeArgs),
+    /// Show a running node's view of the cluster: membership, reachability, phi per peer.
+    Status {
+        /// The node's listen address.
+        #[arg(long)]
+        connect: std::net::SocketAddr,
+        /// The cluster cookie.
+        #[arg(long, default_value = "erlmcp-flow")]
+        cookie: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a config file or print the defaults.
     Config {
         #[command(subcommand)]
@@ -50,6 +66,8 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Node(args) => node::run(args),
+        Command::Status { connect, cookie, json } => status(connect, &cookie, json),
         Command::Config { action } => config(action),
     };
     match result {
@@ -59,6 +77,49 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn status(addr: std::net::SocketAddr, cookie: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report =
+        runtime.block_on(erlmcp_flow::cluster::query_status(addr, cookie, std::time::Duration::from_secs(5)))?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("node {} (incarnation {:x}) listening on {}", report.node, report.incarnation, report.listen);
+    println!(
+        "agents: {} local, {} remote; ledger: accepted {} completed {} failed {} dead-lettered {}",
+        report.local_agents,
+        report.remote_agents,
+        report.ledger[0],
+        report.ledger[1],
+        report.ledger[2],
+        report.ledger[3]
+    );
+    println!("{:<16} {:<12} {:>8} {:>10} {:>7} {:<21}", "peer", "reachable", "phi", "silent_ms", "agents", "listen");
+    for p in &report.peers {
+        let reach = if p.blocked {
+            "cut off"
+        } else if p.reachable {
+            "yes"
+        } else {
+            "NO"
+        };
+        println!(
+            "{:<16} {:<12} {:>8.2} {:>10} {:>7} {:<21}",
+            p.node,
+            reach,
+            p.phi,
+            p.silent_ms.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+            p.agents,
+            p.listen
+        );
+    }
+    for (k, v) in &report.counters {
+        println!("{k}: {v}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn config(action: ConfigAction) -> anyhow::Result<ExitCode> {

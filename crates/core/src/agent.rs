@@ -6,15 +6,18 @@
 //! restarts it with fresh state (let it crash).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use ractor::{ActorRef, RpcReplyPort};
 
+use crate::id::NodeName;
 use crate::task::Task;
 
 /// An error an agent returns for one task.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum AgentError {
     /// Something transient went wrong with this agent; another agent may succeed.
     /// Counts against this agent's circuit breaker.
@@ -43,7 +46,7 @@ pub trait Agent: Send + 'static {
 }
 
 /// Why an agent actor could not return an output for a task.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum AgentReplyError {
     /// The agent returned an error.
     #[error(transparent)]
@@ -79,3 +82,33 @@ impl ractor::Message for AgentMsg {}
 
 /// A reference to an agent actor.
 pub type AgentRef = ActorRef<AgentMsg>;
+
+/// How a delivery to an agent on another node ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteReply {
+    /// The agent answered.
+    Reply(AgentReply),
+    /// No answer within the timeout.
+    Timeout,
+    /// The node, the link or the agent went away before answering (the task may or may
+    /// not have run; it is redelivered elsewhere).
+    Lost,
+    /// The remote node refused the delivery (unknown agent, overloaded, bad request).
+    Refused(String),
+}
+
+/// A boxed future of a [`RemoteReply`].
+pub type RemoteDelivery = Pin<Box<dyn Future<Output = RemoteReply> + Send + 'static>>;
+
+/// An agent living on another node, as seen by this node's router. The cluster layer
+/// implements it (over the nodes' gateway actors); the router only calls `deliver`.
+pub trait RemoteAgent: Send + Sync + std::fmt::Debug + 'static {
+    /// The node the agent lives on.
+    fn node(&self) -> &NodeName;
+
+    /// The agent's id on its own node.
+    fn remote_id(&self) -> &crate::id::AgentId;
+
+    /// Delivers one attempt of `task`, waiting at most `timeout` for the answer.
+    fn deliver(&self, task: Arc<Task>, timeout: Duration) -> RemoteDelivery;
+}

@@ -88,6 +88,8 @@ pub struct FlowConfig {
     pub codec: CodecConfig,
     /// Registry bounds.
     pub registry: RegistryConfig,
+    /// Clustering over ractor_cluster (off by default).
+    pub cluster: ClusterConfig,
 }
 
 /// `[node]`
@@ -483,6 +485,58 @@ impl Default for RegistryConfig {
     }
 }
 
+/// `[cluster]`: joining other nodes over ractor_cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Run as a cluster node. Default false (a single, local node).
+    pub enabled: bool,
+    /// Address to listen on for other nodes; port 0 picks a free one. Default
+    /// `"127.0.0.1:0"`.
+    pub listen: String,
+    /// Shared secret; a peer with another cookie is refused. Non-empty. Default
+    /// `"erlmcp-flow"`.
+    pub cookie: String,
+    /// Addresses of nodes to join (`host:port`). Default none.
+    pub seeds: Vec<String>,
+    /// First re-dial delay after a lost or failed connection, ms (> 0). Default 100.
+    pub reconnect_base_ms: u64,
+    /// Re-dial delay cap, ms (≥ base). Default 5000.
+    pub reconnect_max_ms: u64,
+    /// Heartbeat period between nodes, ms (> 0). Default 100.
+    pub heartbeat_interval_ms: u64,
+    /// Gossip round period, ms (> 0). Default 100.
+    pub gossip_interval_ms: u64,
+    /// Peers contacted per gossip round, 1..=16. Default 3.
+    pub gossip_fanout: u32,
+    /// Hops a fresh rumor travels, 1..=32. Default 5.
+    pub rumor_ttl: u32,
+    /// How often a node republishes its agent directory and load, ms (> 0). Default 250.
+    pub directory_interval_ms: u64,
+    /// Remote deliveries a node executes for other nodes at once; beyond it, deliveries
+    /// are refused (and retried elsewhere by the caller), 1..=1000000. Default 10000.
+    pub max_remote_in_flight: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: "127.0.0.1:0".into(),
+            cookie: "erlmcp-flow".into(),
+            seeds: Vec::new(),
+            reconnect_base_ms: 100,
+            reconnect_max_ms: 5_000,
+            heartbeat_interval_ms: 100,
+            gossip_interval_ms: 100,
+            gossip_fanout: 3,
+            rumor_ttl: 5,
+            directory_interval_ms: 250,
+            max_remote_in_flight: 10_000,
+        }
+    }
+}
+
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { field, reason: reason.into() }
 }
@@ -643,6 +697,25 @@ impl FlowConfig {
         positive!(self.registry.candidate_cache_entries, "registry.candidate_cache_entries")?;
         positive!(self.registry.restart_grace_ms, "registry.restart_grace_ms")?;
 
+        // cluster
+        let cl = &self.cluster;
+        cl.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| invalid("cluster.listen", format!("must be host:port, got {:?} ({e})", cl.listen)))?;
+        check(!cl.cookie.is_empty(), "cluster.cookie", || "must not be empty".into())?;
+        for seed in &cl.seeds {
+            seed.parse::<std::net::SocketAddr>()
+                .map_err(|e| invalid("cluster.seeds", format!("{seed:?} is not host:port ({e})")))?;
+        }
+        positive!(cl.reconnect_base_ms, "cluster.reconnect_base_ms")?;
+        range!(cl.reconnect_max_ms, "cluster.reconnect_max_ms", cl.reconnect_base_ms, 3_600_000)?;
+        positive!(cl.heartbeat_interval_ms, "cluster.heartbeat_interval_ms")?;
+        positive!(cl.gossip_interval_ms, "cluster.gossip_interval_ms")?;
+        range!(cl.gossip_fanout, "cluster.gossip_fanout", 1, 16)?;
+        range!(cl.rumor_ttl, "cluster.rumor_ttl", 1, 32)?;
+        positive!(cl.directory_interval_ms, "cluster.directory_interval_ms")?;
+        range!(cl.max_remote_in_flight, "cluster.max_remote_in_flight", 1, 1_000_000)?;
+
         // codec
         range!(self.codec.max_payload_bytes, "codec.max_payload_bytes", 1, PAYLOAD_HARD_LIMIT_BYTES)?;
         Ok(())
@@ -702,6 +775,10 @@ mod tests {
             ("[codec]\nmax_payload_bytes = 999999999", "codec.max_payload_bytes"),
             ("[node]\nname = \"\"", "node.name"),
             ("[timeouts]\nexecution_ms = 0", "timeouts.execution_ms"),
+            ("[cluster]\nlisten = \"localhost\"", "cluster.listen"),
+            ("[cluster]\ncookie = \"\"", "cluster.cookie"),
+            ("[cluster]\nseeds = [\"nowhere\"]", "cluster.seeds"),
+            ("[cluster]\ngossip_fanout = 0", "cluster.gossip_fanout"),
         ];
         for (text, field) in cases {
             let err = FlowConfig::from_toml_str(text).unwrap_err();

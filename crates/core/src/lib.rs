@@ -34,7 +34,9 @@ pub mod outcome;
 pub mod task;
 pub mod trace_context;
 
-pub use agent::{Agent, AgentError, AgentMsg, AgentRef, AgentReply, AgentReplyError};
+pub use agent::{
+    Agent, AgentError, AgentMsg, AgentRef, AgentReply, AgentReplyError, RemoteAgent, RemoteDelivery, RemoteReply,
+};
 pub use capability::CapabilitySet;
 pub use clock::MonoClock;
 pub use codec::{Codec, CodecError};

@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use erlmcp_flow_core::{AgentId, MonoClock, SwarmName};
+use erlmcp_flow_core::{AgentId, MonoClock, NodeName, SwarmName};
 use erlmcp_flow_supervision::ActorSlot;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
 
-use crate::entry::{AgentEntry, Registration};
+use crate::entry::{AgentEntry, Registration, RemoteRegistration};
 use crate::error::RegistryError;
 use crate::view::{LeaderChange, RegistryView};
 
@@ -41,6 +41,11 @@ pub enum RegistryMsg {
     /// Monitor a new incarnation that revived its entry itself (see
     /// [`RegistryHandle::revive`](crate::RegistryHandle::revive)).
     Watch(AgentId, erlmcp_flow_core::AgentRef),
+    /// Make the remote agents of `node` exactly these (the cluster layer sends the node's
+    /// directory as gossip delivers it); returns how many entries changed.
+    SyncNode(NodeName, Vec<RemoteRegistration>, RpcReplyPort<usize>),
+    /// Mark every agent of `node` reachable (up) or not (down).
+    SetNodeReachable(NodeName, bool, RpcReplyPort<usize>),
     /// Remove entries down for longer than the grace period.
     Reap,
     /// Fault injection for supervision tests.
@@ -98,7 +103,8 @@ impl Actor for Registry {
             RegistryState { watching: HashMap::new(), down: HashMap::new(), announced: HashMap::new(), reaper, args };
         let now = state.args.clock.now_ns();
         for entry in state.args.view.all_entries() {
-            let actor = entry.actor();
+            // Remote entries are the cluster layer's business.
+            let Some(actor) = entry.actor() else { continue };
             if entry.is_alive() && actor.get_status() <= ActorStatus::Running {
                 myself.get_cell().monitor(actor.get_cell());
                 state.watching.insert(actor.get_id(), entry.id.clone());
@@ -161,6 +167,24 @@ impl Actor for Registry {
                 let _ = reply.send(ok);
             }
             RegistryMsg::Watch(id, actor) => state.watch(&myself, id, actor),
+            RegistryMsg::SyncNode(node, agents, reply) => {
+                let changed = state.sync_node(&myself, &node, agents);
+                let _ = reply.send(changed);
+            }
+            RegistryMsg::SetNodeReachable(node, up, reply) => {
+                let mut changed = 0;
+                let mut swarms = Vec::new();
+                for e in state.args.view.all_entries() {
+                    if e.node.as_ref() == Some(&node) && e.set_remote_up(up) {
+                        changed += 1;
+                        swarms.extend(e.initial_swarms.iter().cloned());
+                    }
+                }
+                swarms.sort();
+                swarms.dedup();
+                state.announce(&swarms);
+                let _ = reply.send(changed);
+            }
             RegistryMsg::Reap => state.reap(&myself),
             RegistryMsg::InjectPanic => panic!("registry: injected panic"),
         }
@@ -177,7 +201,7 @@ impl Actor for Registry {
             let actor = cell.get_id();
             if let Some(id) = state.watching.remove(&actor)
                 && let Some(entry) = state.args.view.entry(&id)
-                && entry.actor_id() == actor
+                && entry.actor_id() == Some(actor)
             {
                 entry.mark_down(actor);
                 state.down.insert(id.clone(), (entry.incarnation(), state.args.clock.now_ns()));
@@ -205,11 +229,14 @@ impl RegistryState {
         let view = self.args.view.clone();
         let existing = view.entry(&reg.id);
         if let Some(e) = &existing {
-            let current = e.actor();
+            let Some(current) = e.actor() else {
+                // A remote agent holds this id.
+                return Err(RegistryError::AlreadyRegistered(reg.id));
+            };
             if e.is_alive() && current.get_id() != reg.actor.get_id() && current.get_status() <= ActorStatus::Running {
                 return Err(RegistryError::AlreadyRegistered(reg.id));
             }
-            if e.same_shape(&reg) && (e.actor_id() == reg.actor.get_id() || e.revive(reg.actor.clone())) {
+            if e.same_shape(&reg) && (e.actor_id() == Some(reg.actor.get_id()) || e.revive(reg.actor.clone())) {
                 // A new incarnation of the same agent took the entry over in place.
                 self.watch(myself, reg.id.clone(), reg.actor.clone());
                 return self.confirm_alive(e.clone());
@@ -223,15 +250,70 @@ impl RegistryState {
             self.args.clock.now_ns(),
             self.args.bulkhead_capacity,
         ));
-        if let Some(old) = view.insert(entry.clone()) {
-            myself.get_cell().unmonitor(old.actor().get_cell());
-            self.watching.remove(&old.actor_id());
+        if let Some(old) = view.insert(entry.clone())
+            && let Some(old_actor) = old.actor()
+        {
+            myself.get_cell().unmonitor(old_actor.get_cell());
+            self.watching.remove(&old_actor.get_id());
         }
         self.down.remove(&entry.id);
-        let actor = entry.actor();
+        let actor = entry.actor().expect("a local registration");
         myself.get_cell().monitor(actor.get_cell());
         self.watching.insert(actor.get_id(), entry.id.clone());
         self.confirm_alive(entry)
+    }
+
+    fn sync_node(&mut self, myself: &ActorRef<RegistryMsg>, node: &NodeName, agents: Vec<RemoteRegistration>) -> usize {
+        let view = self.args.view.clone();
+        let mut changed = 0;
+        let mut swarms: Vec<SwarmName> = Vec::new();
+        let wanted: std::collections::HashSet<AgentId> = agents.iter().map(|r| r.id.clone()).collect();
+        for e in view.all_entries() {
+            if e.node.as_ref() == Some(node) && !wanted.contains(&e.id) {
+                swarms.extend(view.swarms_of(&e.id));
+                self.remove(myself, &e.id);
+                changed += 1;
+            }
+        }
+        for reg in agents {
+            if reg.link.node() != node {
+                tracing::warn!(agent = %reg.id, "remote registration for another node ignored");
+                continue;
+            }
+            if let Some(e) = view.entry(&reg.id) {
+                let same =
+                    e.node.as_ref() == Some(node) && e.capabilities == reg.capabilities && e.weight == reg.weight && {
+                        let mut s = reg.swarms.clone();
+                        s.sort();
+                        s.dedup();
+                        s == e.initial_swarms
+                    };
+                if same {
+                    continue;
+                }
+                if e.is_local() {
+                    tracing::warn!(agent = %reg.id, "remote agent id clashes with a local agent; ignored");
+                    continue;
+                }
+                self.remove(myself, &reg.id);
+            } else if view.is_full() {
+                tracing::warn!(agent = %reg.id, "registry full; remote agent not added");
+                continue;
+            }
+            swarms.extend(reg.swarms.iter().cloned());
+            let entry = Arc::new(AgentEntry::new_remote(
+                reg,
+                self.args.seq.fetch_add(1, Ordering::Relaxed),
+                self.args.clock.now_ns(),
+                self.args.bulkhead_capacity,
+            ));
+            view.insert(entry);
+            changed += 1;
+        }
+        swarms.sort();
+        swarms.dedup();
+        self.announce(&swarms);
+        changed
     }
 
     /// Monitors the incarnation `actor` of `id` if it is still the entry's current one.
@@ -239,7 +321,7 @@ impl RegistryState {
         let Some(entry) = self.args.view.entry(&id) else {
             return;
         };
-        if entry.actor_id() != actor.get_id() {
+        if entry.actor_id() != Some(actor.get_id()) {
             return;
         }
         if let Some(old) = self.watching.iter().find(|(_, v)| **v == id).map(|(k, _)| *k)
@@ -257,7 +339,7 @@ impl RegistryState {
 
     /// The actor may have died before we started monitoring it.
     fn confirm_alive(&mut self, entry: Arc<AgentEntry>) -> Result<Arc<AgentEntry>, RegistryError> {
-        let actor = entry.actor();
+        let Some(actor) = entry.actor() else { return Ok(entry) };
         if actor.get_status() > ActorStatus::Running {
             entry.mark_down(actor.get_id());
             self.watching.remove(&actor.get_id());
@@ -272,8 +354,10 @@ impl RegistryState {
         let Some(e) = self.args.view.remove(id, None) else {
             return false;
         };
-        myself.get_cell().unmonitor(e.actor().get_cell());
-        self.watching.remove(&e.actor_id());
+        if let Some(actor) = e.actor() {
+            myself.get_cell().unmonitor(actor.get_cell());
+            self.watching.remove(&actor.get_id());
+        }
         self.down.remove(id);
         self.announce(&swarms);
         true

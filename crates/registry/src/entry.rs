@@ -8,11 +8,17 @@
 //! bulkhead all stay in place across a restart, so a crash costs two atomic flips instead
 //! of an index rebuild. An entry that stays down past `registry.restart_grace_ms`, or whose
 //! agent leaves the pool, is removed.
+//!
+//! An entry either targets a local agent actor or, in a cluster, an agent on another node
+//! reached through that node's gateway ([`RemoteAgent`]); remote entries are registered
+//! under a node-qualified id (`agent@node`) so agents of different nodes never collide.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use erlmcp_flow_core::{AgentId, AgentRef, CapabilitySet, NodeName, SwarmName};
+use std::sync::Arc;
+
+use erlmcp_flow_core::{AgentId, AgentRef, CapabilitySet, NodeName, RemoteAgent, SwarmName};
 use parking_lot::RwLock;
 use ractor::ActorId;
 use tokio::sync::Semaphore;
@@ -34,6 +40,30 @@ pub struct Registration {
     pub actor: AgentRef,
 }
 
+/// Where an entry's tasks go.
+#[derive(Debug, Clone)]
+pub enum AgentTarget {
+    /// An agent actor on this node.
+    Local(AgentRef),
+    /// An agent on another node.
+    Remote(Arc<dyn RemoteAgent>),
+}
+
+/// What a remote agent registers with (the cluster layer fills it from gossip).
+#[derive(Debug, Clone)]
+pub struct RemoteRegistration {
+    /// Node-qualified id (`agent@node`).
+    pub id: AgentId,
+    /// Capabilities.
+    pub capabilities: CapabilitySet,
+    /// Swarms.
+    pub swarms: Vec<SwarmName>,
+    /// Weight (≥ 1).
+    pub weight: u32,
+    /// How to reach it.
+    pub link: Arc<dyn RemoteAgent>,
+}
+
 /// One registered agent. See the module docs.
 pub struct AgentEntry {
     /// Agent id.
@@ -52,7 +82,7 @@ pub struct AgentEntry {
     pub load: AgentLoad,
     /// Bulkhead: permits for tasks queued at or running on this agent.
     pub bulkhead: Semaphore,
-    actor: RwLock<AgentRef>,
+    target: RwLock<AgentTarget>,
     incarnation: AtomicU64,
     /// `UP`, `DOWN` or `RETIRED` (removed; can no longer be revived).
     state: AtomicU8,
@@ -77,20 +107,56 @@ impl AgentEntry {
             seq,
             load: AgentLoad::new(now_ns),
             bulkhead: Semaphore::new(bulkhead),
-            actor: RwLock::new(reg.actor),
+            target: RwLock::new(AgentTarget::Local(reg.actor)),
             incarnation: AtomicU64::new(0),
             state: AtomicU8::new(UP),
         }
     }
 
-    /// The current incarnation's actor.
-    pub fn actor(&self) -> AgentRef {
-        self.actor.read().clone()
+    /// A new, live entry for an agent on another node.
+    pub fn new_remote(reg: RemoteRegistration, seq: u64, now_ns: u64, bulkhead: usize) -> Self {
+        let mut swarms = reg.swarms;
+        swarms.sort();
+        swarms.dedup();
+        Self {
+            id: reg.id,
+            capabilities: reg.capabilities,
+            initial_swarms: swarms,
+            weight: reg.weight,
+            node: Some(reg.link.node().clone()),
+            seq,
+            load: AgentLoad::new(now_ns),
+            bulkhead: Semaphore::new(bulkhead),
+            target: RwLock::new(AgentTarget::Remote(reg.link)),
+            incarnation: AtomicU64::new(0),
+            state: AtomicU8::new(UP),
+        }
     }
 
-    /// The current incarnation's actor id.
-    pub fn actor_id(&self) -> ActorId {
-        self.actor.read().get_id()
+    /// Where tasks for this agent go now.
+    pub fn target(&self) -> AgentTarget {
+        self.target.read().clone()
+    }
+
+    /// The current incarnation's actor, for a local agent.
+    pub fn actor(&self) -> Option<AgentRef> {
+        match &*self.target.read() {
+            AgentTarget::Local(a) => Some(a.clone()),
+            AgentTarget::Remote(_) => None,
+        }
+    }
+
+    /// The current incarnation's actor id, for a local agent.
+    pub fn actor_id(&self) -> Option<ActorId> {
+        match &*self.target.read() {
+            AgentTarget::Local(a) => Some(a.get_id()),
+            AgentTarget::Remote(_) => None,
+        }
+    }
+
+    /// True for an agent on this node.
+    pub fn is_local(&self) -> bool {
+        self.node.is_none()
     }
 
     /// Incarnation number (0 for the first, +1 per revival).
@@ -106,21 +172,33 @@ impl AgentEntry {
 
     /// Marks the entry down if `actor` is still its current incarnation; true if it was up.
     pub fn mark_down(&self, actor: ActorId) -> bool {
-        let current = self.actor.read();
-        if current.get_id() != actor {
+        let current = self.target.read();
+        if !matches!(&*current, AgentTarget::Local(a) if a.get_id() == actor) {
             return false;
         }
         self.state.compare_exchange(UP, DOWN, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
+    /// Marks a remote entry down (its node is unreachable) or up again; true if it changed.
+    pub fn set_remote_up(&self, up: bool) -> bool {
+        if self.is_local() {
+            return false;
+        }
+        let (from, to) = if up { (DOWN, UP) } else { (UP, DOWN) };
+        self.state.compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
     /// Installs a new incarnation of a down entry and marks it up. Fails (false) when
     /// the entry is up or was retired (removed) meanwhile.
     pub(crate) fn revive(&self, actor: AgentRef) -> bool {
-        let mut current = self.actor.write();
+        let mut current = self.target.write();
+        if !matches!(&*current, AgentTarget::Local(_)) {
+            return false;
+        }
         if self.state.load(Ordering::Acquire) != DOWN {
             return false;
         }
-        *current = actor;
+        *current = AgentTarget::Local(actor);
         self.incarnation.fetch_add(1, Ordering::AcqRel);
         self.state.compare_exchange(DOWN, UP, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
@@ -128,7 +206,7 @@ impl AgentEntry {
     /// Retires a down entry of incarnation `incarnation` so it can no longer be revived;
     /// true if it did.
     pub(crate) fn retire_if_down(&self, incarnation: u64) -> bool {
-        let _current = self.actor.write();
+        let _current = self.target.write();
         self.incarnation() == incarnation
             && self.state.compare_exchange(DOWN, RETIRED, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }

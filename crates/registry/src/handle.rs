@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use erlmcp_flow_core::{AgentId, AgentMsg, Capability, CapabilitySet, SwarmName};
+use erlmcp_flow_core::{AgentId, AgentMsg, Capability, CapabilitySet, NodeName, SwarmName};
 use erlmcp_flow_supervision::ActorSlot;
 use ractor::rpc::CallResult;
 use tokio::sync::broadcast;
 
 use crate::actor::RegistryMsg;
-use crate::entry::{AgentEntry, Registration};
+use crate::entry::{AgentEntry, Registration, RemoteRegistration};
 use crate::error::RegistryError;
 use crate::view::{Candidates, LeaderChange, RegistryView};
 
@@ -75,7 +75,7 @@ impl RegistryHandle {
         self.view
             .swarm_members(swarm)
             .into_iter()
-            .filter(|e| e.actor().send_message(AgentMsg::Broadcast(message.clone())).is_ok())
+            .filter(|e| e.actor().is_some_and(|a| a.send_message(AgentMsg::Broadcast(message.clone())).is_ok()))
             .count()
     }
 
@@ -101,6 +101,18 @@ impl RegistryHandle {
         }
         // With no registry running, its next incarnation re-monitors every live entry.
         Some(entry)
+    }
+
+    /// Makes the remote agents of `node` exactly `agents`; returns how many entries changed.
+    pub async fn sync_node(&self, node: &NodeName, agents: Vec<RemoteRegistration>) -> Result<usize, RegistryError> {
+        let node = node.clone();
+        self.write(move |r| RegistryMsg::SyncNode(node.clone(), agents.clone(), r)).await
+    }
+
+    /// Marks every agent of `node` reachable or not; returns how many changed.
+    pub async fn set_node_reachable(&self, node: &NodeName, up: bool) -> Result<usize, RegistryError> {
+        let node = node.clone();
+        self.write(move |r| RegistryMsg::SetNodeReachable(node.clone(), up, r)).await
     }
 
     /// Unregisters an agent; true when it was registered.

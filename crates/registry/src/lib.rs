@@ -31,7 +31,7 @@ pub mod load;
 pub mod view;
 
 pub use actor::{Registry, RegistryArgs, RegistryMsg};
-pub use entry::{AgentEntry, Registration, splitmix64, stable_hash};
+pub use entry::{AgentEntry, AgentTarget, Registration, RemoteRegistration, splitmix64, stable_hash};
 pub use error::RegistryError;
 pub use handle::RegistryHandle;
 pub use load::{AgentLoad, decay_factor};

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use erlmcp_flow_core::hash::FoldBuildHasher;
-use erlmcp_flow_core::{AgentId, Capability, CapabilitySet, SwarmName};
+use erlmcp_flow_core::{AgentId, Capability, CapabilitySet, NodeName, SwarmName};
 use parking_lot::RwLock;
 use tokio::sync::broadcast;
 
@@ -72,12 +72,19 @@ pub struct RegistryView {
     cache_limit: usize,
     leaders: broadcast::Sender<LeaderChange>,
     max_agents: usize,
+    node: NodeName,
 }
 
 impl RegistryView {
     /// An empty registry holding at most `max_agents`, caching up to `cache_limit` queries.
     pub fn new(max_agents: usize, cache_limit: usize) -> Self {
+        Self::for_node(NodeName::new("local").expect("valid name"), max_agents, cache_limit)
+    }
+
+    /// Like [`new`](Self::new) for node `node` (used to name local agents cluster-wide).
+    pub fn for_node(node: NodeName, max_agents: usize, cache_limit: usize) -> Self {
         Self {
+            node,
             by_id: DashMap::with_hasher(FoldBuildHasher),
             index: RwLock::new(Index::default()),
             epoch: AtomicU64::new(0),
@@ -229,10 +236,33 @@ impl RegistryView {
         self.index.read().member_of.get(agent).cloned().unwrap_or_default()
     }
 
-    /// The leader of `swarm`: its longest-registered live member.
+    /// The node this registry belongs to.
+    pub fn node(&self) -> &NodeName {
+        &self.node
+    }
+
+    /// The cluster-wide name of an entry: its node and its id on that node. Every node
+    /// computes the same name for the same agent, which is what leader election needs.
+    pub fn canonical_name(&self, e: &AgentEntry) -> (NodeName, AgentId) {
+        match e.target() {
+            crate::entry::AgentTarget::Local(_) => (self.node.clone(), e.id.clone()),
+            crate::entry::AgentTarget::Remote(link) => (link.node().clone(), link.remote_id().clone()),
+        }
+    }
+
+    /// The leader of `swarm`: the live member with the smallest cluster-wide name
+    /// `(node, agent id)`. Deterministic, so every node whose view has converged agrees on
+    /// it, and re-elected as soon as the leader goes down or leaves.
     pub fn leader(&self, swarm: &SwarmName) -> Option<AgentId> {
         let index = self.index.read();
-        index.swarms.get(swarm)?.members.values().find(|id| self.get(id).is_some()).cloned()
+        index
+            .swarms
+            .get(swarm)?
+            .members
+            .values()
+            .filter_map(|id| self.get(id))
+            .min_by(|a, b| self.canonical_name(a).cmp(&self.canonical_name(b)))
+            .map(|e| e.id.clone())
     }
 
     /// Subscribes to leadership changes.
@@ -279,7 +309,7 @@ impl RegistryView {
     fn remove_inner(&self, id: &AgentId, only_actor: Option<ractor::ActorId>) -> Option<Arc<AgentEntry>> {
         let mut index = self.index.write();
         let entry = self.by_id.get(id)?.value().clone();
-        if only_actor.is_some_and(|a| a != entry.actor_id()) {
+        if only_actor.is_some_and(|a| Some(a) != entry.actor_id()) {
             return None;
         }
         self.by_id.remove(id);

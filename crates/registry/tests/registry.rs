@@ -143,7 +143,7 @@ async fn restart_revives_entry_in_place() {
     let revived = f.handle.register(reg("a", &["x"], &["s"], new.clone())).await.unwrap();
     assert!(Arc::ptr_eq(&first, &revived));
     assert!(revived.is_alive());
-    assert_eq!(revived.actor_id(), new.get_id());
+    assert_eq!(revived.actor_id(), Some(new.get_id()));
     assert_eq!(revived.incarnation(), 1);
     assert_eq!(revived.load.in_flight(), 1);
     assert_eq!(f.handle.view().epoch(), epoch);
@@ -167,7 +167,7 @@ async fn new_incarnation_replaces_dead_one() {
     // Let the old incarnation's exit event be processed, then check the entry survived.
     f.handle.register(reg("sync", &["z"], &[], dummy().await)).await.unwrap();
     let e = f.handle.find(&id("a")).unwrap();
-    assert_eq!(e.actor_id(), new.get_id());
+    assert_eq!(e.actor_id(), Some(new.get_id()));
     assert_eq!(e.capabilities, caps(&["x", "y"]));
 }
 

@@ -37,10 +37,10 @@ use std::time::Duration;
 
 use erlmcp_flow_core::config::FlowConfig;
 use erlmcp_flow_core::{
-    AgentError, AgentId, AgentMsg, AgentReplyError, AttemptError, DeadLetterReason, FailureReason, MonoClock,
+    AgentError, AgentId, AgentReplyError, AttemptError, DeadLetterReason, FailureReason, MonoClock, RemoteReply,
     StrategyKind, SubmitError, SwarmName, Task, TaskId, TaskOutcome,
 };
-use erlmcp_flow_registry::{AgentEntry, Candidates, RegistryHandle, splitmix64};
+use erlmcp_flow_registry::{AgentEntry, AgentTarget, Candidates, RegistryHandle, splitmix64};
 use parking_lot::RwLock;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -51,6 +51,7 @@ use crate::backoff::Backoff;
 use crate::breaker::{BreakerCell, CircuitBreakers};
 use crate::correlation::{CorrelationRecord, CorrelationTable};
 use crate::dead_letter::{DeadLetter, DeadLetterQueue};
+use crate::delivery::{LocalDelivery, deliver_local};
 use crate::metrics::{FlowStats, RouterMetrics};
 use crate::retry_budget::RetryBudget;
 use crate::strategy::{AttemptFeedback, Selection, Strategy, StrategyParams};
@@ -658,32 +659,28 @@ impl RouterCore {
         entry.load.begin();
         let started_ns = lease.granted_ns;
         let deadline = self.parts.clock.instant_of(started_ns) + timeout;
-        let (tx, mut rx) = oneshot::channel();
-        let target = entry.actor();
-        let reply = match target.send_message(AgentMsg::Execute { task: Arc::new(delivery), reply: tx.into() }) {
-            Err(_) => None,
-            Ok(()) => {
-                // Watch the actor as well as the reply: a message that races with the
-                // actor's death can stay parked in its dead mailbox (the channel outlives
-                // the receiver while any sender handle exists), so "reply channel closed"
-                // alone would only fire at the timeout.
-                let cell = target.get_cell();
-                let waited = tokio::time::timeout_at(deadline, async {
-                    tokio::select! {
-                        biased;
-                        r = &mut rx => Some(r),
-                        _ = cell.wait(None) => None,
-                    }
-                })
-                .await;
-                match waited {
-                    Ok(Some(Ok(reply))) => Some(Ok(reply)),
-                    Ok(Some(Err(_))) => None,
-                    // Died: a reply sent before its death is already in the channel.
-                    Ok(None) => rx.try_recv().ok().map(Ok),
-                    Err(_) => Some(Err(())),
-                }
+        // `None`: lost with the agent; `Some(Err(()))`: timed out; `Some(Ok(reply))`: answered.
+        let mut refused: Option<String> = None;
+        let mut local_target = None;
+        let reply = match entry.target() {
+            AgentTarget::Local(target) => {
+                let r = match deliver_local(&target, Arc::new(delivery), deadline).await {
+                    LocalDelivery::Reply(r) => Some(Ok(r)),
+                    LocalDelivery::Timeout => Some(Err(())),
+                    LocalDelivery::Lost => None,
+                };
+                local_target = Some(target);
+                r
             }
+            AgentTarget::Remote(link) => match link.deliver(Arc::new(delivery), timeout).await {
+                RemoteReply::Reply(r) => Some(Ok(r)),
+                RemoteReply::Timeout => Some(Err(())),
+                RemoteReply::Lost => None,
+                RemoteReply::Refused(why) => {
+                    refused = Some(why);
+                    None
+                }
+            },
         };
         let now = self.parts.clock.now_ns();
         let rtt_ns = now.saturating_sub(started_ns);
@@ -730,7 +727,7 @@ impl RouterCore {
             }
             Some(Err(())) => {
                 RouterMetrics::inc(&self.metrics.timeouts);
-                tracing::warn!(task = %task.id, agent = %entry.id, alive = entry.is_alive(), incarnation = entry.incarnation(), status = ?entry.actor().get_status(), busy = ?entry.load.busy_since_ns(), in_flight = entry.load.in_flight(), "attempt timed out");
+                tracing::warn!(task = %task.id, agent = %entry.id, alive = entry.is_alive(), incarnation = entry.incarnation(), busy = ?entry.load.busy_since_ns(), in_flight = entry.load.in_flight(), "attempt timed out");
                 breakers.failure_on(&entry.id, &breaker, now, probe);
                 entry.load.observe(now, rtt_ns, false, decay);
                 feedback(false);
@@ -743,8 +740,13 @@ impl RouterCore {
                 breakers.abandon_on(&breaker, probe);
                 // We saw it dead (a kill skips the agent's own cleanup, and the registry
                 // may not have processed the death yet): keep others from trying it.
-                if target.get_status() >= ractor::ActorStatus::Stopping {
+                if let Some(target) = local_target
+                    && target.get_status() >= ractor::ActorStatus::Stopping
+                {
                     entry.mark_down(target.get_id());
+                }
+                if let Some(why) = refused {
+                    tracing::debug!(agent = %entry.id, %why, "remote node refused the delivery");
                 }
                 AttemptResult::Lost
             }

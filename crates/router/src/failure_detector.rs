@@ -132,17 +132,19 @@ impl DetectorState {
         }
         let hung_ns = self.args.hung_after.as_nanos() as u64;
         for entry in core.parts().registry.view().all() {
+            // Remote agents are watched by their own node.
+            let Some(actor) = entry.actor() else { continue };
             if let Some(since) = entry.load.busy_since_ns()
                 && now.saturating_sub(since) > hung_ns
             {
                 tracing::warn!(agent = %entry.id, busy_ms = (now - since) / 1_000_000, "agent hung; killing it");
                 RouterMetrics::inc(&core.metrics().hung_agents_killed);
                 entry.load.set_busy_since(0);
-                entry.actor().kill();
+                actor.kill();
                 continue;
             }
             if heartbeat_due {
-                let _ = entry.actor().send_message(AgentMsg::Heartbeat);
+                let _ = actor.send_message(AgentMsg::Heartbeat);
             }
         }
     }

@@ -16,6 +16,7 @@
 //! * [`tasks`]: [`TaskTable`], the sharded ledger with reply channels and orphan queue.
 //! * [`correlation`]: the correlation tracker (task ↔ trace, TTL, bounded).
 //! * [`dead_letter`]: the inspectable dead-letter queue.
+//! * [`delivery`]: one task to a local agent actor, watching for its death.
 //! * [`failure_detector`]: hung agents, heartbeats, orphan recovery.
 //! * [`router_actor`]: the Router actor (control plane).
 //! * [`metrics`]: counters and [`FlowStats`].
@@ -29,6 +30,7 @@ pub mod breaker;
 pub mod core;
 pub mod correlation;
 pub mod dead_letter;
+pub mod delivery;
 pub mod failure_detector;
 pub mod metrics;
 pub mod retry_budget;

@@ -1,0 +1,340 @@
+//! `flow node`: run one cluster node, optionally driven by commands on stdin.
+//!
+//! On start it prints `READY {"node":..,"listen":..}` on stdout. With `--control` it then
+//! reads one command per line and answers with one line each:
+//!
+//! | command | answer |
+//! |---|---|
+//! | `spawn <n> <prefix> <caps,…> <swarm or -> <crash_rate> <work_us>` | `OK spawned <n>` |
+//! | `wait-agents <total> <timeout_ms>` | `OK agents <seen>` or `ERR …` |
+//! | `run <tasks> <caps,…> <concurrency> <seed>` | `PROGRESS <done>` lines every 20 ms, then `RESULT {json}` |
+//! | `status` | `STATUS {json}` (membership, reachability, phi per peer) |
+//! | `block <node>…` / `unblock <node>…` | `OK` (partition fault injection) |
+//! | `leader <swarm>` | `LEADER <agent@node>` or `LEADER none` |
+//! | `quit` | `OK bye`, then the node shuts down |
+//!
+//! Without `--control` the node runs until SIGINT or SIGTERM.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Args;
+use erlmcp_flow::core::NodeName;
+use erlmcp_flow::prelude::*;
+use erlmcp_flow::registry::splitmix64;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::demo::DemoAgent;
+
+/// Arguments of `flow node`.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// Config file (TOML); `[cluster] enabled` is forced on.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Node name (overrides `node.name`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Listen address (overrides `cluster.listen`).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// A node to join (repeatable; adds to `cluster.seeds`).
+    #[arg(long = "join")]
+    pub join: Vec<String>,
+    /// Cluster cookie (overrides `cluster.cookie`).
+    #[arg(long)]
+    pub cookie: Option<String>,
+    /// Read commands on stdin (see the module docs).
+    #[arg(long)]
+    pub control: bool,
+    /// Agent restarts tolerated per minute (overrides `supervision.agents.max_restarts`;
+    /// raise it when agents are made to crash on purpose).
+    #[arg(long)]
+    pub agent_restarts: Option<u32>,
+}
+
+/// What `run` reports.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RunReport {
+    pub(crate) node: String,
+    pub(crate) submitted: u64,
+    pub(crate) accepted: u64,
+    pub(crate) completed: u64,
+    pub(crate) failed: u64,
+    pub(crate) dead_lettered: u64,
+    pub(crate) lost: u64,
+    pub(crate) retries: u64,
+    pub(crate) redeliveries: u64,
+    pub(crate) breaker_opens: u64,
+    pub(crate) restarts: u64,
+    pub(crate) throughput_per_s: f64,
+    pub(crate) p50_us: u64,
+    pub(crate) p99_us: u64,
+    pub(crate) elapsed_ms: u64,
+    /// Completed tasks by the node whose agent ran them.
+    pub(crate) per_node: BTreeMap<String, u64>,
+}
+
+pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    erlmcp_flow::quiet_agent_panics();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(node_main(args))
+}
+
+async fn node_main(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(p) => FlowConfig::from_file(p)?,
+        None => FlowConfig::default(),
+    };
+    config.cluster.enabled = true;
+    if let Some(n) = &args.name {
+        config.node.name = n.clone();
+    }
+    if let Some(l) = &args.listen {
+        config.cluster.listen = l.clone();
+    }
+    if let Some(c) = &args.cookie {
+        config.cluster.cookie = c.clone();
+    }
+    config.cluster.seeds.extend(args.join.iter().cloned());
+    if let Some(r) = args.agent_restarts {
+        config.supervision.agents.max_restarts = r;
+    }
+    config.validate()?;
+    let node = FlowNode::start(config.clone()).await?;
+    let listen = node.listen_addr().context("cluster listener")?;
+    println!("READY {}", serde_json::json!({ "node": config.node.name, "listen": listen.to_string() }));
+
+    if args.control {
+        control_loop(&node, &config.node.name).await?;
+    } else {
+        wait_for_signal().await;
+    }
+    node.shutdown(Duration::from_secs(2)).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn control_loop(node: &FlowNode, name: &str) -> anyhow::Result<()> {
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut out = tokio::io::stdout();
+    let incarnations = Arc::new(AtomicU64::new(0));
+    while let Some(line) = lines.next_line().await? {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let answer = match command(node, name, &words, &incarnations).await {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                out.write_all(b"OK bye\n").await?;
+                out.flush().await?;
+                return Ok(());
+            }
+            Err(e) => format!("ERR {e:#}"),
+        };
+        out.write_all(answer.as_bytes()).await?;
+        out.write_all(b"\n").await?;
+        out.flush().await?;
+    }
+    Ok(())
+}
+
+async fn command(
+    node: &FlowNode,
+    name: &str,
+    words: &[&str],
+    incarnations: &Arc<AtomicU64>,
+) -> anyhow::Result<Option<String>> {
+    let num = |i: usize| -> anyhow::Result<u64> {
+        words.get(i).context("missing argument")?.parse::<u64>().with_context(|| format!("argument {i}"))
+    };
+    let float = |i: usize| -> anyhow::Result<f64> {
+        words.get(i).context("missing argument")?.parse::<f64>().with_context(|| format!("argument {i}"))
+    };
+    Ok(Some(match words.first().copied() {
+        None => "ERR empty command".into(),
+        Some("quit") => return Ok(None),
+        Some("spawn") => {
+            let n = num(1)?;
+            let prefix = *words.get(2).context("missing prefix")?;
+            let caps: Vec<&str> = words.get(3).context("missing capabilities")?.split(',').collect();
+            let swarm = words.get(4).filter(|s| **s != "-").map(|s| SwarmName::new(s)).transpose()?;
+            let crash_rate = float(5)?;
+            let work = Duration::from_micros(num(6)?);
+            for i in 0..n {
+                let mut spec = AgentSpec::parse(&format!("{prefix}-{i:03}"), &caps)?;
+                if let Some(s) = &swarm {
+                    spec = spec.in_swarm(s.clone());
+                }
+                let inc = incarnations.clone();
+                let seed = splitmix64(i ^ erlmcp_flow::registry::stable_hash(name.as_bytes()));
+                node.spawn_agent(spec, move || DemoAgent {
+                    rng: SmallRng::seed_from_u64(splitmix64(seed ^ inc.fetch_add(1, Ordering::Relaxed))),
+                    crash_rate,
+                    fail_rate: 0.0,
+                    flaky: false,
+                    work,
+                })
+                .await?;
+            }
+            format!("OK spawned {n}")
+        }
+        Some("wait-agents") => {
+            let want = num(1)? as usize;
+            let deadline = Instant::now() + Duration::from_millis(num(2)?);
+            loop {
+                let seen = node.registry().view().len();
+                if seen >= want {
+                    break format!("OK agents {seen}");
+                }
+                if Instant::now() >= deadline {
+                    bail!("only {seen} of {want} agents visible");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Some("run") => {
+            let tasks = num(1)?;
+            let caps = CapabilitySet::parse(words.get(2).context("missing capabilities")?.split(','))?;
+            let concurrency = num(3)?.max(1) as usize;
+            let seed = num(4)?;
+            let progress = node.clone();
+            let base = node.stats().flow;
+            let ticker = tokio::spawn(async move {
+                let mut out = tokio::io::stdout();
+                loop {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let s = progress.stats().flow;
+                    let done = (s.completed + s.failed + s.dead_lettered)
+                        - (base.completed + base.failed + base.dead_lettered);
+                    let _ = out.write_all(format!("PROGRESS {done}\n").as_bytes()).await;
+                    let _ = out.flush().await;
+                }
+            });
+            let report = run_workload(node, name, tasks, caps, concurrency, seed).await;
+            ticker.abort();
+            let _ = ticker.await;
+            format!("RESULT {}", serde_json::to_string(&report?)?)
+        }
+        Some("status") => {
+            let report = node.cluster_report().await.context("no cluster report")?;
+            format!("STATUS {}", serde_json::to_string(&report)?)
+        }
+        Some(cmd @ ("block" | "unblock")) => {
+            let peers = words[1..].iter().map(|w| NodeName::new(w)).collect::<Result<Vec<_>, _>>()?;
+            if !node.partition(peers, cmd == "block").await {
+                bail!("cluster actor unavailable");
+            }
+            "OK".into()
+        }
+        Some("leader") => {
+            let swarm = SwarmName::new(words.get(1).context("missing swarm")?)?;
+            match node.registry().leader(&swarm) {
+                Some(id) => {
+                    let e = node.registry().find(&id);
+                    let full = match e.and_then(|e| e.node.clone()) {
+                        Some(_) => id.to_string(),
+                        None => format!("{id}@{name}"),
+                    };
+                    format!("LEADER {full}")
+                }
+                None => "LEADER none".into(),
+            }
+        }
+        Some(other) => format!("ERR unknown command {other:?}"),
+    }))
+}
+
+/// Submits `tasks` tasks with at most `concurrency` in flight and reports the outcome.
+pub(crate) async fn run_workload(
+    node: &FlowNode,
+    name: &str,
+    tasks: u64,
+    caps: CapabilitySet,
+    concurrency: usize,
+    seed: u64,
+) -> anyhow::Result<RunReport> {
+    let started = Instant::now();
+    let before = node.stats();
+    let per_node = Arc::new(parking_lot::Mutex::new(BTreeMap::<String, u64>::new()));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::with_capacity(concurrency);
+    for w in 0..concurrency {
+        let (node, caps, per_node, next, name) =
+            (node.clone(), caps.clone(), per_node.clone(), next.clone(), name.to_string());
+        workers.push(tokio::spawn(async move {
+            let mut rng = SmallRng::seed_from_u64(splitmix64(splitmix64(seed) ^ w as u64));
+            let mut submitted = 0u64;
+            while next.fetch_add(1, Ordering::Relaxed) < tasks {
+                let mut payload = [0u8; 16];
+                rand::Rng::fill(&mut rng, &mut payload[..]);
+                let task = Task::new_with_rng(caps.clone(), &mut rng).with_payload(Bytes::copy_from_slice(&payload));
+                let outcome = match node.route(task).await {
+                    Ok(o) => o,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "task refused");
+                        continue;
+                    }
+                };
+                submitted += 1;
+                if let TaskOutcome::Completed { agent, .. } = outcome {
+                    let owner = agent.as_str().split_once('@').map(|(_, n)| n.to_string()).unwrap_or(name.clone());
+                    *per_node.lock().entry(owner).or_default() += 1;
+                }
+            }
+            submitted
+        }));
+    }
+    let mut submitted = 0;
+    for w in workers {
+        submitted += w.await?;
+    }
+    node.wait_idle(Duration::from_secs(60)).await;
+    let elapsed = started.elapsed();
+    let s = node.stats();
+    let hist = node.router().parts().tasks.latency_histogram();
+    let accepted = s.flow.accepted - before.flow.accepted;
+    let completed = s.flow.completed - before.flow.completed;
+    let failed = s.flow.failed - before.flow.failed;
+    let dead_lettered = s.flow.dead_lettered - before.flow.dead_lettered;
+    let per_node = per_node.lock().clone();
+    Ok(RunReport {
+        node: name.to_string(),
+        submitted,
+        accepted,
+        completed,
+        failed,
+        dead_lettered,
+        lost: accepted.max(submitted) - (completed + failed + dead_lettered),
+        retries: s.flow.retries - before.flow.retries,
+        redeliveries: s.flow.redeliveries - before.flow.redeliveries,
+        breaker_opens: s.flow.breaker_opens - before.flow.breaker_opens,
+        restarts: s.restarts - before.restarts,
+        throughput_per_s: (completed + failed + dead_lettered) as f64 / elapsed.as_secs_f64(),
+        p50_us: hist.value_at_quantile(0.5),
+        p99_us: hist.value_at_quantile(0.99),
+        elapsed_ms: elapsed.as_millis() as u64,
+        per_node,
+    })
+}

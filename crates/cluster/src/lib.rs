@@ -1,0 +1,41 @@
+//! erlmcp-flow across processes: nodes over ractor_cluster.
+//!
+//! ractor_cluster is the distributed engine (NodeServer, cookie authentication, remote
+//! actor proxies, pg groups across nodes). This crate adds what erlmcp-flow needs on top:
+//! cluster-wide node names, re-dialling (ractor_cluster never reconnects), liveness for
+//! frozen peers (it never notices them), a per-node gateway that is the only
+//! cluster-message actor, remote agents in the local registry, and size-checked,
+//! self-decoded wire payloads (an undecodable remote message is otherwise dropped silently
+//! and one message over 16 MiB drops the whole link).
+//!
+//! # Layout
+//!
+//! * [`wire`]: the gateway message, requests, responses, notices, directories.
+//! * [`gateway`]: the [`Gateway`] actor.
+//! * [`membership`]: the [`ClusterActor`] (NodeServer, sessions, discovery, dialing,
+//!   liveness, directories, partition fault injection).
+//! * [`liveness`]: phi-accrual failure detection per peer.
+//! * [`peers`]: the shared [`PeerTable`].
+//! * [`link`]: [`RemoteAgentLink`], how the router reaches a remote agent.
+//! * [`status`]: status reports for `flow status`.
+//! * [`probe`]: asking a running node for its status from outside.
+
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![forbid(unsafe_code)]
+
+pub mod gateway;
+pub mod link;
+pub mod liveness;
+pub mod membership;
+pub mod peers;
+pub mod probe;
+pub mod status;
+pub mod wire;
+
+pub use gateway::{Gateway, GatewayArgs};
+pub use link::RemoteAgentLink;
+pub use membership::{ClusterActor, ClusterArgs, ClusterMsg};
+pub use peers::PeerTable;
+pub use probe::{ProbeError, query_status};
+pub use status::{NodeReport, PeerReport};
+pub use wire::{GatewayMsg, Hello};

@@ -1,0 +1,716 @@
+//! The cluster actor: NodeServer, sessions, discovery, dialing, liveness, directories.
+//!
+//! * **Transport.** It starts a ractor_cluster `NodeServer` named after this node (so a
+//!   session's peer name is the peer's cluster-wide node name; ractor's own node ids are
+//!   per-connection counters) and feeds it the connections accepted on the node's own
+//!   listener (bound once at start, so its port is known even when configured as 0).
+//! * **Sessions.** It subscribes to the NodeServer's session events. A session that closes
+//!   before authenticating (a wrong cookie) is refused, logged and counted; the node keeps
+//!   running. A session that drops makes its peer unreachable at once.
+//! * **Discovery.** Peers' gateways appear in the pg group [`GATEWAY_GROUP`]; each newly
+//!   seen gateway is greeted (`Hello`) to learn the peer's incarnation and listen address.
+//! * **Dialing.** Seeds and every peer address learned are dialled, and re-dialled with
+//!   exponential backoff after a failure or a lost session (ractor_cluster never
+//!   reconnects by itself).
+//! * **Liveness.** Heartbeats go to every peer each `heartbeat_interval_ms`; arrivals feed
+//!   a phi-accrual detector per peer. A peer whose phi passes the threshold (a frozen
+//!   process, a partition) is unreachable until heartbeats resume. Unreachable peers' agents
+//!   are marked down in the registry and their in-flight deliveries are abandoned (the
+//!   router redelivers them).
+//! * **Directories.** Each node publishes its agents (id, capabilities, swarms, load) every
+//!   `directory_interval_ms`; a peer's directory is mirrored into the local registry as
+//!   remote entries named `agent@node`.
+//! * **Partitions (fault injection).** `Block`/`Unblock` cut a peer off at this layer:
+//!   nothing is sent to it, what it sends is dropped, so both sides see the other go
+//!   silent and declare it unreachable, exactly as with a real network partition.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use erlmcp_flow_core::config::ClusterConfig;
+use erlmcp_flow_core::{Codec, MonoClock, NodeName};
+use erlmcp_flow_registry::{RegistryHandle, RemoteRegistration};
+use erlmcp_flow_supervision::ActorSlot;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor_cluster::node::NodeServerSessionInformation;
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use tokio::net::TcpListener;
+
+use crate::link::RemoteAgentLink;
+use crate::liveness::Liveness;
+use crate::peers::{ClusterCounters, PeerTable};
+use crate::status::{NodeReport, PeerReport};
+use crate::wire::{
+    AgentDescriptor, Directory, Envelope, GATEWAY_GROUP, GatewayMsg, Hello, Notice, PROTOCOL_VERSION, Request,
+    Response, decode, encode,
+};
+
+/// A session event from the NodeServer.
+#[derive(Debug, Clone)]
+pub enum SessionEvent {
+    /// A TCP session opened.
+    Opened(ActorId),
+    /// It passed the cookie challenge.
+    Authenticated(ActorId),
+    /// It finished the initial exchange: `(session, peer name, ractor node id, peer address, incoming)`.
+    Ready(ActorId, NodeName, u64, String, bool),
+    /// It closed: `(session, peer name, ractor node id, peer address)`.
+    Disconnected(ActorId, Option<NodeName>, u64, String),
+}
+
+/// Messages of the cluster actor.
+pub enum ClusterMsg {
+    /// From the NodeServer subscription.
+    Session(SessionEvent),
+    /// A greeted gateway answered (or did not).
+    Greeted(u64, ActorRef<GatewayMsg>, Result<Hello, String>),
+    /// A notice from a peer, forwarded by the gateway.
+    Notice(NodeName, Notice),
+    /// Timer: heartbeats, liveness, dialing, discovery.
+    Tick,
+    /// Timer: publish this node's directory.
+    Publish,
+    /// Cut peers off (partition fault injection).
+    Block(Vec<NodeName>, RpcReplyPort<()>),
+    /// Heal cuts.
+    Unblock(Vec<NodeName>, RpcReplyPort<()>),
+    /// Status report.
+    Report(RpcReplyPort<NodeReport>),
+    /// Fault injection for supervision tests.
+    InjectPanic,
+}
+
+impl std::fmt::Debug for ClusterMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClusterMsg::Session(e) => write!(f, "Session({e:?})"),
+            ClusterMsg::Greeted(id, _, r) => write!(f, "Greeted({id}, {r:?})"),
+            ClusterMsg::Notice(n, m) => write!(f, "Notice({n}, {m:?})"),
+            ClusterMsg::Tick => f.write_str("Tick"),
+            ClusterMsg::Publish => f.write_str("Publish"),
+            ClusterMsg::Block(n, _) => write!(f, "Block({n:?})"),
+            ClusterMsg::Unblock(n, _) => write!(f, "Unblock({n:?})"),
+            ClusterMsg::Report(_) => f.write_str("Report"),
+            ClusterMsg::InjectPanic => f.write_str("InjectPanic"),
+        }
+    }
+}
+
+impl ractor::Message for ClusterMsg {}
+
+/// Start-up arguments of the cluster actor.
+#[derive(Clone)]
+pub struct ClusterArgs {
+    /// `[cluster]` settings.
+    pub cfg: ClusterConfig,
+    /// This node's identity.
+    pub hello: Hello,
+    /// Phi threshold (`failure_detector.phi_threshold`).
+    pub phi_threshold: f64,
+    /// The node's listener (bound once, reused by every incarnation).
+    pub listener: Arc<TcpListener>,
+    /// The registry (local agents, and where remote agents are mirrored).
+    pub registry: RegistryHandle,
+    /// Shared peer table.
+    pub peers: Arc<PeerTable>,
+    /// Wire codec.
+    pub codec: Codec,
+    /// Node clock.
+    pub clock: MonoClock,
+    /// Where this incarnation is published (the gateway forwards notices through it).
+    pub slot: ActorSlot<ClusterMsg>,
+    /// Ledger counts for status reports.
+    pub ledger: Arc<dyn Fn() -> [u64; 4] + Send + Sync>,
+}
+
+impl std::fmt::Debug for ClusterArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterArgs").field("node", &self.hello.node).finish_non_exhaustive()
+    }
+}
+
+/// The cluster actor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClusterActor;
+
+struct Dial {
+    next_at_ns: u64,
+    backoff: Duration,
+}
+
+/// The cluster actor's state.
+pub struct ClusterState {
+    args: ClusterArgs,
+    server: ActorRef<NodeServerMessage>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Sessions that authenticated.
+    authenticated: HashSet<ActorId>,
+    /// Outgoing sessions by the address we dialled.
+    connected_addrs: HashMap<String, ActorId>,
+    dials: HashMap<String, Dial>,
+    /// Gateways being greeted, by ractor node id.
+    greeting: HashSet<u64>,
+    liveness: Liveness,
+    heartbeat_seq: u64,
+    directory_version: u64,
+    /// Last directory version applied per peer (incarnation, version).
+    applied: HashMap<NodeName, (u64, u64)>,
+}
+
+impl std::fmt::Debug for ClusterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterState").field("node", &self.args.hello.node).finish_non_exhaustive()
+    }
+}
+
+struct Subscription(ActorRef<ClusterMsg>);
+
+fn name_of(ses: &NodeServerSessionInformation) -> Option<NodeName> {
+    let full = &ses.peer_name.as_ref()?.name;
+    NodeName::new(full.split('@').next().unwrap_or(full)).ok()
+}
+
+impl NodeEventSubscription for Subscription {
+    fn node_session_opened(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.send_message(ClusterMsg::Session(SessionEvent::Opened(ses.actor.get_id())));
+    }
+    fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.send_message(ClusterMsg::Session(SessionEvent::Authenticated(ses.actor.get_id())));
+    }
+    fn node_session_ready(&self, ses: NodeServerSessionInformation) {
+        if let Some(name) = name_of(&ses) {
+            let _ = self.0.send_message(ClusterMsg::Session(SessionEvent::Ready(
+                ses.actor.get_id(),
+                name,
+                ses.node_id,
+                ses.peer_addr.clone(),
+                ses.is_server,
+            )));
+        }
+    }
+    fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.send_message(ClusterMsg::Session(SessionEvent::Disconnected(
+            ses.actor.get_id(),
+            name_of(&ses),
+            ses.node_id,
+            ses.peer_addr.clone(),
+        )));
+    }
+}
+
+impl Actor for ClusterActor {
+    type Msg = ClusterMsg;
+    type State = ClusterState;
+    type Arguments = ClusterArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ClusterMsg>,
+        args: ClusterArgs,
+    ) -> Result<ClusterState, ActorProcessingErr> {
+        let node_server = NodeServer::new(
+            0,
+            args.cfg.cookie.clone(),
+            args.hello.node.to_string(),
+            "127.0.0.1".into(),
+            None,
+            Some(ractor_cluster::node::NodeConnectionMode::Isolated),
+        )
+        .with_listen_addr(args.listener.local_addr()?.ip());
+        let (server, _) = Actor::spawn_linked(None, node_server, (), myself.get_cell()).await?;
+        server.cast(NodeServerMessage::SubscribeToEvents {
+            id: "erlmcp-flow".into(),
+            subscription: Box::new(Subscription(myself.clone())),
+        })?;
+        ractor::pg::monitor(GATEWAY_GROUP.to_string(), myself.get_cell());
+
+        let listener = args.listener.clone();
+        let server_for_accept = server.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer_addr)) => {
+                        let _ = stream.set_nodelay(true);
+                        let Ok(local_addr) = stream.local_addr() else { continue };
+                        let msg = NodeServerMessage::ConnectionOpened {
+                            stream: Box::new(ractor_cluster::NetworkStream::Raw { peer_addr, local_addr, stream }),
+                            is_server: true,
+                        };
+                        if server_for_accept.cast(msg).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        });
+        let tick = Duration::from_millis(args.cfg.heartbeat_interval_ms.min(100));
+        let ticker = myself.send_interval(tick, || ClusterMsg::Tick);
+        let publisher =
+            myself.send_interval(Duration::from_millis(args.cfg.directory_interval_ms), || ClusterMsg::Publish);
+        myself.send_message(ClusterMsg::Tick)?;
+
+        let now = args.clock.now_ns();
+        let dials = args
+            .cfg
+            .seeds
+            .iter()
+            .map(|s| (s.clone(), Dial { next_at_ns: now, backoff: Duration::from_millis(args.cfg.reconnect_base_ms) }))
+            .collect();
+        let liveness = Liveness::new(args.phi_threshold, Duration::from_millis(args.cfg.heartbeat_interval_ms));
+        args.slot.set(myself);
+        tracing::info!(node = %args.hello.node, listen = %args.hello.listen, "cluster node up");
+        Ok(ClusterState {
+            args,
+            server,
+            tasks: vec![accept, ticker, publisher],
+            authenticated: HashSet::new(),
+            connected_addrs: HashMap::new(),
+            dials,
+            greeting: HashSet::new(),
+            liveness,
+            heartbeat_seq: 0,
+            directory_version: 0,
+            applied: HashMap::new(),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<ClusterMsg>,
+        state: &mut ClusterState,
+    ) -> Result<(), ActorProcessingErr> {
+        for t in &state.tasks {
+            t.abort();
+        }
+        state.server.stop(None);
+        state.args.slot.clear_if(&myself);
+        // Sessions go down with the NodeServer: every peer is unreachable from here.
+        for (name, _) in state.args.peers.all() {
+            state.args.peers.mark_unreachable(&name);
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ClusterMsg>,
+        msg: ClusterMsg,
+        state: &mut ClusterState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ClusterMsg::Session(event) => state.on_session(event).await,
+            ClusterMsg::Greeted(node_id, gateway, result) => state.on_greeted(node_id, gateway, result).await,
+            ClusterMsg::Notice(from, notice) => state.on_notice(from, notice).await,
+            ClusterMsg::Tick => state.on_tick(&myself).await,
+            ClusterMsg::Publish => state.publish(),
+            ClusterMsg::Block(nodes, reply) => {
+                for n in &nodes {
+                    tracing::warn!(peer = %n, "partition injected: peer cut off");
+                    state.args.peers.block(n);
+                }
+                let _ = reply.send(());
+            }
+            ClusterMsg::Unblock(nodes, reply) => {
+                for n in &nodes {
+                    tracing::warn!(peer = %n, "partition healed");
+                    state.args.peers.unblock(n);
+                }
+                let _ = reply.send(());
+            }
+            ClusterMsg::Report(reply) => {
+                let _ = reply.send(state.report());
+            }
+            ClusterMsg::InjectPanic => panic!("cluster: injected panic"),
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<ClusterMsg>,
+        evt: SupervisionEvent,
+        state: &mut ClusterState,
+    ) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ProcessGroupChanged(_) => state.discover(&myself),
+            SupervisionEvent::ActorFailed(cell, err) if cell.get_id() == state.server.get_id() => {
+                return Err(format!("NodeServer failed: {err}").into());
+            }
+            SupervisionEvent::ActorTerminated(cell, ..) if cell.get_id() == state.server.get_id() => {
+                return Err("NodeServer stopped".into());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl ClusterState {
+    fn node(&self) -> &NodeName {
+        &self.args.hello.node
+    }
+
+    fn envelope<T: serde::Serialize>(&self, body: T) -> Option<Vec<u8>> {
+        encode(&self.args.codec, &Envelope { from: self.node().clone(), body })
+            .map_err(|e| tracing::error!(error = %e, "cannot encode a cluster message"))
+            .ok()
+    }
+
+    async fn on_session(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::Opened(_) => {}
+            SessionEvent::Authenticated(id) => {
+                self.authenticated.insert(id);
+            }
+            SessionEvent::Ready(id, name, node_id, peer_addr, incoming) => {
+                if name == *self.node() {
+                    return;
+                }
+                tracing::info!(peer = %name, node_id, %peer_addr, incoming, "session ready");
+                if !incoming {
+                    self.connected_addrs.insert(peer_addr.clone(), id);
+                    if let Some(d) = self.dials.get_mut(&peer_addr) {
+                        d.backoff = Duration::from_millis(self.args.cfg.reconnect_base_ms);
+                    }
+                }
+                self.args.peers.upsert(&name, |p| p.node_id = Some(node_id));
+            }
+            SessionEvent::Disconnected(id, name, node_id, peer_addr) => {
+                if !self.authenticated.remove(&id) {
+                    ClusterCounters::inc(&self.args.peers.counters.refused_sessions);
+                    tracing::warn!(%peer_addr, "session closed before authenticating (wrong cookie?); refused");
+                }
+                self.connected_addrs.retain(|_, s| *s != id);
+                if let Some(name) = name {
+                    // Only the peer's current session matters: ractor closes the loser of a
+                    // simultaneous connect, which is not a disconnection of the peer.
+                    let current = self.args.peers.get(&name).is_some_and(|p| p.node_id == Some(node_id));
+                    if current {
+                        tracing::warn!(peer = %name, "session lost; peer unreachable");
+                        self.args.peers.upsert(&name, |p| {
+                            p.gateway = None;
+                            p.node_id = None;
+                        });
+                        self.set_unreachable(&name).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn set_unreachable(&mut self, name: &NodeName) {
+        self.args.peers.mark_unreachable(name);
+        self.liveness.forget(name);
+        if let Err(e) = self.args.registry.set_node_reachable(name, false).await {
+            tracing::warn!(peer = %name, error = %e, "could not mark the peer's agents down");
+        }
+    }
+
+    async fn set_reachable(&mut self, name: &NodeName) {
+        let mut changed = false;
+        self.args.peers.upsert(name, |p| {
+            if !p.reachable && p.gateway.is_some() {
+                p.reachable = true;
+                changed = true;
+            }
+        });
+        if changed {
+            tracing::info!(peer = %name, "peer reachable");
+            if let Err(e) = self.args.registry.set_node_reachable(name, true).await {
+                tracing::warn!(peer = %name, error = %e, "could not mark the peer's agents up");
+            }
+        }
+    }
+
+    /// Greets every remote gateway we have not greeted yet.
+    fn discover(&mut self, myself: &ActorRef<ClusterMsg>) {
+        for cell in ractor::pg::get_members(&GATEWAY_GROUP.to_string()) {
+            let ActorId::Remote { node_id, .. } = cell.get_id() else { continue };
+            let known = self
+                .args
+                .peers
+                .by_node_id(node_id)
+                .and_then(|n| self.args.peers.get(&n))
+                .is_some_and(|p| p.gateway.as_ref().is_some_and(|g| g.get_id() == cell.get_id()));
+            if known || !self.greeting.insert(node_id) {
+                continue;
+            }
+            let gateway: ActorRef<GatewayMsg> = cell.into();
+            let Some(bytes) = self.envelope(Request::Hello(self.args.hello.clone())) else { continue };
+            let (me, codec) = (myself.clone(), self.args.codec);
+            tokio::spawn(async move {
+                let result = match gateway.call(|r| GatewayMsg::Call(bytes, r), Some(Duration::from_secs(2))).await {
+                    Ok(CallResult::Success(b)) => match decode::<Response>(&codec, &b) {
+                        Ok(Response::Hello(h)) => Ok(h),
+                        Ok(other) => Err(format!("unexpected hello answer {other:?}")),
+                        Err(e) => Err(format!("undecodable hello answer: {e}")),
+                    },
+                    Ok(CallResult::Timeout) => Err("hello timed out".into()),
+                    Ok(CallResult::SenderError) | Err(_) => Err("hello failed".into()),
+                };
+                let _ = me.send_message(ClusterMsg::Greeted(node_id, gateway, result));
+            });
+        }
+    }
+
+    async fn on_greeted(&mut self, node_id: u64, gateway: ActorRef<GatewayMsg>, result: Result<Hello, String>) {
+        self.greeting.remove(&node_id);
+        let hello = match result {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::debug!(node_id, error = %e, "greeting failed; will retry");
+                return;
+            }
+        };
+        if hello.version != PROTOCOL_VERSION {
+            ClusterCounters::inc(&self.args.peers.counters.refused_sessions);
+            tracing::warn!(peer = %hello.node, version = hello.version, "peer speaks another protocol version; ignored");
+            return;
+        }
+        if hello.node == *self.node() {
+            return;
+        }
+        let restarted =
+            self.args.peers.get(&hello.node).is_some_and(|p| p.incarnation != 0 && p.incarnation != hello.incarnation);
+        if restarted {
+            // A new process under an old name: its old agents are gone.
+            tracing::info!(peer = %hello.node, "peer restarted");
+            self.applied.remove(&hello.node);
+            let _ = self.args.registry.sync_node(&hello.node, Vec::new()).await;
+        }
+        self.args.peers.upsert(&hello.node, |p| {
+            p.gateway = Some(gateway);
+            p.node_id = Some(node_id);
+            p.incarnation = hello.incarnation;
+            p.listen = hello.listen.clone();
+        });
+        self.liveness.heard(&hello.node, self.args.clock.now_ns());
+        self.set_reachable(&hello.node).await;
+        if !hello.listen.is_empty() {
+            let base = Duration::from_millis(self.args.cfg.reconnect_base_ms);
+            self.dials.entry(hello.listen.clone()).or_insert(Dial { next_at_ns: 0, backoff: base });
+        }
+        // Let it know our agents without waiting for the next publication.
+        self.publish();
+    }
+
+    async fn on_notice(&mut self, from: NodeName, notice: Notice) {
+        let now = self.args.clock.now_ns();
+        match notice {
+            Notice::Heartbeat { incarnation, .. } => {
+                if self.args.peers.get(&from).is_some_and(|p| p.incarnation == incarnation) {
+                    self.liveness.heard(&from, now);
+                    if self.args.peers.get(&from).is_some_and(|p| !p.reachable) {
+                        self.set_reachable(&from).await;
+                    }
+                }
+            }
+            Notice::Directory(dir) => {
+                if dir.node != from {
+                    ClusterCounters::inc(&self.args.peers.counters.bad_frames);
+                    tracing::warn!(%from, claimed = %dir.node, "directory for another node ignored");
+                    return;
+                }
+                self.liveness.heard(&from, now);
+                let newer =
+                    self.applied.get(&from).is_none_or(|&(inc, ver)| (dir.incarnation, dir.version) > (inc, ver));
+                if newer {
+                    self.apply_directory(dir).await;
+                }
+            }
+            Notice::Gossip(_) => {}
+        }
+    }
+
+    async fn apply_directory(&mut self, dir: Directory) {
+        let regs: Vec<RemoteRegistration> = dir
+            .agents
+            .iter()
+            .filter_map(|a| {
+                let id = erlmcp_flow_core::AgentId::new(format!("{}@{}", a.id, dir.node)).ok()?;
+                Some(RemoteRegistration {
+                    id,
+                    capabilities: a.capabilities.clone(),
+                    swarms: a.swarms.clone(),
+                    weight: a.weight.max(1),
+                    link: Arc::new(RemoteAgentLink::new(
+                        dir.node.clone(),
+                        a.id.clone(),
+                        self.node().clone(),
+                        self.args.peers.clone(),
+                        self.args.codec,
+                    )),
+                })
+            })
+            .collect();
+        match self.args.registry.sync_node(&dir.node, regs).await {
+            Ok(changed) => {
+                if changed > 0 {
+                    tracing::debug!(peer = %dir.node, changed, agents = dir.agents.len(), "directory applied");
+                }
+                self.applied.insert(dir.node.clone(), (dir.incarnation, dir.version));
+                // Entries of a peer already known unreachable start down.
+                let reachable = self.args.peers.get(&dir.node).is_some_and(|p| p.reachable);
+                let _ = self.args.registry.set_node_reachable(&dir.node, reachable).await;
+                // Remote down flags follow each agent's own state too.
+                for a in &dir.agents {
+                    if let Ok(id) = erlmcp_flow_core::AgentId::new(format!("{}@{}", a.id, dir.node))
+                        && let Some(e) = self.args.registry.view().entry(&id)
+                    {
+                        e.set_remote_up(reachable && a.alive);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(peer = %dir.node, error = %e, "directory not applied"),
+        }
+    }
+
+    fn publish(&mut self) {
+        self.directory_version += 1;
+        let agents: Vec<AgentDescriptor> = self
+            .args
+            .registry
+            .view()
+            .all_entries()
+            .into_iter()
+            .filter(|e| e.is_local())
+            .map(|e| AgentDescriptor {
+                id: e.id.clone(),
+                capabilities: e.capabilities.clone(),
+                swarms: self.args.registry.view().swarms_of(&e.id),
+                weight: e.weight,
+                alive: e.is_alive(),
+                in_flight: e.load.in_flight(),
+            })
+            .collect();
+        let dir = Directory {
+            node: self.node().clone(),
+            incarnation: self.args.hello.incarnation,
+            version: self.directory_version,
+            agents,
+        };
+        self.cast_to_all(Notice::Directory(dir));
+    }
+
+    fn cast_to_all(&self, notice: Notice) {
+        let Some(bytes) = self.envelope(notice) else { return };
+        for (_, gateway) in self.args.peers.reachable_gateways() {
+            let _ = gateway.cast(GatewayMsg::Cast(bytes.clone()));
+        }
+    }
+
+    async fn on_tick(&mut self, myself: &ActorRef<ClusterMsg>) {
+        let now = self.args.clock.now_ns();
+        // Heartbeats go to every greeted peer (reachable or not: a peer that recovers must
+        // hear us to consider us reachable again), except the ones cut off.
+        self.heartbeat_seq += 1;
+        if let Some(bytes) =
+            self.envelope(Notice::Heartbeat { incarnation: self.args.hello.incarnation, seq: self.heartbeat_seq })
+        {
+            for (name, peer) in self.args.peers.all() {
+                if self.args.peers.is_blocked(&name) {
+                    continue;
+                }
+                if let Some(g) = peer.gateway {
+                    let _ = g.cast(GatewayMsg::Cast(bytes.clone()));
+                }
+            }
+        }
+        // Liveness.
+        for (name, peer) in self.args.peers.all() {
+            let (phi, silent) = self.liveness.phi(&name, now);
+            self.args.peers.upsert(&name, |p| {
+                p.phi = phi;
+                p.silent_ms = silent.map(|d| d.as_millis() as u64);
+            });
+            if peer.reachable && self.liveness.is_suspect(&name, now) {
+                tracing::warn!(peer = %name, phi, "peer silent; unreachable");
+                self.set_unreachable(&name).await;
+            }
+        }
+        self.discover(myself);
+        self.dial(now);
+    }
+
+    fn dial(&mut self, now: u64) {
+        let reachable_listens: HashSet<String> =
+            self.args.peers.all().into_iter().filter(|(_, p)| p.gateway.is_some()).map(|(_, p)| p.listen).collect();
+        let max = Duration::from_millis(self.args.cfg.reconnect_max_ms);
+        let me = self.args.hello.listen.clone();
+        for (addr, d) in self.dials.iter_mut() {
+            if *addr == me || self.connected_addrs.contains_key(addr) || reachable_listens.contains(addr) {
+                continue;
+            }
+            if now < d.next_at_ns {
+                continue;
+            }
+            d.next_at_ns = now + d.backoff.as_nanos() as u64;
+            d.backoff = (d.backoff * 2).min(max);
+            let Ok(target) = addr.parse::<SocketAddr>() else { continue };
+            ClusterCounters::inc(&self.args.peers.counters.redials);
+            let server = self.server.clone();
+            tokio::spawn(async move {
+                if let Err(e) = ractor_cluster::client_connect(&server, target).await {
+                    tracing::debug!(%target, error = %e, "dial failed; will retry");
+                }
+            });
+        }
+    }
+
+    fn report(&self) -> NodeReport {
+        let now = self.args.clock.now_ns();
+        let view = self.args.registry.view();
+        let entries = view.all();
+        let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+        for e in entries.iter().filter(|e| !e.is_local()) {
+            if let Some(n) = &e.node {
+                *per_node.entry(n.to_string()).or_default() += 1;
+            }
+        }
+        let peers = self
+            .args
+            .peers
+            .all()
+            .into_iter()
+            .map(|(name, p)| {
+                let (phi, silent) = self.liveness.phi(&name, now);
+                PeerReport {
+                    node: name.to_string(),
+                    reachable: p.reachable && !self.args.peers.is_blocked(&name),
+                    phi,
+                    blocked: self.args.peers.is_blocked(&name),
+                    listen: p.listen,
+                    silent_ms: silent.map(|d| d.as_millis() as u64),
+                    agents: per_node.get(name.as_str()).copied().unwrap_or(0),
+                }
+            })
+            .collect();
+        let c = &self.args.peers.counters;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        NodeReport {
+            node: self.node().to_string(),
+            incarnation: self.args.hello.incarnation,
+            listen: self.args.hello.listen.clone(),
+            peers,
+            local_agents: entries.iter().filter(|e| e.is_local()).count(),
+            remote_agents: entries.iter().filter(|e| !e.is_local()).count(),
+            counters: vec![
+                ("refused_sessions".into(), get(&c.refused_sessions)),
+                ("bad_frames".into(), get(&c.bad_frames)),
+                ("unknown_agents".into(), get(&c.unknown_agents)),
+                ("overloaded".into(), get(&c.overloaded)),
+                ("partition_drops".into(), get(&c.partition_drops)),
+                ("abandoned_deliveries".into(), get(&c.abandoned_deliveries)),
+                ("redials".into(), get(&c.redials)),
+            ],
+            ledger: (self.args.ledger)(),
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! What nodes say to each other, and how it is framed.
+//!
+//! Every cluster message is a [`GatewayMsg`]: a call (request bytes in, response bytes
+//! out) or a cast (bytes in). The bytes are our own serde types encoded with the project
+//! codec (bincode 2, size-limited). ractor_cluster's own decoding cannot fail
+//! (`BytesConvertable::from_bytes` has no error path, and an undecodable remote message is
+//! dropped silently), so nothing but raw bytes crosses the wire in ractor's types: decoding
+//! happens in our handler, where a bad frame is counted, logged and, for a call, answered
+//! with an error.
+
+use bytes::Bytes;
+use erlmcp_flow_core::{AgentId, AgentReplyError, CapabilitySet, Codec, CodecError, NodeName, SwarmName, Task};
+use ractor::RpcReplyPort;
+use serde::{Deserialize, Serialize};
+
+/// Version of the wire protocol; a peer speaking another version is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The pg group every node's gateway joins.
+pub const GATEWAY_GROUP: &str = "erlmcp_flow.gateway";
+
+/// The one cluster-capable message type.
+#[derive(ractor_cluster::RactorClusterMessage)]
+pub enum GatewayMsg {
+    /// A request expecting a response ([`Request`] → [`Response`]).
+    #[rpc]
+    Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// A one-way message ([`Notice`]).
+    Cast(Vec<u8>),
+}
+
+impl std::fmt::Debug for GatewayMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GatewayMsg::Call(b, _) => write!(f, "Call({} bytes)", b.len()),
+            GatewayMsg::Cast(b) => write!(f, "Cast({} bytes)", b.len()),
+        }
+    }
+}
+
+/// Every payload travels in an envelope naming its sender (the partition fault-injection
+/// layer drops traffic from cut-off peers by this name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// Sending node.
+    pub from: NodeName,
+    /// The payload.
+    pub body: T,
+}
+
+/// A request carried by [`GatewayMsg::Call`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Who are you? Sent once a peer's gateway is discovered.
+    Hello(Hello),
+    /// Run one attempt of `task` on local agent `agent`, waiting at most `timeout_ms`.
+    Execute {
+        /// The agent's id on the receiving node.
+        agent: AgentId,
+        /// The task, with `attempt` and trace span set for this delivery.
+        task: Task,
+        /// How long the caller waits.
+        timeout_ms: u64,
+    },
+    /// Report membership, reachability and counters (for `flow status`).
+    Status,
+}
+
+/// A response to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// The peer's identity.
+    Hello(Hello),
+    /// The agent's answer (output, or its error).
+    Executed(Result<Bytes, AgentReplyError>),
+    /// The attempt did not run here: unknown or dead agent, overloaded, shutting down.
+    Refused(String),
+    /// The agent did not answer in time.
+    TimedOut,
+    /// The agent died before answering.
+    Lost,
+    /// A status report.
+    Status(crate::status::NodeReport),
+    /// The request could not be decoded or is not allowed.
+    Error(String),
+}
+
+/// A node's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Its name.
+    pub node: NodeName,
+    /// Changes every time the node process starts (a restarted node is a new member).
+    pub incarnation: u64,
+    /// Where it accepts connections.
+    pub listen: String,
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+}
+
+/// One agent in a node's directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentDescriptor {
+    /// Id on its node.
+    pub id: AgentId,
+    /// Capabilities.
+    pub capabilities: CapabilitySet,
+    /// Swarms.
+    pub swarms: Vec<SwarmName>,
+    /// Weight.
+    pub weight: u32,
+    /// Up (not restarting).
+    pub alive: bool,
+    /// Tasks in flight at publication time.
+    pub in_flight: u32,
+}
+
+/// A node's directory: its agents and their load, versioned by the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Directory {
+    /// The node.
+    pub node: NodeName,
+    /// The node's incarnation.
+    pub incarnation: u64,
+    /// Increases with every publication by this incarnation.
+    pub version: u64,
+    /// Its agents.
+    pub agents: Vec<AgentDescriptor>,
+}
+
+/// A one-way message carried by [`GatewayMsg::Cast`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Notice {
+    /// A node's directory.
+    Directory(Directory),
+    /// Liveness: the sender's heartbeat counter.
+    Heartbeat {
+        /// Sender's incarnation.
+        incarnation: u64,
+        /// Increases by one per heartbeat.
+        seq: u64,
+    },
+    /// A gossip protocol message (opaque to this layer).
+    Gossip(Vec<u8>),
+}
+
+/// Encodes a wire value with the codec's limit.
+pub fn encode<T: Serialize>(codec: &Codec, value: &T) -> Result<Vec<u8>, CodecError> {
+    codec.encode(value)
+}
+
+/// Decodes a wire value.
+pub fn decode<T: serde::de::DeserializeOwned>(codec: &Codec, bytes: &[u8]) -> Result<T, CodecError> {
+    codec.decode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Requests and responses round-trip, and garbage decodes to an error, not a panic.
+    #[test]
+    fn round_trip_and_garbage() {
+        let codec = Codec::default();
+        let req = Request::Execute {
+            agent: AgentId::new("a").unwrap(),
+            task: Task::new(CapabilitySet::parse(["x"]).unwrap()),
+            timeout_ms: 5,
+        };
+        let bytes = encode(&codec, &req).unwrap();
+        assert_eq!(decode::<Request>(&codec, &bytes).unwrap(), req);
+        assert!(decode::<Request>(&codec, &[0xff, 0xfe, 0x01]).is_err());
+        assert!(decode::<Request>(&codec, &bytes[..bytes.len() - 3]).is_err());
+        let notice = Envelope { from: NodeName::new("n").unwrap(), body: Notice::Heartbeat { incarnation: 1, seq: 2 } };
+        assert_eq!(decode::<Envelope<Notice>>(&codec, &encode(&codec, &notice).unwrap()).unwrap(), notice);
+    }
+}
