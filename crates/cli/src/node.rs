@@ -289,7 +289,9 @@ pub(crate) async fn run_workload(
             while next.fetch_add(1, Ordering::Relaxed) < tasks {
                 let mut payload = [0u8; 16];
                 rand::Rng::fill(&mut rng, &mut payload[..]);
-                let task = Task::new_with_rng(caps.clone(), &mut rng).with_payload(Bytes::copy_from_slice(&payload));
+                // Fresh ids (from the OS), seeded payloads: a second run with the same seed
+                // must not collide with the first in the ledger's duplicate window.
+                let task = Task::new(caps.clone()).with_payload(Bytes::copy_from_slice(&payload));
                 let outcome = match node.route(task).await {
                     Ok(o) => o,
                     Err(e) => {

@@ -66,6 +66,14 @@ impl Liveness {
         }
     }
 
+    /// Treats `now_ns` as `node`'s last arrival without recording an interval (used when
+    /// this node itself was paused, so the silence is ours, not theirs).
+    pub fn restart_clock(&mut self, node: &NodeName, now_ns: u64) {
+        if let Some(a) = self.peers.get_mut(node) {
+            a.last_ns = now_ns;
+        }
+    }
+
     /// Forgets `node` (its next heartbeat starts a fresh history).
     pub fn forget(&mut self, node: &NodeName) {
         self.peers.remove(node);

@@ -48,6 +48,9 @@ use crate::wire::{
     Response, decode, encode,
 };
 
+/// Addresses kept for dialing at most (bounds what peers can make us remember).
+const MAX_KNOWN_ADDRESSES: usize = 1024;
+
 /// A session event from the NodeServer.
 #[derive(Debug, Clone)]
 pub enum SessionEvent {
@@ -155,6 +158,7 @@ pub struct ClusterState {
     greeting: HashSet<u64>,
     liveness: Liveness,
     heartbeat_seq: u64,
+    last_tick_ns: u64,
     directory_version: u64,
     /// Last directory version applied per peer (incarnation, version).
     applied: HashMap<NodeName, (u64, u64)>,
@@ -276,6 +280,7 @@ impl Actor for ClusterActor {
             greeting: HashSet::new(),
             liveness,
             heartbeat_seq: 0,
+            last_tick_ns: 0,
             directory_version: 0,
             applied: HashMap::new(),
         })
@@ -519,6 +524,13 @@ impl ClusterState {
                     return;
                 }
                 self.liveness.heard(&from, now);
+                // Learn the rest of the mesh from its peers.
+                let base = Duration::from_millis(self.args.cfg.reconnect_base_ms);
+                for addr in &dir.known_peers {
+                    if *addr != self.args.hello.listen && self.dials.len() < MAX_KNOWN_ADDRESSES {
+                        self.dials.entry(addr.clone()).or_insert(Dial { next_at_ns: 0, backoff: base });
+                    }
+                }
                 let newer =
                     self.applied.get(&from).is_none_or(|&(inc, ver)| (dir.incarnation, dir.version) > (inc, ver));
                 if newer {
@@ -590,11 +602,13 @@ impl ClusterState {
                 in_flight: e.load.in_flight(),
             })
             .collect();
+        let known_peers = self.args.peers.all().into_iter().map(|(_, p)| p.listen).filter(|l| !l.is_empty()).collect();
         let dir = Directory {
             node: self.node().clone(),
             incarnation: self.args.hello.incarnation,
             version: self.directory_version,
             agents,
+            known_peers,
         };
         self.cast_to_all(Notice::Directory(dir));
     }
@@ -608,6 +622,19 @@ impl ClusterState {
 
     async fn on_tick(&mut self, myself: &ActorRef<ClusterMsg>) {
         let now = self.args.clock.now_ns();
+        // If this node itself was paused (SIGSTOP, a long stall), every peer looks silent:
+        // that says nothing about them. Restart their silence clocks instead of suspecting.
+        let tick_ns = self.args.cfg.heartbeat_interval_ms.min(100) * 1_000_000;
+        if self.last_tick_ns != 0 && now.saturating_sub(self.last_tick_ns) > 5 * tick_ns {
+            tracing::warn!(
+                stalled_ms = (now - self.last_tick_ns) / 1_000_000,
+                "this node stalled; peer silence ignored"
+            );
+            for (name, _) in self.args.peers.all() {
+                self.liveness.restart_clock(&name, now);
+            }
+        }
+        self.last_tick_ns = now;
         // Heartbeats go to every greeted peer (reachable or not: a peer that recovers must
         // hear us to consider us reachable again), except the ones cut off.
         self.heartbeat_seq += 1;

@@ -126,6 +126,8 @@ pub struct Directory {
     pub version: u64,
     /// Its agents.
     pub agents: Vec<AgentDescriptor>,
+    /// Listen addresses of the peers it knows (how a joining node finds the whole mesh).
+    pub known_peers: Vec<String>,
 }
 
 /// A one-way message carried by [`GatewayMsg::Cast`].

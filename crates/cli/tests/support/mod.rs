@@ -1,0 +1,186 @@
+//! Harness for process-level cluster tests: real `flow node --control` processes on
+//! 127.0.0.1 with ephemeral ports, driven over stdin/stdout, always killed at the end.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Generous bound for anything a test waits for; tests poll and move on as soon as the
+/// condition holds.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A running node process.
+pub struct Node {
+    pub name: String,
+    pub listen: String,
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Node {
+    /// Starts `flow node --name <name>` joining `join`, with extra arguments.
+    pub fn start(name: &str, join: Option<&str>, extra: &[&str]) -> Node {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flow"));
+        cmd.args(["node", "--name", name, "--listen", "127.0.0.1:0", "--control"]).args(extra);
+        if let Some(j) = join {
+            cmd.args(["--join", j]);
+        }
+        if std::env::var_os("FLOW_TEST_LOGS").is_some() {
+            cmd.env("FLOW_LOG", "info").stderr(Stdio::inherit());
+        } else {
+            cmd.stderr(Stdio::null());
+        }
+        let mut child = cmd
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("flow node starts");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut node = Node { name: name.into(), listen: String::new(), child, stdin, lines };
+        let ready = node.expect("READY");
+        let v: serde_json::Value = serde_json::from_str(ready.trim_start_matches("READY").trim()).unwrap();
+        node.listen = v["listen"].as_str().unwrap().to_string();
+        node
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn send(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}").unwrap_or_else(|e| panic!("{}: {e}", self.name));
+        self.stdin.flush().unwrap();
+    }
+
+    /// The next line starting with `prefix`, skipping others; panics on `ERR` or after
+    /// [`DEADLINE`].
+    pub fn expect(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("{}: no {prefix} line within {DEADLINE:?}", self.name));
+            assert!(!line.starts_with("ERR"), "{}: {line}", self.name);
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    }
+
+    pub fn ask(&mut self, command: &str, prefix: &str) -> String {
+        self.send(command);
+        self.expect(prefix)
+    }
+
+    /// Parsed JSON after `prefix`.
+    pub fn ask_json(&mut self, command: &str, prefix: &str) -> serde_json::Value {
+        let line = self.ask(command, prefix);
+        serde_json::from_str(line[prefix.len()..].trim()).unwrap()
+    }
+
+    pub fn status(&mut self) -> serde_json::Value {
+        self.ask_json("status", "STATUS")
+    }
+
+    /// `reachable` of peer `peer` in this node's status, if listed.
+    pub fn sees(&mut self, peer: &str) -> Option<bool> {
+        let s = self.status();
+        s["peers"].as_array().unwrap().iter().find(|p| p["node"] == peer).map(|p| p["reachable"].as_bool().unwrap())
+    }
+
+    /// Live agents this node sees on `peer`.
+    pub fn agents_of(&mut self, peer: &str) -> u64 {
+        let s = self.status();
+        s["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["node"] == peer)
+            .map(|p| p["agents"].as_u64().unwrap())
+            .unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.pid().to_string()]).status().unwrap().success();
+        assert!(ok, "kill {sig} {}", self.name);
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Never leave a stopped or running process behind.
+        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` until true; panics with `what` after [`DEADLINE`].
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "not reached within {DEADLINE:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts `names` as a cluster: the first node, then the others joining it, each with
+/// `agents` agents of capability `compute` (and swarm `swarm`, if given).
+pub fn cluster(names: &[&str], agents: usize, swarm: Option<&str>, work_us: u64) -> Vec<Node> {
+    let mut nodes = vec![Node::start(names[0], None, &[])];
+    let seed = nodes[0].listen.clone();
+    for n in &names[1..] {
+        nodes.push(Node::start(n, Some(&seed), &[]));
+    }
+    for node in nodes.iter_mut() {
+        let name = node.name.clone();
+        node.ask(&format!("spawn {agents} {name}-a compute {} 0 {work_us}", swarm.unwrap_or("-")), "OK");
+    }
+    let total = agents * names.len();
+    for node in nodes.iter_mut() {
+        node.ask(&format!("wait-agents {total} 20000"), "OK");
+    }
+    nodes
+}
+
+/// Runs `run <tasks>` on `node` and returns the RESULT JSON, calling `on_progress` with
+/// the completed count as it goes.
+pub fn run_tasks(node: &mut Node, tasks: u64, mut on_progress: impl FnMut(u64)) -> serde_json::Value {
+    node.send(&format!("run {tasks} compute 64 7"));
+    loop {
+        let line = node.expect("");
+        if let Some(p) = line.strip_prefix("PROGRESS ") {
+            on_progress(p.trim().parse().unwrap());
+        } else if let Some(r) = line.strip_prefix("RESULT ") {
+            return serde_json::from_str(r).unwrap();
+        }
+    }
+}
+
+/// Asserts a RESULT lost nothing and its counts add up.
+pub fn assert_no_loss(r: &serde_json::Value, tasks: u64) {
+    assert_eq!(r["lost"], 0, "{r}");
+    assert_eq!(r["accepted"], tasks, "{r}");
+    let n = |k: &str| r[k].as_u64().unwrap();
+    assert_eq!(n("completed") + n("failed") + n("dead_lettered"), tasks, "{r}");
+}
