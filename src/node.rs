@@ -5,7 +5,10 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use erlmcp_flow_agent::{AgentPool, AgentPoolError, AgentSpec};
-use erlmcp_flow_cluster::{ClusterArgs, ClusterMsg, GatewayArgs, GatewayMsg, Hello, NodeReport, PeerTable};
+use erlmcp_flow_cluster::{
+    ClusterArgs, ClusterGossipTransport, ClusterMsg, GatewayArgs, GatewayMsg, GossipChildArgs, GossipSlot, Hello,
+    NodeReport, PeerTable, gossip_config,
+};
 use erlmcp_flow_core::config::{ConfigError, FlowConfig};
 use erlmcp_flow_core::{
     Agent, AgentId, Codec, MonoClock, NodeName, StrategyKind, SubmitError, Task, TaskId, TaskOutcome,
@@ -123,6 +126,7 @@ struct Slots {
     flow_supervisor: ActorSlot<SupervisorMsg>,
     cluster: ActorSlot<ClusterMsg>,
     gateway: ActorSlot<GatewayMsg>,
+    gossip: GossipSlot,
 }
 
 /// Builds the cluster actor's and the gateway's arguments, binding the listener.
@@ -133,7 +137,8 @@ async fn cluster_args(
     parts: &RouterParts,
     slots: &Slots,
     clock: MonoClock,
-) -> Result<(ClusterArgs, GatewayArgs, std::net::SocketAddr), StartError> {
+    seed: u64,
+) -> Result<(GossipChildArgs, ClusterArgs, GatewayArgs, std::net::SocketAddr), StartError> {
     let cfg = &config.cluster;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
@@ -147,6 +152,14 @@ async fn cluster_args(
     };
     let peers = Arc::new(PeerTable::default());
     let codec = Codec::new(config.codec.max_payload_bytes.saturating_add(64 * 1024));
+    let gossip_cfg = gossip_config(cfg, config.failure_detector.phi_threshold);
+    let gossip = GossipChildArgs {
+        me: hello.node.clone(),
+        config: gossip_cfg.clone(),
+        transport: Arc::new(ClusterGossipTransport::new(hello.node.clone(), peers.clone(), codec, &gossip_cfg)),
+        slot: slots.gossip.clone(),
+        seed,
+    };
     let tasks = parts.tasks.clone();
     let ledger = Arc::new(move || {
         let c = tasks.counts();
@@ -163,6 +176,7 @@ async fn cluster_args(
         clock,
         slot: slots.cluster.clone(),
         ledger,
+        gossip: slots.gossip.clone(),
     };
     let gateway = GatewayArgs {
         hello,
@@ -171,9 +185,11 @@ async fn cluster_args(
         codec,
         in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.max_remote_in_flight as usize)),
         cluster: slots.cluster.clone(),
+        gossip: slots.gossip.clone(),
+        gossip_codec: Codec::new(gossip_cfg.max_message_bytes),
         slot: slots.gateway.clone(),
     };
-    Ok((cluster, gateway, addr))
+    Ok((gossip, cluster, gateway, addr))
 }
 
 struct NodeInner {
@@ -244,6 +260,7 @@ impl FlowNode {
             flow_supervisor: ActorSlot::new(),
             cluster: ActorSlot::new(),
             gateway: ActorSlot::new(),
+            gossip: GossipSlot::default(),
         };
         let registry = RegistryHandle::new(view.clone(), slots.registry.clone(), call_timeout);
         let parts = RouterParts {
@@ -298,10 +315,10 @@ impl FlowNode {
         let mut tree = tree;
         let mut listen = None;
         if config.cluster.enabled {
-            let (cluster, gateway, addr) =
-                cluster_args(&config, node_name.clone(), &registry, &parts, &slots, clock).await?;
+            let (gossip, cluster, gateway, addr) =
+                cluster_args(&config, node_name.clone(), &registry, &parts, &slots, clock, seed).await?;
             listen = Some(addr);
-            tree.cluster = Some((cluster, gateway));
+            tree.cluster = Some((gossip, cluster, gateway));
         }
         let flow_stats = Arc::new(SupervisorStats::default());
         let spec = flow_supervisor_spec(&config, tree, flow_stats.clone());
@@ -507,6 +524,10 @@ impl FlowNode {
             "failure_detector" => s.detector.get().is_some_and(|a| a.send_message(DetectorMsg::InjectPanic).is_ok()),
             "router" => s.router.get().is_some_and(|a| a.send_message(RouterMsg::InjectPanic).is_ok()),
             "cluster" => s.cluster.get().is_some_and(|a| a.send_message(ClusterMsg::InjectPanic).is_ok()),
+            "gossip" => s.gossip.get().is_some_and(|g| {
+                g.kill();
+                true
+            }),
             "gateway" => s.gateway.get().is_some_and(|a| {
                 // The gateway takes only cluster messages; kill it (an abnormal exit).
                 a.kill();
@@ -533,6 +554,7 @@ impl FlowNode {
             "router" => s.router.get().map(|a| a.get_id()),
             "cluster" => s.cluster.get().map(|a| a.get_id()),
             "gateway" => s.gateway.get().map(|a| a.get_id()),
+            "gossip" => s.gossip.get().map(|g| g.actor().get_id()),
             "agent_supervisor" => self.inner.pool.supervisor().get().map(|a| a.get_id()),
             _ => None,
         }

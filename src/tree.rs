@@ -7,7 +7,8 @@
 //! ├── CorrelationTracker   correlation-table TTL sweeps
 //! ├── FailureDetector      hung agents, heartbeats, orphaned-task recovery
 //! ├── Router               routing control plane (strategy, dead letters)
-//! ├── Cluster              (cluster mode) NodeServer, sessions, dialing, liveness, directories
+//! ├── Gossip               (cluster mode) directory, load, addresses, heartbeats, reachability
+//! ├── Cluster              (cluster mode) NodeServer, sessions, dialing, directory mirroring
 //! ├── Gateway              (cluster mode) the node's only cluster-message actor
 //! └── AgentSupervisor      one_for_one, supervision.agents: 5 restarts in 60 s
 //!     └── agents …
@@ -33,7 +34,7 @@
 use std::time::Duration;
 
 use erlmcp_flow_agent::AgentPool;
-use erlmcp_flow_cluster::{ClusterActor, ClusterArgs, Gateway, GatewayArgs};
+use erlmcp_flow_cluster::{ClusterActor, ClusterArgs, Gateway, GatewayArgs, GossipChildArgs};
 use erlmcp_flow_core::config::FlowConfig;
 use erlmcp_flow_registry::{Registry, RegistryArgs};
 use erlmcp_flow_router::breaker::BreakersArgs;
@@ -46,7 +47,7 @@ use ractor::{Actor, ActorCell};
 use std::sync::Arc;
 
 /// Extra children of a cluster node, started before the AgentSupervisor.
-pub const CLUSTER_CHILDREN: [&str; 2] = ["cluster", "gateway"];
+pub const CLUSTER_CHILDREN: [&str; 3] = ["gossip", "cluster", "gateway"];
 
 /// Names of the FlowSupervisor's children on a single node, in start order.
 pub const CHILDREN: [&str; 6] =
@@ -60,7 +61,7 @@ pub(crate) struct TreeArgs {
     pub(crate) correlation: CorrelationArgs,
     pub(crate) detector: DetectorArgs,
     pub(crate) router: RouterArgs,
-    pub(crate) cluster: Option<(ClusterArgs, GatewayArgs)>,
+    pub(crate) cluster: Option<(GossipChildArgs, ClusterArgs, GatewayArgs)>,
     pub(crate) pool: AgentPool,
 }
 
@@ -92,9 +93,13 @@ pub(crate) fn flow_supervisor_spec(cfg: &FlowConfig, args: TreeArgs, stats: Arc<
     .child(child::<FailureDetector, _>(CHILDREN[3], || FailureDetector, args.detector))
     .child(child::<RouterActor, _>(CHILDREN[4], || RouterActor, args.router));
     let spec = match args.cluster {
-        Some((cluster, gateway)) => spec
-            .child(child::<ClusterActor, _>(CLUSTER_CHILDREN[0], || ClusterActor, cluster))
-            .child(child::<Gateway, _>(CLUSTER_CHILDREN[1], || Gateway, gateway)),
+        Some((gossip, cluster, gateway)) => spec
+            .child(ChildSpec::new(CLUSTER_CHILDREN[0], Restart::Permanent, move |sup: ActorCell| {
+                let gossip = gossip.clone();
+                async move { gossip.start(sup).await }
+            }))
+            .child(child::<ClusterActor, _>(CLUSTER_CHILDREN[1], || ClusterActor, cluster))
+            .child(child::<Gateway, _>(CLUSTER_CHILDREN[2], || Gateway, gateway)),
         None => spec,
     };
     spec.child(

@@ -179,7 +179,7 @@ async fn command(
             let n = num(1)?;
             let prefix = *words.get(2).context("missing prefix")?;
             let caps: Vec<&str> = words.get(3).context("missing capabilities")?.split(',').collect();
-            let swarm = words.get(4).filter(|s| **s != "-").map(|s| SwarmName::new(s)).transpose()?;
+            let swarm = words.get(4).filter(|s| **s != "-").map(SwarmName::new).transpose()?;
             let crash_rate = float(5)?;
             let work = Duration::from_micros(num(6)?);
             for i in 0..n {
@@ -242,7 +242,7 @@ async fn command(
             format!("STATUS {}", serde_json::to_string(&report)?)
         }
         Some(cmd @ ("block" | "unblock")) => {
-            let peers = words[1..].iter().map(|w| NodeName::new(w)).collect::<Result<Vec<_>, _>>()?;
+            let peers = words[1..].iter().map(NodeName::new).collect::<Result<Vec<_>, _>>()?;
             if !node.partition(peers, cmd == "block").await {
                 bail!("cluster actor unavailable");
             }

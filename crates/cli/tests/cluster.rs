@@ -30,9 +30,9 @@ fn killed_node_loses_no_task_and_leaves_every_view() {
     assert_no_loss(&r, tasks);
     let per = r["per_node"].as_object().unwrap();
     assert!(per.contains_key("k2") && per.contains_key("k3"), "remote agents did work: {r}");
-    for i in 0..2 {
-        eventually("k3 unreachable everywhere", || nodes[i].sees("k3") == Some(false));
-        eventually("k3's agents gone from the view", || nodes[i].agents_of("k3") == 0);
+    for node in nodes.iter_mut().take(2) {
+        eventually("k3 unreachable everywhere", || node.sees("k3") == Some(false));
+        eventually("k3's agents gone from the view", || node.agents_of("k3") == 0);
     }
     assert_eq!(nodes[0].sees("k2"), Some(true));
     assert_eq!(nodes[1].sees("k1"), Some(true));
@@ -81,10 +81,10 @@ fn partition_two_two_then_heal() {
     for (i, others) in [(0, "p3 p4"), (1, "p3 p4"), (2, "p1 p2"), (3, "p1 p2")] {
         nodes[i].ask(&format!("unblock {others}"), "OK");
     }
-    for i in 0..4 {
+    for node in nodes.iter_mut() {
         for peer in ["p1", "p2", "p3", "p4"] {
-            if nodes[i].name != peer {
-                eventually("healed", || nodes[i].sees(peer) == Some(true) && nodes[i].agents_of(peer) == 2);
+            if node.name != peer {
+                eventually("healed", || node.sees(peer) == Some(true) && node.agents_of(peer) == 2);
             }
         }
     }

@@ -16,12 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use erlmcp_flow_core::{AgentId, Codec};
+use erlmcp_flow_gossip::GossipMessage;
 use erlmcp_flow_registry::RegistryHandle;
 use erlmcp_flow_router::delivery::{LocalDelivery, deliver_local};
 use erlmcp_flow_supervision::ActorSlot;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::Semaphore;
 
+use crate::gossip_link::GossipSlot;
 use crate::membership::ClusterMsg;
 use crate::peers::{ClusterCounters, PeerTable};
 use crate::wire::{Envelope, GATEWAY_GROUP, GatewayMsg, Hello, Notice, Request, Response, decode, encode};
@@ -39,8 +41,12 @@ pub struct GatewayArgs {
     pub codec: Codec,
     /// Bound on concurrent remote deliveries.
     pub in_flight: Arc<Semaphore>,
-    /// Where notices go (the current cluster actor).
+    /// The current cluster actor (for status reports).
     pub cluster: ActorSlot<ClusterMsg>,
+    /// The current gossip actor (gossip notices go straight to it).
+    pub gossip: GossipSlot,
+    /// Codec of gossip messages.
+    pub gossip_codec: Codec,
     /// Where the incarnation is published.
     pub slot: ActorSlot<GatewayMsg>,
 }
@@ -186,10 +192,23 @@ impl GatewayArgs {
             ClusterCounters::inc(&self.peers.counters.partition_drops);
             return;
         }
-        // With no cluster actor running (it is restarting) the notice is dropped; heartbeats
-        // and directories are periodic, so the next one makes up for it.
-        if let Some(cluster) = self.cluster.get() {
-            let _ = cluster.send_message(ClusterMsg::Notice(envelope.from, envelope.body));
+        match envelope.body {
+            Notice::Gossip(payload) => {
+                let message = match GossipMessage::decode(&self.gossip_codec, &payload) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        ClusterCounters::inc(&self.peers.counters.bad_frames);
+                        tracing::warn!(from = %envelope.from, error = %e, "undecodable gossip message");
+                        return;
+                    }
+                };
+                // With no gossip actor running (it is restarting) the message is dropped:
+                // gossip tolerates loss and the next round makes up for it. The sender is the
+                // envelope's, checked against the cut-off list above.
+                if let Some(gossip) = self.gossip.get() {
+                    let _ = gossip.deliver(envelope.from, message);
+                }
+            }
         }
     }
 }

@@ -14,7 +14,7 @@
 //! * [`gateway`]: the [`Gateway`] actor.
 //! * [`membership`]: the [`ClusterActor`] (NodeServer, sessions, discovery, dialing,
 //!   liveness, directories, partition fault injection).
-//! * [`liveness`]: phi-accrual failure detection per peer.
+//! * [`gossip_link`]: the gossip actor's transport over the gateways, its slot and start-up.
 //! * [`peers`]: the shared [`PeerTable`].
 //! * [`link`]: [`RemoteAgentLink`], how the router reaches a remote agent.
 //! * [`status`]: status reports for `flow status`.
@@ -24,8 +24,8 @@
 #![forbid(unsafe_code)]
 
 pub mod gateway;
+pub mod gossip_link;
 pub mod link;
-pub mod liveness;
 pub mod membership;
 pub mod peers;
 pub mod probe;
@@ -33,6 +33,7 @@ pub mod status;
 pub mod wire;
 
 pub use gateway::{Gateway, GatewayArgs};
+pub use gossip_link::{ClusterGossipTransport, GossipChildArgs, GossipSlot, gossip_config};
 pub use link::RemoteAgentLink;
 pub use membership::{ClusterActor, ClusterArgs, ClusterMsg};
 pub use peers::PeerTable;

@@ -66,7 +66,7 @@ impl RemoteAgent for RemoteAgentLink {
             tokio::select! {
                 r = call => match r {
                     Ok(CallResult::Success(bytes)) => match decode::<Response>(&this.codec, &bytes) {
-                        Ok(Response::Executed(reply)) => RemoteReply::Reply(reply.map(|b| b)),
+                        Ok(Response::Executed(reply)) => RemoteReply::Reply(reply),
                         Ok(Response::TimedOut) => RemoteReply::Timeout,
                         Ok(Response::Lost) => RemoteReply::Lost,
                         Ok(Response::Refused(why)) | Ok(Response::Error(why)) => RemoteReply::Refused(why),

@@ -12,14 +12,16 @@
 //! * **Dialing.** Seeds and every peer address learned are dialled, and re-dialled with
 //!   exponential backoff after a failure or a lost session (ractor_cluster never
 //!   reconnects by itself).
-//! * **Liveness.** Heartbeats go to every peer each `heartbeat_interval_ms`; arrivals feed
-//!   a phi-accrual detector per peer. A peer whose phi passes the threshold (a frozen
-//!   process, a partition) is unreachable until heartbeats resume. Unreachable peers' agents
-//!   are marked down in the registry and their in-flight deliveries are abandoned (the
-//!   router redelivers them).
-//! * **Directories.** Each node publishes its agents (id, capabilities, swarms, load) every
-//!   `directory_interval_ms`; a peer's directory is mirrored into the local registry as
-//!   remote entries named `agent@node`.
+//! * **Gossip.** The node's gossip actor (a FlowSupervisor child, see
+//!   [`crate::gossip_link`]) carries the agent directory (`agents/<node>`: id, capabilities,
+//!   swarms, weight, up/down), load (`load/<node>`) and listen addresses (`addr/<node>`,
+//!   how a node joining one seed finds the whole mesh), and its heartbeats drive
+//!   phi-accrual reachability. This actor publishes its node's keys every
+//!   `directory_interval_ms` (when they changed) and follows the gossip events: a peer's
+//!   directory is mirrored into the local registry as remote entries named `agent@node`;
+//!   a peer that turns unreachable (φ over the threshold: a frozen process, a partition) has
+//!   its agents marked down and its in-flight deliveries abandoned (the router redelivers
+//!   them) until it is up again.
 //! * **Partitions (fault injection).** `Block`/`Unblock` cut a peer off at this layer:
 //!   nothing is sent to it, what it sends is dropped, so both sides see the other go
 //!   silent and declare it unreachable, exactly as with a real network partition.
@@ -39,13 +41,14 @@ use ractor_cluster::node::NodeServerSessionInformation;
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use tokio::net::TcpListener;
 
+use erlmcp_flow_gossip::{AgentRecord, GossipEvent, GossipHandle, MembershipChange, NodeLoad, ReachabilityKind};
+
+use crate::gossip_link::GossipSlot;
 use crate::link::RemoteAgentLink;
-use crate::liveness::Liveness;
 use crate::peers::{ClusterCounters, PeerTable};
 use crate::status::{NodeReport, PeerReport};
 use crate::wire::{
-    AgentDescriptor, Directory, Envelope, GATEWAY_GROUP, GatewayMsg, Hello, Notice, PROTOCOL_VERSION, Request,
-    Response, decode, encode,
+    Envelope, GATEWAY_GROUP, GatewayMsg, Hello, Notice, PROTOCOL_VERSION, Request, Response, decode, encode,
 };
 
 /// Addresses kept for dialing at most (bounds what peers can make us remember).
@@ -72,6 +75,8 @@ pub enum ClusterMsg {
     Greeted(u64, ActorRef<GatewayMsg>, Result<Hello, String>),
     /// A notice from a peer, forwarded by the gateway.
     Notice(NodeName, Notice),
+    /// An event of the gossip actor this incarnation follows.
+    Gossip(ActorId, GossipEvent),
     /// Timer: heartbeats, liveness, dialing, discovery.
     Tick,
     /// Timer: publish this node's directory.
@@ -92,6 +97,7 @@ impl std::fmt::Debug for ClusterMsg {
             ClusterMsg::Session(e) => write!(f, "Session({e:?})"),
             ClusterMsg::Greeted(id, _, r) => write!(f, "Greeted({id}, {r:?})"),
             ClusterMsg::Notice(n, m) => write!(f, "Notice({n}, {m:?})"),
+            ClusterMsg::Gossip(_, e) => write!(f, "Gossip({e:?})"),
             ClusterMsg::Tick => f.write_str("Tick"),
             ClusterMsg::Publish => f.write_str("Publish"),
             ClusterMsg::Block(n, _) => write!(f, "Block({n:?})"),
@@ -127,6 +133,8 @@ pub struct ClusterArgs {
     pub slot: ActorSlot<ClusterMsg>,
     /// Ledger counts for status reports.
     pub ledger: Arc<dyn Fn() -> [u64; 4] + Send + Sync>,
+    /// The node's gossip actor.
+    pub gossip: GossipSlot,
 }
 
 impl std::fmt::Debug for ClusterArgs {
@@ -156,12 +164,12 @@ pub struct ClusterState {
     dials: HashMap<String, Dial>,
     /// Gateways being greeted, by ractor node id.
     greeting: HashSet<u64>,
-    liveness: Liveness,
-    heartbeat_seq: u64,
-    last_tick_ns: u64,
-    directory_version: u64,
-    /// Last directory version applied per peer (incarnation, version).
-    applied: HashMap<NodeName, (u64, u64)>,
+    /// The gossip actor followed now, and the task forwarding its events.
+    following: Option<(ActorId, tokio::task::JoinHandle<()>)>,
+    /// What was last written to gossip for this node (`None`: not yet on this actor).
+    published_agents: Option<Vec<AgentRecord>>,
+    published_load: Option<NodeLoad>,
+    published_addr: bool,
 }
 
 impl std::fmt::Debug for ClusterState {
@@ -267,7 +275,6 @@ impl Actor for ClusterActor {
             .iter()
             .map(|s| (s.clone(), Dial { next_at_ns: now, backoff: Duration::from_millis(args.cfg.reconnect_base_ms) }))
             .collect();
-        let liveness = Liveness::new(args.phi_threshold, Duration::from_millis(args.cfg.heartbeat_interval_ms));
         args.slot.set(myself);
         tracing::info!(node = %args.hello.node, listen = %args.hello.listen, "cluster node up");
         Ok(ClusterState {
@@ -278,11 +285,10 @@ impl Actor for ClusterActor {
             connected_addrs: HashMap::new(),
             dials,
             greeting: HashSet::new(),
-            liveness,
-            heartbeat_seq: 0,
-            last_tick_ns: 0,
-            directory_version: 0,
-            applied: HashMap::new(),
+            following: None,
+            published_agents: None,
+            published_load: None,
+            published_addr: false,
         })
     }
 
@@ -293,6 +299,9 @@ impl Actor for ClusterActor {
     ) -> Result<(), ActorProcessingErr> {
         for t in &state.tasks {
             t.abort();
+        }
+        if let Some((_, forwarder)) = &state.following {
+            forwarder.abort();
         }
         state.server.stop(None);
         state.args.slot.clear_if(&myself);
@@ -312,9 +321,14 @@ impl Actor for ClusterActor {
         match msg {
             ClusterMsg::Session(event) => state.on_session(event).await,
             ClusterMsg::Greeted(node_id, gateway, result) => state.on_greeted(node_id, gateway, result).await,
-            ClusterMsg::Notice(from, notice) => state.on_notice(from, notice).await,
+            ClusterMsg::Notice(from, notice) => state.on_notice(from, notice),
+            ClusterMsg::Gossip(actor, event) => {
+                if state.following.as_ref().is_some_and(|(a, _)| *a == actor) {
+                    state.on_gossip(event).await;
+                }
+            }
             ClusterMsg::Tick => state.on_tick(&myself).await,
-            ClusterMsg::Publish => state.publish(),
+            ClusterMsg::Publish => state.publish().await,
             ClusterMsg::Block(nodes, reply) => {
                 for n in &nodes {
                     tracing::warn!(peer = %n, "partition injected: peer cut off");
@@ -330,7 +344,8 @@ impl Actor for ClusterActor {
                 let _ = reply.send(());
             }
             ClusterMsg::Report(reply) => {
-                let _ = reply.send(state.report());
+                let report = state.report().await;
+                let _ = reply.send(report);
             }
             ClusterMsg::InjectPanic => panic!("cluster: injected panic"),
         }
@@ -403,6 +418,9 @@ impl ClusterState {
                             p.gateway = None;
                             p.node_id = None;
                         });
+                        if let Some(g) = self.gossip() {
+                            let _ = g.peer_disconnected(name.clone());
+                        }
                         self.set_unreachable(&name).await;
                     }
                 }
@@ -410,9 +428,12 @@ impl ClusterState {
         }
     }
 
+    fn gossip(&self) -> Option<GossipHandle> {
+        self.args.gossip.get()
+    }
+
     async fn set_unreachable(&mut self, name: &NodeName) {
         self.args.peers.mark_unreachable(name);
-        self.liveness.forget(name);
         if let Err(e) = self.args.registry.set_node_reachable(name, false).await {
             tracing::warn!(peer = %name, error = %e, "could not mark the peer's agents down");
         }
@@ -485,9 +506,8 @@ impl ClusterState {
         let restarted =
             self.args.peers.get(&hello.node).is_some_and(|p| p.incarnation != 0 && p.incarnation != hello.incarnation);
         if restarted {
-            // A new process under an old name: its old agents are gone.
+            // A new process under an old name: its old agents are gone until it republishes.
             tracing::info!(peer = %hello.node, "peer restarted");
-            self.applied.remove(&hello.node);
             let _ = self.args.registry.sync_node(&hello.node, Vec::new()).await;
         }
         self.args.peers.upsert(&hello.node, |p| {
@@ -496,64 +516,136 @@ impl ClusterState {
             p.incarnation = hello.incarnation;
             p.listen = hello.listen.clone();
         });
-        self.liveness.heard(&hello.node, self.args.clock.now_ns());
-        self.set_reachable(&hello.node).await;
-        if !hello.listen.is_empty() {
-            let base = Duration::from_millis(self.args.cfg.reconnect_base_ms);
-            self.dials.entry(hello.listen.clone()).or_insert(Dial { next_at_ns: 0, backoff: base });
+        if let Some(g) = self.gossip() {
+            let _ = g.add_peer(hello.node.clone()).await;
+            let _ = g.peer_connected(hello.node.clone());
         }
-        // Let it know our agents without waiting for the next publication.
-        self.publish();
+        self.set_reachable(&hello.node).await;
+        self.learn_address(&hello.listen);
     }
 
-    async fn on_notice(&mut self, from: NodeName, notice: Notice) {
-        let now = self.args.clock.now_ns();
+    fn learn_address(&mut self, addr: &str) {
+        if addr.is_empty() || addr == self.args.hello.listen || self.dials.len() >= MAX_KNOWN_ADDRESSES {
+            return;
+        }
+        let base = Duration::from_millis(self.args.cfg.reconnect_base_ms);
+        self.dials.entry(addr.to_string()).or_insert(Dial { next_at_ns: 0, backoff: base });
+    }
+
+    fn on_notice(&mut self, from: NodeName, notice: Notice) {
         match notice {
-            Notice::Heartbeat { incarnation, .. } => {
-                if self.args.peers.get(&from).is_some_and(|p| p.incarnation == incarnation) {
-                    self.liveness.heard(&from, now);
-                    if self.args.peers.get(&from).is_some_and(|p| !p.reachable) {
-                        self.set_reachable(&from).await;
+            // The gateway hands gossip straight to the gossip actor; a copy here means no
+            // gossip actor was running then: drop it, the protocol tolerates loss.
+            Notice::Gossip(_) => tracing::trace!(%from, "gossip notice without a gossip actor"),
+        }
+    }
+
+    /// Follows the current gossip actor: after a (re)start, subscribe, re-add every peer we
+    /// know and republish this node's keys (a restarted gossip actor starts empty).
+    fn follow_gossip(&mut self, myself: &ActorRef<ClusterMsg>) {
+        let Some(handle) = self.gossip() else { return };
+        let actor = handle.actor().get_id();
+        if self.following.as_ref().is_some_and(|(a, _)| *a == actor) {
+            return;
+        }
+        if let Some((_, old)) = self.following.take() {
+            old.abort();
+        }
+        let mut events = handle.subscribe();
+        let me = myself.clone();
+        let forwarder = tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(e) => {
+                        if me.send_message(ClusterMsg::Gossip(actor, e)).is_err() {
+                            break;
+                        }
+                    }
+                    // Missed events are repaired by the next full read on publish.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "gossip events lagged");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        self.following = Some((actor, forwarder));
+        self.published_agents = None;
+        self.published_load = None;
+        self.published_addr = false;
+        let known: Vec<(NodeName, bool)> =
+            self.args.peers.all().into_iter().map(|(n, p)| (n, p.gateway.is_some())).collect();
+        tokio::spawn(async move {
+            for (peer, connected) in known {
+                let _ = handle.add_peer(peer.clone()).await;
+                if connected {
+                    let _ = handle.peer_connected(peer);
+                }
+            }
+        });
+        tracing::info!("following a new gossip actor");
+    }
+
+    async fn on_gossip(&mut self, event: GossipEvent) {
+        match event {
+            GossipEvent::Changed(change) => {
+                if let Some(node) = change.key.strip_prefix(erlmcp_flow_gossip::directory::AGENTS_PREFIX) {
+                    let Ok(node) = NodeName::new(node) else { return };
+                    if node == *self.node() {
+                        return;
+                    }
+                    let records: Vec<AgentRecord> = match change.value() {
+                        Some(v) => match decode(&self.args.codec, v) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                ClusterCounters::inc(&self.args.peers.counters.bad_frames);
+                                tracing::warn!(peer = %node, error = %e, "undecodable agent directory");
+                                return;
+                            }
+                        },
+                        None => Vec::new(),
+                    };
+                    self.apply_directory(&node, records).await;
+                } else if let Some(node) = change.key.strip_prefix(erlmcp_flow_gossip::directory::ADDR_PREFIX) {
+                    if node != self.node().as_str()
+                        && let Some(v) = change.value()
+                        && let Ok(addr) = std::str::from_utf8(v)
+                    {
+                        self.learn_address(addr);
                     }
                 }
             }
-            Notice::Directory(dir) => {
-                if dir.node != from {
-                    ClusterCounters::inc(&self.args.peers.counters.bad_frames);
-                    tracing::warn!(%from, claimed = %dir.node, "directory for another node ignored");
+            GossipEvent::Membership(MembershipChange { peer, to, .. }) => {
+                if peer == *self.node() {
                     return;
                 }
-                self.liveness.heard(&from, now);
-                // Learn the rest of the mesh from its peers.
-                let base = Duration::from_millis(self.args.cfg.reconnect_base_ms);
-                for addr in &dir.known_peers {
-                    if *addr != self.args.hello.listen && self.dials.len() < MAX_KNOWN_ADDRESSES {
-                        self.dials.entry(addr.clone()).or_insert(Dial { next_at_ns: 0, backoff: base });
+                match to.map(|r| r.kind()) {
+                    Some(ReachabilityKind::Up) => self.set_reachable(&peer).await,
+                    Some(ReachabilityKind::Unreachable) | Some(ReachabilityKind::Left) | None => {
+                        if self.args.peers.get(&peer).is_some_and(|p| p.reachable) {
+                            tracing::warn!(%peer, "gossip declares the peer unreachable");
+                            self.set_unreachable(&peer).await;
+                        }
                     }
-                }
-                let newer =
-                    self.applied.get(&from).is_none_or(|&(inc, ver)| (dir.incarnation, dir.version) > (inc, ver));
-                if newer {
-                    self.apply_directory(dir).await;
+                    Some(ReachabilityKind::Suspect) => {}
                 }
             }
-            Notice::Gossip(_) => {}
         }
     }
 
-    async fn apply_directory(&mut self, dir: Directory) {
-        let regs: Vec<RemoteRegistration> = dir
-            .agents
+    async fn apply_directory(&mut self, node: &NodeName, records: Vec<AgentRecord>) {
+        let regs: Vec<RemoteRegistration> = records
             .iter()
+            .filter(|a| a.node == *node)
             .filter_map(|a| {
-                let id = erlmcp_flow_core::AgentId::new(format!("{}@{}", a.id, dir.node)).ok()?;
+                let id = erlmcp_flow_core::AgentId::new(format!("{}@{}", a.id, node)).ok()?;
                 Some(RemoteRegistration {
                     id,
                     capabilities: a.capabilities.clone(),
                     swarms: a.swarms.clone(),
                     weight: a.weight.max(1),
                     link: Arc::new(RemoteAgentLink::new(
-                        dir.node.clone(),
+                        node.clone(),
                         a.id.clone(),
                         self.node().clone(),
                         self.args.peers.clone(),
@@ -562,106 +654,87 @@ impl ClusterState {
                 })
             })
             .collect();
-        match self.args.registry.sync_node(&dir.node, regs).await {
+        match self.args.registry.sync_node(node, regs).await {
             Ok(changed) => {
                 if changed > 0 {
-                    tracing::debug!(peer = %dir.node, changed, agents = dir.agents.len(), "directory applied");
+                    tracing::debug!(peer = %node, changed, agents = records.len(), "directory applied");
                 }
-                self.applied.insert(dir.node.clone(), (dir.incarnation, dir.version));
-                // Entries of a peer already known unreachable start down.
-                let reachable = self.args.peers.get(&dir.node).is_some_and(|p| p.reachable);
-                let _ = self.args.registry.set_node_reachable(&dir.node, reachable).await;
-                // Remote down flags follow each agent's own state too.
-                for a in &dir.agents {
-                    if let Ok(id) = erlmcp_flow_core::AgentId::new(format!("{}@{}", a.id, dir.node))
+                // Each remote agent is up when its node is reachable and it is up there.
+                let reachable = self.args.peers.get(node).is_some_and(|p| p.reachable);
+                for a in &records {
+                    if let Ok(id) = erlmcp_flow_core::AgentId::new(format!("{}@{}", a.id, node))
                         && let Some(e) = self.args.registry.view().entry(&id)
                     {
                         e.set_remote_up(reachable && a.alive);
                     }
                 }
             }
-            Err(e) => tracing::warn!(peer = %dir.node, error = %e, "directory not applied"),
+            Err(e) => tracing::warn!(peer = %node, error = %e, "directory not applied"),
         }
     }
 
-    fn publish(&mut self) {
-        self.directory_version += 1;
-        let agents: Vec<AgentDescriptor> = self
-            .args
-            .registry
-            .view()
+    /// Writes this node's directory, load and address to gossip when they changed.
+    async fn publish(&mut self) {
+        let Some(gossip) = self.gossip() else { return };
+        if self.following.as_ref().is_none_or(|(a, _)| *a != gossip.actor().get_id()) {
+            return;
+        }
+        let view = self.args.registry.view();
+        let mut agents: Vec<AgentRecord> = view
             .all_entries()
             .into_iter()
             .filter(|e| e.is_local())
-            .map(|e| AgentDescriptor {
+            .map(|e| AgentRecord {
                 id: e.id.clone(),
+                node: self.node().clone(),
                 capabilities: e.capabilities.clone(),
-                swarms: self.args.registry.view().swarms_of(&e.id),
+                swarms: view.swarms_of(&e.id),
                 weight: e.weight,
                 alive: e.is_alive(),
-                in_flight: e.load.in_flight(),
             })
             .collect();
-        let known_peers = self.args.peers.all().into_iter().map(|(_, p)| p.listen).filter(|l| !l.is_empty()).collect();
-        let dir = Directory {
-            node: self.node().clone(),
-            incarnation: self.args.hello.incarnation,
-            version: self.directory_version,
-            agents,
-            known_peers,
+        agents.sort_by(|a, b| a.id.cmp(&b.id));
+        if self.published_agents.as_ref() != Some(&agents) {
+            match encode(&self.args.codec, &agents) {
+                Ok(bytes) => {
+                    let key = erlmcp_flow_gossip::agents_key(self.node());
+                    if gossip.put(key, bytes).await.is_ok() {
+                        self.published_agents = Some(agents);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "agent directory too large for gossip"),
+            }
+        }
+        let load = NodeLoad {
+            in_flight: (self.args.ledger)()[0].saturating_sub({
+                let l = (self.args.ledger)();
+                l[1] + l[2] + l[3]
+            }),
+            agents_alive: self
+                .published_agents
+                .as_ref()
+                .map(|a| a.iter().filter(|r| r.alive).count() as u32)
+                .unwrap_or(0),
         };
-        self.cast_to_all(Notice::Directory(dir));
-    }
-
-    fn cast_to_all(&self, notice: Notice) {
-        let Some(bytes) = self.envelope(notice) else { return };
-        for (_, gateway) in self.args.peers.reachable_gateways() {
-            let _ = gateway.cast(GatewayMsg::Cast(bytes.clone()));
+        if self.published_load != Some(load)
+            && let Ok(bytes) = encode(&self.args.codec, &load)
+            && gossip.put(erlmcp_flow_gossip::load_key(self.node()), bytes).await.is_ok()
+        {
+            self.published_load = Some(load);
+        }
+        if !self.published_addr
+            && gossip
+                .put(erlmcp_flow_gossip::addr_key(self.node()), self.args.hello.listen.clone().into_bytes())
+                .await
+                .is_ok()
+        {
+            self.published_addr = true;
         }
     }
 
     async fn on_tick(&mut self, myself: &ActorRef<ClusterMsg>) {
         let now = self.args.clock.now_ns();
-        // If this node itself was paused (SIGSTOP, a long stall), every peer looks silent:
-        // that says nothing about them. Restart their silence clocks instead of suspecting.
-        let tick_ns = self.args.cfg.heartbeat_interval_ms.min(100) * 1_000_000;
-        if self.last_tick_ns != 0 && now.saturating_sub(self.last_tick_ns) > 5 * tick_ns {
-            tracing::warn!(
-                stalled_ms = (now - self.last_tick_ns) / 1_000_000,
-                "this node stalled; peer silence ignored"
-            );
-            for (name, _) in self.args.peers.all() {
-                self.liveness.restart_clock(&name, now);
-            }
-        }
-        self.last_tick_ns = now;
-        // Heartbeats go to every greeted peer (reachable or not: a peer that recovers must
-        // hear us to consider us reachable again), except the ones cut off.
-        self.heartbeat_seq += 1;
-        if let Some(bytes) =
-            self.envelope(Notice::Heartbeat { incarnation: self.args.hello.incarnation, seq: self.heartbeat_seq })
-        {
-            for (name, peer) in self.args.peers.all() {
-                if self.args.peers.is_blocked(&name) {
-                    continue;
-                }
-                if let Some(g) = peer.gateway {
-                    let _ = g.cast(GatewayMsg::Cast(bytes.clone()));
-                }
-            }
-        }
-        // Liveness.
-        for (name, peer) in self.args.peers.all() {
-            let (phi, silent) = self.liveness.phi(&name, now);
-            self.args.peers.upsert(&name, |p| {
-                p.phi = phi;
-                p.silent_ms = silent.map(|d| d.as_millis() as u64);
-            });
-            if peer.reachable && self.liveness.is_suspect(&name, now) {
-                tracing::warn!(peer = %name, phi, "peer silent; unreachable");
-                self.set_unreachable(&name).await;
-            }
-        }
+        self.follow_gossip(myself);
         self.discover(myself);
         self.dial(now);
     }
@@ -691,8 +764,7 @@ impl ClusterState {
         }
     }
 
-    fn report(&self) -> NodeReport {
-        let now = self.args.clock.now_ns();
+    async fn report(&self) -> NodeReport {
         let view = self.args.registry.view();
         let entries = view.all();
         let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
@@ -701,20 +773,24 @@ impl ClusterState {
                 *per_node.entry(n.to_string()).or_default() += 1;
             }
         }
+        let membership = match self.gossip() {
+            Some(g) => g.report().await.ok(),
+            None => None,
+        };
         let peers = self
             .args
             .peers
             .all()
             .into_iter()
             .map(|(name, p)| {
-                let (phi, silent) = self.liveness.phi(&name, now);
+                let m = membership.as_ref().and_then(|m| m.peer(&name));
                 PeerReport {
                     node: name.to_string(),
                     reachable: p.reachable && !self.args.peers.is_blocked(&name),
-                    phi,
+                    phi: m.map(|m| m.phi).unwrap_or(0.0),
                     blocked: self.args.peers.is_blocked(&name),
                     listen: p.listen,
-                    silent_ms: silent.map(|d| d.as_millis() as u64),
+                    silent_ms: m.and_then(|m| m.last_heartbeat_ms_ago),
                     agents: per_node.get(name.as_str()).copied().unwrap_or(0),
                 }
             })
@@ -736,6 +812,7 @@ impl ClusterState {
                 ("partition_drops".into(), get(&c.partition_drops)),
                 ("abandoned_deliveries".into(), get(&c.abandoned_deliveries)),
                 ("redials".into(), get(&c.redials)),
+                ("gossip_inbox_dropped".into(), self.gossip().map(|g| g.inbox_dropped()).unwrap_or(0)),
             ],
             ledger: (self.args.ledger)(),
         }

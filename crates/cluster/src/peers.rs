@@ -111,6 +111,14 @@ impl PeerTable {
         self.peers.read().get(node).filter(|p| p.reachable).and_then(|p| p.gateway.clone())
     }
 
+    /// The gateway of `node`'s current session, reachable or not, unless cut off.
+    pub fn any_gateway(&self, node: &NodeName) -> Option<ActorRef<GatewayMsg>> {
+        if self.is_blocked(node) {
+            return None;
+        }
+        self.peers.read().get(node).and_then(|p| p.gateway.clone())
+    }
+
     /// Inserts or updates a peer.
     pub fn upsert(&self, node: &NodeName, f: impl FnOnce(&mut Peer)) {
         let mut peers = self.peers.write();

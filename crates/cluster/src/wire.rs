@@ -9,7 +9,7 @@
 //! with an error.
 
 use bytes::Bytes;
-use erlmcp_flow_core::{AgentId, AgentReplyError, CapabilitySet, Codec, CodecError, NodeName, SwarmName, Task};
+use erlmcp_flow_core::{AgentId, AgentReplyError, Codec, CodecError, NodeName, Task};
 use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
 
@@ -98,51 +98,11 @@ pub struct Hello {
     pub version: u32,
 }
 
-/// One agent in a node's directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentDescriptor {
-    /// Id on its node.
-    pub id: AgentId,
-    /// Capabilities.
-    pub capabilities: CapabilitySet,
-    /// Swarms.
-    pub swarms: Vec<SwarmName>,
-    /// Weight.
-    pub weight: u32,
-    /// Up (not restarting).
-    pub alive: bool,
-    /// Tasks in flight at publication time.
-    pub in_flight: u32,
-}
-
-/// A node's directory: its agents and their load, versioned by the node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Directory {
-    /// The node.
-    pub node: NodeName,
-    /// The node's incarnation.
-    pub incarnation: u64,
-    /// Increases with every publication by this incarnation.
-    pub version: u64,
-    /// Its agents.
-    pub agents: Vec<AgentDescriptor>,
-    /// Listen addresses of the peers it knows (how a joining node finds the whole mesh).
-    pub known_peers: Vec<String>,
-}
-
 /// A one-way message carried by [`GatewayMsg::Cast`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Notice {
-    /// A node's directory.
-    Directory(Directory),
-    /// Liveness: the sender's heartbeat counter.
-    Heartbeat {
-        /// Sender's incarnation.
-        incarnation: u64,
-        /// Increases by one per heartbeat.
-        seq: u64,
-    },
-    /// A gossip protocol message (opaque to this layer).
+    /// A gossip protocol message, encoded with the gossip codec (directories, load,
+    /// addresses and heartbeats all travel as gossip).
     Gossip(Vec<u8>),
 }
 
@@ -159,6 +119,7 @@ pub fn decode<T: serde::de::DeserializeOwned>(codec: &Codec, bytes: &[u8]) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use erlmcp_flow_core::CapabilitySet;
 
     /// Requests and responses round-trip, and garbage decodes to an error, not a panic.
     #[test]
@@ -173,7 +134,7 @@ mod tests {
         assert_eq!(decode::<Request>(&codec, &bytes).unwrap(), req);
         assert!(decode::<Request>(&codec, &[0xff, 0xfe, 0x01]).is_err());
         assert!(decode::<Request>(&codec, &bytes[..bytes.len() - 3]).is_err());
-        let notice = Envelope { from: NodeName::new("n").unwrap(), body: Notice::Heartbeat { incarnation: 1, seq: 2 } };
+        let notice = Envelope { from: NodeName::new("n").unwrap(), body: Notice::Gossip(vec![1, 2, 3]) };
         assert_eq!(decode::<Envelope<Notice>>(&codec, &encode(&codec, &notice).unwrap()).unwrap(), notice);
     }
 }

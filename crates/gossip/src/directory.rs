@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use erlmcp_flow_core::{AgentId, CapabilitySet, Codec, CodecError, NodeName};
+use erlmcp_flow_core::{AgentId, CapabilitySet, Codec, CodecError, NodeName, SwarmName};
 use serde::{Deserialize, Serialize};
 
 use crate::state::GossipState;
@@ -35,6 +35,12 @@ pub struct AgentRecord {
     pub node: NodeName,
     /// What it can do.
     pub capabilities: CapabilitySet,
+    /// Swarms it belongs to.
+    pub swarms: Vec<SwarmName>,
+    /// Weight for weighted routing (≥ 1).
+    pub weight: u32,
+    /// False while it is down (crashed, restarting).
+    pub alive: bool,
 }
 
 /// A node's load figures.
@@ -49,6 +55,14 @@ pub struct NodeLoad {
 /// The key of `node`'s agent list.
 pub fn agents_key(node: &NodeName) -> String {
     format!("{AGENTS_PREFIX}{node}")
+}
+
+/// Key prefix of node listen addresses.
+pub const ADDR_PREFIX: &str = "addr/";
+
+/// The key of `node`'s listen address (how nodes find the whole mesh).
+pub fn addr_key(node: &NodeName) -> String {
+    format!("{ADDR_PREFIX}{node}")
 }
 
 /// The key of `node`'s load figures.
@@ -132,6 +146,9 @@ mod tests {
             id: AgentId::new(id).unwrap(),
             node: n(node),
             capabilities: CapabilitySet::parse(caps.iter().copied()).unwrap(),
+            swarms: Vec::new(),
+            weight: 1,
+            alive: true,
         }
     }
 

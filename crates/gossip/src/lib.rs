@@ -108,7 +108,7 @@ pub use actor::{
     DeliverError, GossipActor, GossipActorArgs, GossipActorMsg, GossipError, GossipEvent, GossipHandle, GossipTransport,
 };
 pub use config::{ConfigError, FailureDetectorConfig, GossipConfig};
-pub use directory::{AgentRecord, Directory, NodeLoad};
+pub use directory::{AgentRecord, Directory, NodeLoad, addr_key, agents_key, load_key};
 pub use membership::{
     Membership, MembershipChange, MembershipError, MembershipReport, PeerReport, Reachability, ReachabilityKind,
     UnreachableCause,

@@ -81,6 +81,9 @@ async fn value_put_on_one_node_reaches_all() {
         id: AgentId::new("agent-1").unwrap(),
         node: nodes[3].me().clone(),
         capabilities: CapabilitySet::parse(["erlang", "testing"]).unwrap(),
+        swarms: Vec::new(),
+        weight: 1,
+        alive: true,
     };
     let (key, value) = encode_agents(&codec, nodes[3].me(), std::slice::from_ref(&record)).unwrap();
     nodes[3].put(key.clone(), value).await.unwrap();
