@@ -11,6 +11,7 @@ use erlmcp_flow_registry::{RegistryArgs, RegistryHandle, RegistryView};
 use erlmcp_flow_router::breaker::{BreakersArgs, BreakersMsg};
 use erlmcp_flow_router::correlation::{CorrelationArgs, CorrelationMsg};
 use erlmcp_flow_router::failure_detector::{DetectorArgs, DetectorMsg};
+use erlmcp_flow_router::q_learning::{QLearningArgs, QLearningMsg, QLearningStrategy, QModel};
 use erlmcp_flow_router::router_actor::RouterArgs;
 use erlmcp_flow_router::{
     CircuitBreakers, CorrelationRecord, CorrelationTable, DeadLetter, DeadLetterQueue, FlowStats, RouterCore,
@@ -117,6 +118,7 @@ struct Slots {
     correlation: ActorSlot<CorrelationMsg>,
     detector: ActorSlot<DetectorMsg>,
     router: ActorSlot<RouterMsg>,
+    q_learning: ActorSlot<QLearningMsg>,
     flow_supervisor: ActorSlot<SupervisorMsg>,
 }
 
@@ -126,6 +128,7 @@ struct NodeInner {
     registry: RegistryHandle,
     pool: AgentPool,
     core: Arc<RouterCore>,
+    q_model: Arc<QModel>,
     slots: Slots,
     flow_stats: Arc<SupervisorStats>,
     status: watch::Receiver<NodeStatus>,
@@ -150,10 +153,13 @@ impl std::fmt::Debug for FlowNode {
     }
 }
 
-/// Builds the strategy factory for a config.
-pub(crate) fn strategy_factory(cfg: &FlowConfig) -> StrategyFactory {
+/// Builds the strategy factory for a config; Q-learning strategies share the node's model.
+pub(crate) fn strategy_factory(cfg: &FlowConfig, q_model: Arc<QModel>) -> StrategyFactory {
     let params = erlmcp_flow_router::RouterSettings::from_config(cfg).strategy_params;
     Arc::new(move |kind: StrategyKind| -> Result<Arc<dyn Strategy>, String> {
+        if kind == StrategyKind::QLearning {
+            return Ok(Arc::new(QLearningStrategy::new(q_model.clone())));
+        }
         erlmcp_flow_router::strategy::build(kind, params)
             .ok_or_else(|| format!("strategy {kind} is not available in this build"))
     })
@@ -182,6 +188,7 @@ impl FlowNode {
             correlation: ActorSlot::new(),
             detector: ActorSlot::new(),
             router: ActorSlot::new(),
+            q_learning: ActorSlot::new(),
             flow_supervisor: ActorSlot::new(),
         };
         let registry = RegistryHandle::new(view.clone(), slots.registry.clone(), call_timeout);
@@ -196,7 +203,10 @@ impl FlowNode {
             dead_letters: Arc::new(DeadLetterQueue::new(config.router.dead_letter_capacity as usize)),
             clock,
         };
-        let strategies = strategy_factory(&config);
+        // Loaded (or started fresh, with a warning, from an unusable file) before anything
+        // routes; saved by the QLearning actor.
+        let q_model = QModel::open(&config);
+        let strategies = strategy_factory(&config, q_model.clone());
         let kind = config.load_balancer.strategy;
         let strategy = strategies(kind).map_err(|reason| StartError::Strategy { kind, reason })?;
         let core = RouterCore::new(&config, parts.clone(), strategy, seed);
@@ -232,6 +242,16 @@ impl FlowNode {
             },
             router: RouterArgs { core: core.clone(), strategies, slot: slots.router.clone() },
             pool: pool.clone(),
+            q_learning: QLearningArgs {
+                model: q_model.clone(),
+                clock,
+                tick_interval: erlmcp_flow_router::q_learning::actor::DEFAULT_TICK,
+                persist_interval: match config.q_learning.persist_interval_ms {
+                    0 => None,
+                    ms => Some(Duration::from_millis(ms)),
+                },
+                slot: slots.q_learning.clone(),
+            },
         };
         let flow_stats = Arc::new(SupervisorStats::default());
         let spec = flow_supervisor_spec(&config, tree, flow_stats.clone());
@@ -251,6 +271,7 @@ impl FlowNode {
                 registry,
                 pool,
                 core,
+                q_model,
                 slots,
                 flow_stats,
                 status,
@@ -312,6 +333,12 @@ impl FlowNode {
     /// The router core (advanced use: strategies, tables).
     pub fn router(&self) -> &Arc<RouterCore> {
         &self.inner.core
+    }
+
+    /// The Q-learning model (shared by every Q-learning strategy of this node; written by
+    /// the QLearning actor, persisted to `q_learning.model_path`).
+    pub fn q_model(&self) -> &Arc<QModel> {
+        &self.inner.q_model
     }
 
     /// Specs of the agents in the pool.
@@ -409,6 +436,7 @@ impl FlowNode {
             }
             "failure_detector" => s.detector.get().is_some_and(|a| a.send_message(DetectorMsg::InjectPanic).is_ok()),
             "router" => s.router.get().is_some_and(|a| a.send_message(RouterMsg::InjectPanic).is_ok()),
+            "q_learning" => s.q_learning.get().is_some_and(|a| a.send_message(QLearningMsg::InjectPanic).is_ok()),
             "agent_supervisor" => self.inner.pool.supervisor().get().is_some_and(|a| {
                 // A supervisor has no panic message; kill it, which is an abnormal exit.
                 a.kill();
@@ -428,6 +456,7 @@ impl FlowNode {
             "correlation_tracker" => s.correlation.get().map(|a| a.get_id()),
             "failure_detector" => s.detector.get().map(|a| a.get_id()),
             "router" => s.router.get().map(|a| a.get_id()),
+            "q_learning" => s.q_learning.get().map(|a| a.get_id()),
             "agent_supervisor" => self.inner.pool.supervisor().get().map(|a| a.get_id()),
             _ => None,
         }

@@ -7,13 +7,18 @@
 //! ├── CorrelationTracker   correlation-table TTL sweeps
 //! ├── FailureDetector      hung agents, heartbeats, orphaned-task recovery
 //! ├── Router               routing control plane (strategy, dead letters)
-//! └── AgentSupervisor      one_for_one, supervision.agents: 5 restarts in 60 s
-//!     └── agents …
+//! ├── AgentSupervisor      one_for_one, supervision.agents: 5 restarts in 60 s
+//! │   └── agents …
+//! └── QLearning            applies Q-learning TD updates, publishes snapshots, saves the model
 //! ```
+//!
+//! QLearning starts last only so that the indexes of the other children in [`CHILDREN`]
+//! stay stable; it depends on none of them (its model is node-owned, and routing reads
+//! the model's snapshot whether or not the actor is up).
 //!
 //! **Why one_for_one at the top.** Each child's state that matters lives in a structure
 //! the node owns and hands to every incarnation (the registry view, the breaker table, the
-//! correlation table, the task table), or is rebuilt on start from a source of truth (the
+//! correlation table, the task table, the Q-learning model), or is rebuilt on start from a source of truth (the
 //! registry re-monitors live agents and drops dead ones; the AgentSupervisor restarts every
 //! agent in the pool's table; the failure detector takes the orphans that piled up). No
 //! child holds state that depends on a sibling's incarnation, so restarting siblings
@@ -36,15 +41,23 @@ use erlmcp_flow_registry::{Registry, RegistryArgs};
 use erlmcp_flow_router::breaker::BreakersArgs;
 use erlmcp_flow_router::correlation::CorrelationArgs;
 use erlmcp_flow_router::failure_detector::DetectorArgs;
+use erlmcp_flow_router::q_learning::QLearningArgs;
 use erlmcp_flow_router::router_actor::RouterArgs;
-use erlmcp_flow_router::{CircuitBreakersActor, CorrelationTrackerActor, FailureDetector, RouterActor};
+use erlmcp_flow_router::{CircuitBreakersActor, CorrelationTrackerActor, FailureDetector, QLearningActor, RouterActor};
 use erlmcp_flow_supervision::{ChildSpec, Restart, RestartIntensity, Strategy, SupervisorSpec, SupervisorStats};
 use ractor::{Actor, ActorCell};
 use std::sync::Arc;
 
 /// Names of the FlowSupervisor's children, in start order.
-pub const CHILDREN: [&str; 6] =
-    ["registry", "circuit_breakers", "correlation_tracker", "failure_detector", "router", "agent_supervisor"];
+pub const CHILDREN: [&str; 7] = [
+    "registry",
+    "circuit_breakers",
+    "correlation_tracker",
+    "failure_detector",
+    "router",
+    "agent_supervisor",
+    "q_learning",
+];
 
 /// Everything the tree's children are started with.
 #[derive(Debug, Clone)]
@@ -55,6 +68,7 @@ pub(crate) struct TreeArgs {
     pub(crate) detector: DetectorArgs,
     pub(crate) router: RouterArgs,
     pub(crate) pool: AgentPool,
+    pub(crate) q_learning: QLearningArgs,
 }
 
 fn child<A, F>(id: &str, actor: F, args: A::Arguments) -> ChildSpec
@@ -88,4 +102,5 @@ pub(crate) fn flow_supervisor_spec(cfg: &FlowConfig, args: TreeArgs, stats: Arc<
         args.pool
             .supervisor_child_spec(RestartIntensity::new(agents.max_restarts, Duration::from_millis(agents.window_ms))),
     )
+    .child(child::<QLearningActor, _>(CHILDREN[6], || QLearningActor, args.q_learning))
 }

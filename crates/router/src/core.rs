@@ -53,7 +53,7 @@ use crate::correlation::{CorrelationRecord, CorrelationTable};
 use crate::dead_letter::{DeadLetter, DeadLetterQueue};
 use crate::metrics::{FlowStats, RouterMetrics};
 use crate::retry_budget::RetryBudget;
-use crate::strategy::{AttemptFeedback, Selection, Strategy, StrategyParams};
+use crate::strategy::{AttemptFeedback, LoadFigures, Selection, Strategy, StrategyParams};
 use crate::tasks::TaskTable;
 
 /// Routing settings derived from the config.
@@ -655,8 +655,10 @@ impl RouterCore {
         delivery.trace = span;
         let timeout = task.timeout.unwrap_or(self.settings.execution_timeout);
 
-        entry.load.begin();
         let started_ns = lease.granted_ns;
+        let decay = self.settings.strategy_params.ewma_decay_ns;
+        let dispatch = LoadFigures::read(&entry.load, started_ns, decay);
+        entry.load.begin();
         let deadline = self.parts.clock.instant_of(started_ns) + timeout;
         let (tx, mut rx) = oneshot::channel();
         let target = entry.actor();
@@ -690,10 +692,16 @@ impl RouterCore {
         entry.load.end();
         drop(lease);
 
-        let decay = self.settings.strategy_params.ewma_decay_ns;
         let breakers = &self.parts.breakers;
         let feedback = |success: bool| {
-            strategy.observe(&AttemptFeedback { agent: &entry, candidates, latency_ns: rtt_ns, success, now_ns: now })
+            strategy.observe(&AttemptFeedback {
+                agent: &entry,
+                candidates,
+                latency_ns: rtt_ns,
+                success,
+                now_ns: now,
+                dispatch,
+            })
         };
         match reply {
             Some(Ok(Ok(output))) => {
