@@ -3,6 +3,8 @@
 //! * `flow demo`: one node, 60 agents in 5 swarms, 100 000 tasks under injected agent
 //!   crashes and failures; prints a summary (or `--json`) and exits non-zero if a task
 //!   was lost.
+//! * `flow bench routing`: every routing strategy on the same workloads (homogeneous,
+//!   heterogeneous, degrading agent, bursty); a table or `--json`.
 //! * `flow config check <file>` / `flow config defaults`: validate or print a config.
 
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod demo;
 mod report;
 
@@ -24,6 +27,11 @@ struct Cli {
 enum Command {
     /// Run a single-node demo: agents, swarms, crashes, retries, and a no-loss check.
     Demo(demo::DemoArgs),
+    /// Benchmarks: `flow bench routing` compares the routing strategies.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
     /// Validate a config file or print the defaults.
     Config {
         #[command(subcommand)]
@@ -50,6 +58,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Bench { what } => bench::run(what),
         Command::Config { action } => config(action),
     };
     match result {

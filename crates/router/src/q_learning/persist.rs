@@ -129,11 +129,11 @@ pub fn encode_data(data: &ModelData) -> Result<Vec<u8>, ModelFileError> {
 
 /// Parses a file image into a table with `params`, at most `max_actions` actions.
 pub fn decode(bytes: &[u8], params: QParams, max_actions: usize) -> Result<QTable, ModelFileError> {
+    if !MAGIC.starts_with(&bytes[..bytes.len().min(MAGIC.len())]) {
+        return Err(ModelFileError::BadMagic);
+    }
     if bytes.len() < HEADER_LEN {
         return Err(ModelFileError::TooShort { len: bytes.len() });
-    }
-    if bytes[0..8] != MAGIC {
-        return Err(ModelFileError::BadMagic);
     }
     let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
     let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
