@@ -31,8 +31,8 @@
 //! # Layout
 //!
 //! * [`profile`]: [`Workload`], [`AgentProfile`], [`ServiceTime`], [`ArrivalStream`].
-//! * [`sim`]: [`simulate`].
-//! * [`actors`]: [`run_actors`].
+//! * [`sim`]: the discrete-event mode, [`simulate`].
+//! * [`actors`]: the real-actor mode, [`run_actors`].
 //! * [`report`]: [`RunReport`], ratios and the table.
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]

@@ -624,7 +624,8 @@ mod tests {
         assert!((step.reward - r).abs() < 1e-12);
         // s′ = state 0, where no estimate was settled yet: the bootstrap is the pool's
         // value in state 0, -1.
-        let target = r + 0.5 * -1.0;
+        let (gamma, pool0) = (0.5, -1.0);
+        let target = r + gamma * pool0;
         assert!((step.target - target).abs() < 1e-12);
         assert!((step.td_error - (target - -1.0)).abs() < 1e-12);
         // Step max(α, 1/2) = 0.5: the mean of the two targets.
