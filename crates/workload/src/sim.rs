@@ -3,9 +3,12 @@
 //!
 //! What is real: the strategy objects (`strategy::build`, and [`QLearningStrategy`] over a
 //! [`QModel`] pumped synchronously after every outcome, with virtual time), the registry's
-//! [`AgentEntry`] values and their lock-free [`AgentLoad`] figures (in flight, peak-EWMA
-//! latency, success EWMA) updated exactly where the router updates them, the bulkhead
-//! semaphore of each entry, a [`CircuitBreaker`] per agent, and the retry [`Backoff`].
+//! [`AgentEntry`] values and their lock-free [`AgentLoad`] figures (in flight,
+//! peak-EWMA latency, success EWMA) updated exactly where the router updates them, the
+//! bulkhead semaphore of each entry, a [`CircuitBreaker`] per agent, and the retry
+//! [`Backoff`].
+//!
+//! [`AgentLoad`]: erlmcp_flow::registry::AgentLoad
 //!
 //! What is modelled, following `RouterCore`'s pipeline step by step: selection among
 //! candidates not yet tried and not skipped; breaker admission (refused → skip); bulkhead

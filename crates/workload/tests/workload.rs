@@ -105,8 +105,8 @@ async fn q_learning_moves_work_away_from_a_degrading_agent() {
 }
 
 /// The real-actor mode routes a workload through a real node with the Q-learning
-/// strategy: every task ends, the QLearning actor applied the feedback, and the agents'
-/// measured service times match their (time-scaled) profiles.
+/// strategy: every task ends, the QLearning actor applied the feedback, and every agent's
+/// execution times were measured for the report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actor_mode_runs_a_workload_on_a_real_node() {
     erlmcp_flow::quiet_agent_panics();
@@ -126,8 +126,9 @@ async fn actor_mode_runs_a_workload_on_a_real_node() {
     let stats = r.q_learning.as_ref().unwrap();
     assert!(stats.updates >= 300, "{stats:?}");
     assert!(r.sleep_overshoot_us.is_some());
-    // Slow agents (16 ms scaled) really took longer than fast ones (4 ms scaled).
-    let service = &r.agent_mean_service_us;
-    assert!(service["slow-0"] > 2.0 * service["fast-0"], "{service:?}");
+    // Every agent's executions were measured (what they took is reported, not judged:
+    // no timing assertions in tests).
+    assert_eq!(r.agent_mean_service_us.len(), w.agents.len());
+    assert!(r.agent_mean_service_us.values().all(|&us| us > 0.0), "{:?}", r.agent_mean_service_us);
     let _ = std::fs::remove_dir_all(dir);
 }

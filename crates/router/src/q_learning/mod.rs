@@ -36,11 +36,14 @@
 //! # What it is good at, and what not
 //!
 //! It learns which agents are fast, slow, erratic or failing *at each load level*, and so
-//! converges to "shortest expected delay" routing with failure avoidance, which neither
-//! round-robin nor least-connections (blind to speed and failures) nor P2C on peak-EWMA
-//! (blind to failures that answer fast) does. It needs samples: a new agent starts from
-//! its swarm's value, and a changed agent is re-learned at rate α. Measured results are
-//! in `docs/benchmarks.md` (`flow bench routing`).
+//! converges to "shortest expected delay" routing with failure avoidance: on agents with a
+//! 4× speed spread it had the lowest mean latency of all strategies (about −75 to −80 %
+//! against round-robin). Where the best signal is a raw figure it pays for having to
+//! learn: on identical agents least-connections (which reads queue lengths directly) stays
+//! a little ahead, and when an agent suddenly degrades, load-aware and P2C react at the
+//! next sample while Q-learning re-learns that agent over a few samples per state. ε never
+//! drops below `epsilon_min`. Measured results and the analysis are in
+//! `docs/benchmarks.md` (`flow bench routing`).
 
 pub mod actor;
 pub mod model;
