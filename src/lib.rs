@@ -2,10 +2,10 @@
 //!
 //! Rust services spawn *agents* (actors with capabilities) and submit *tasks*; a node
 //! finds capable agents, picks one (round-robin, least-connections, load-aware, weighted,
-//! consistent hash, P2C on peak-EWMA), delivers the task, retries elsewhere on failure
-//! behind circuit breakers and bulkheads, and never loses an accepted task: every task
-//! ends `Completed`, `Failed` or `DeadLettered`, exactly once. An OTP-style supervision
-//! tree keeps the node's services and agents up.
+//! consistent hash, P2C on peak-EWMA, Q-learning), delivers the task, retries elsewhere
+//! on failure behind circuit breakers and bulkheads, and never loses an accepted task:
+//! every task ends `Completed`, `Failed` or `DeadLettered`, exactly once. An OTP-style
+//! supervision tree keeps the node's services and agents up.
 //!
 //! This crate is the one import a user needs.
 //!

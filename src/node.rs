@@ -17,6 +17,7 @@ use erlmcp_flow_registry::{RegistryArgs, RegistryHandle, RegistryView};
 use erlmcp_flow_router::breaker::{BreakersArgs, BreakersMsg};
 use erlmcp_flow_router::correlation::{CorrelationArgs, CorrelationMsg};
 use erlmcp_flow_router::failure_detector::{DetectorArgs, DetectorMsg};
+use erlmcp_flow_router::q_learning::{QLearningArgs, QLearningMsg, QLearningStrategy, QModel};
 use erlmcp_flow_router::router_actor::RouterArgs;
 use erlmcp_flow_router::{
     CircuitBreakers, CorrelationRecord, CorrelationTable, DeadLetter, DeadLetterQueue, FlowStats, RouterCore,
@@ -123,6 +124,7 @@ struct Slots {
     correlation: ActorSlot<CorrelationMsg>,
     detector: ActorSlot<DetectorMsg>,
     router: ActorSlot<RouterMsg>,
+    q_learning: ActorSlot<QLearningMsg>,
     flow_supervisor: ActorSlot<SupervisorMsg>,
     cluster: ActorSlot<ClusterMsg>,
     gateway: ActorSlot<GatewayMsg>,
@@ -198,6 +200,7 @@ struct NodeInner {
     registry: RegistryHandle,
     pool: AgentPool,
     core: Arc<RouterCore>,
+    q_model: Arc<QModel>,
     slots: Slots,
     flow_stats: Arc<SupervisorStats>,
     status: watch::Receiver<NodeStatus>,
@@ -223,10 +226,13 @@ impl std::fmt::Debug for FlowNode {
     }
 }
 
-/// Builds the strategy factory for a config.
-pub(crate) fn strategy_factory(cfg: &FlowConfig) -> StrategyFactory {
+/// Builds the strategy factory for a config; Q-learning strategies share the node's model.
+pub(crate) fn strategy_factory(cfg: &FlowConfig, q_model: Arc<QModel>) -> StrategyFactory {
     let params = erlmcp_flow_router::RouterSettings::from_config(cfg).strategy_params;
     Arc::new(move |kind: StrategyKind| -> Result<Arc<dyn Strategy>, String> {
+        if kind == StrategyKind::QLearning {
+            return Ok(Arc::new(QLearningStrategy::new(q_model.clone())));
+        }
         erlmcp_flow_router::strategy::build(kind, params)
             .ok_or_else(|| format!("strategy {kind} is not available in this build"))
     })
@@ -257,6 +263,7 @@ impl FlowNode {
             correlation: ActorSlot::new(),
             detector: ActorSlot::new(),
             router: ActorSlot::new(),
+            q_learning: ActorSlot::new(),
             flow_supervisor: ActorSlot::new(),
             cluster: ActorSlot::new(),
             gateway: ActorSlot::new(),
@@ -274,7 +281,10 @@ impl FlowNode {
             dead_letters: Arc::new(DeadLetterQueue::new(config.router.dead_letter_capacity as usize)),
             clock,
         };
-        let strategies = strategy_factory(&config);
+        // Loaded (or started fresh, with a warning, from an unusable file) before anything
+        // routes; saved by the QLearning actor.
+        let q_model = QModel::open(&config);
+        let strategies = strategy_factory(&config, q_model.clone());
         let kind = config.load_balancer.strategy;
         let strategy = strategies(kind).map_err(|reason| StartError::Strategy { kind, reason })?;
         let core = RouterCore::new(&config, parts.clone(), strategy, seed);
@@ -311,6 +321,16 @@ impl FlowNode {
             router: RouterArgs { core: core.clone(), strategies, slot: slots.router.clone() },
             cluster: None,
             pool: pool.clone(),
+            q_learning: QLearningArgs {
+                model: q_model.clone(),
+                clock,
+                tick_interval: erlmcp_flow_router::q_learning::actor::DEFAULT_TICK,
+                persist_interval: match config.q_learning.persist_interval_ms {
+                    0 => None,
+                    ms => Some(Duration::from_millis(ms)),
+                },
+                slot: slots.q_learning.clone(),
+            },
         };
         let mut tree = tree;
         let mut listen = None;
@@ -338,6 +358,7 @@ impl FlowNode {
                 registry,
                 pool,
                 core,
+                q_model,
                 slots,
                 flow_stats,
                 status,
@@ -400,6 +421,12 @@ impl FlowNode {
     /// The router core (advanced use: strategies, tables).
     pub fn router(&self) -> &Arc<RouterCore> {
         &self.inner.core
+    }
+
+    /// The Q-learning model (shared by every Q-learning strategy of this node; written by
+    /// the QLearning actor, persisted to `q_learning.model_path`).
+    pub fn q_model(&self) -> &Arc<QModel> {
+        &self.inner.q_model
     }
 
     /// Specs of the agents in the pool.
@@ -533,6 +560,7 @@ impl FlowNode {
                 a.kill();
                 true
             }),
+            "q_learning" => s.q_learning.get().is_some_and(|a| a.send_message(QLearningMsg::InjectPanic).is_ok()),
             "agent_supervisor" => self.inner.pool.supervisor().get().is_some_and(|a| {
                 // A supervisor has no panic message; kill it, which is an abnormal exit.
                 a.kill();
@@ -555,6 +583,7 @@ impl FlowNode {
             "cluster" => s.cluster.get().map(|a| a.get_id()),
             "gateway" => s.gateway.get().map(|a| a.get_id()),
             "gossip" => s.gossip.get().map(|g| g.actor().get_id()),
+            "q_learning" => s.q_learning.get().map(|a| a.get_id()),
             "agent_supervisor" => self.inner.pool.supervisor().get().map(|a| a.get_id()),
             _ => None,
         }

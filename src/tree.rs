@@ -10,13 +10,18 @@
 //! ├── Gossip               (cluster mode) directory, load, addresses, heartbeats, reachability
 //! ├── Cluster              (cluster mode) NodeServer, sessions, dialing, directory mirroring
 //! ├── Gateway              (cluster mode) the node's only cluster-message actor
-//! └── AgentSupervisor      one_for_one, supervision.agents: 5 restarts in 60 s
-//!     └── agents …
+//! ├── AgentSupervisor      one_for_one, supervision.agents: 5 restarts in 60 s
+//! │   └── agents …
+//! └── QLearning            applies Q-learning TD updates, publishes snapshots, saves the model
 //! ```
+//!
+//! QLearning starts last only so that the indexes of the other children in [`CHILDREN`]
+//! stay stable; it depends on none of them (its model is node-owned, and routing reads
+//! the model's snapshot whether or not the actor is up).
 //!
 //! **Why one_for_one at the top.** Each child's state that matters lives in a structure
 //! the node owns and hands to every incarnation (the registry view, the breaker table, the
-//! correlation table, the task table), or is rebuilt on start from a source of truth (the
+//! correlation table, the task table, the Q-learning model), or is rebuilt on start from a source of truth (the
 //! registry re-monitors live agents and drops dead ones; the AgentSupervisor restarts every
 //! agent in the pool's table; the failure detector takes the orphans that piled up). No
 //! child holds state that depends on a sibling's incarnation, so restarting siblings
@@ -40,18 +45,26 @@ use erlmcp_flow_registry::{Registry, RegistryArgs};
 use erlmcp_flow_router::breaker::BreakersArgs;
 use erlmcp_flow_router::correlation::CorrelationArgs;
 use erlmcp_flow_router::failure_detector::DetectorArgs;
+use erlmcp_flow_router::q_learning::QLearningArgs;
 use erlmcp_flow_router::router_actor::RouterArgs;
-use erlmcp_flow_router::{CircuitBreakersActor, CorrelationTrackerActor, FailureDetector, RouterActor};
+use erlmcp_flow_router::{CircuitBreakersActor, CorrelationTrackerActor, FailureDetector, QLearningActor, RouterActor};
 use erlmcp_flow_supervision::{ChildSpec, Restart, RestartIntensity, Strategy, SupervisorSpec, SupervisorStats};
 use ractor::{Actor, ActorCell};
 use std::sync::Arc;
 
-/// Extra children of a cluster node, started before the AgentSupervisor.
+/// Extra children of a cluster node, started after the Router and before the AgentSupervisor.
 pub const CLUSTER_CHILDREN: [&str; 3] = ["gossip", "cluster", "gateway"];
 
 /// Names of the FlowSupervisor's children on a single node, in start order.
-pub const CHILDREN: [&str; 6] =
-    ["registry", "circuit_breakers", "correlation_tracker", "failure_detector", "router", "agent_supervisor"];
+pub const CHILDREN: [&str; 7] = [
+    "registry",
+    "circuit_breakers",
+    "correlation_tracker",
+    "failure_detector",
+    "router",
+    "agent_supervisor",
+    "q_learning",
+];
 
 /// Everything the tree's children are started with.
 #[derive(Debug, Clone)]
@@ -63,6 +76,7 @@ pub(crate) struct TreeArgs {
     pub(crate) router: RouterArgs,
     pub(crate) cluster: Option<(GossipChildArgs, ClusterArgs, GatewayArgs)>,
     pub(crate) pool: AgentPool,
+    pub(crate) q_learning: QLearningArgs,
 }
 
 fn child<A, F>(id: &str, actor: F, args: A::Arguments) -> ChildSpec
@@ -106,4 +120,5 @@ pub(crate) fn flow_supervisor_spec(cfg: &FlowConfig, args: TreeArgs, stats: Arc<
         args.pool
             .supervisor_child_spec(RestartIntensity::new(agents.max_restarts, Duration::from_millis(agents.window_ms))),
     )
+    .child(child::<QLearningActor, _>(CHILDREN[6], || QLearningActor, args.q_learning))
 }

@@ -151,6 +151,38 @@ async fn router_crash_keeps_routing_and_control() {
     assert_eq!(node.stats().strategy, StrategyKind::LeastConnections);
 }
 
+/// QLearning actor crash while tasks are routed by the q_learning strategy: routing never
+/// waits on the actor (it reads the model's snapshot), so traffic flows on; the model
+/// (table, feedback queue, snapshot) belongs to the node, so the new incarnation goes on
+/// applying feedback to the same table, nothing learned is lost, and the model is saved
+/// at shutdown and loads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q_learning_crash_keeps_routing_and_the_model() {
+    let dir = std::env::temp_dir().join(format!("erlmcp-sup-qlearning-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("q_table.bin").display().to_string();
+    let node = node_with_agents(|c| {
+        c.load_balancer.strategy = StrategyKind::QLearning;
+        c.q_learning.model_path = path.clone();
+    })
+    .await;
+    for _ in 0..50 {
+        assert!(node.route(task(&["x"], "ok")).await.unwrap().is_completed());
+    }
+    eventually("feedback applied", || node.q_model().stats().updates >= 50).await;
+    let learned = node.q_model().stats().updates;
+    crash_under_traffic(&node, "q_learning").await;
+    let expected = learned + TASKS as u64 + 1;
+    eventually("the new incarnation applies feedback", || node.q_model().stats().updates >= expected).await;
+    assert_eq!(node.q_model().stats().dropped, 0);
+    let config = node.config().clone();
+    node.shutdown(std::time::Duration::from_secs(5)).await;
+    let reloaded = erlmcp_flow::router::q_learning::QModel::open(&config);
+    assert!(reloaded.loaded_from_file(), "{:?}", reloaded.load_warning());
+    assert!(reloaded.stats().updates >= expected);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// AgentSupervisor crash: all agents die with it; the FlowSupervisor restarts it and it
 /// brings every agent in the pool back; tasks caught in the crash are redelivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,11 @@
 //! circuit breakers open). A share `--poison-rate` of tasks is rejected permanently by
 //! every agent (they end `Failed` without retries).
 //!
+//! With `--strategy q-learning` and no `--config`, the Q-learning model lives in a file of
+//! its own under the system's temp directory for the run and is deleted afterwards, so
+//! every demo learns from scratch and the working directory is left alone; with a config
+//! file, its `q_learning.model_path` is used (loaded at start, saved at the end).
+//!
 //! `lost` is computed from the node's task ledger after it reports quiescence:
 //! `accepted − (completed + failed + dead_lettered)`; it is also checked against the
 //! number of submissions the demo saw accepted. The process exits with status 1 if any
@@ -150,9 +155,16 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
+    let mut scratch_model = None;
     let mut config = match &args.config {
         Some(path) => FlowConfig::from_file(path)?,
-        None => FlowConfig::default(),
+        None => {
+            let mut cfg = FlowConfig::default();
+            let path = std::env::temp_dir().join(format!("flow-demo-{}.qtable", std::process::id()));
+            cfg.q_learning.model_path = path.display().to_string();
+            scratch_model = Some(path);
+            cfg
+        }
     };
     config.node.seed = Some(args.seed);
     config.router.max_in_flight = args.max_in_flight;
@@ -264,6 +276,9 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
     let terminal = stats.flow.completed + stats.flow.failed + stats.flow.dead_lettered;
     let lost = stats.flow.accepted.max(submitted) - terminal;
     node.shutdown(Duration::from_secs(5)).await;
+    if let Some(path) = scratch_model {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(DemoReport {
         accepted: stats.flow.accepted,
         submitted,

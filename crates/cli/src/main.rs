@@ -3,6 +3,8 @@
 //! * `flow demo`: one node, 60 agents in 5 swarms, 100 000 tasks under injected agent
 //!   crashes and failures; prints a summary (or `--json`) and exits non-zero if a task
 //!   was lost.
+//! * `flow bench routing`: every routing strategy on the same workloads (homogeneous,
+//!   heterogeneous, degrading agent, bursty); a table or `--json`.
 //! * `flow config check <file>` / `flow config defaults`: validate or print a config.
 
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod cluster_demo;
 mod demo;
 mod node;
@@ -40,6 +43,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmarks: `flow bench routing` compares the routing strategies.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
     /// Validate a config file or print the defaults.
     Config {
         #[command(subcommand)]
@@ -68,6 +76,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Node(args) => node::run(args),
         Command::Status { connect, cookie, json } => status(connect, &cookie, json),
+        Command::Bench { what } => bench::run(what),
         Command::Config { action } => config(action),
     };
     match result {

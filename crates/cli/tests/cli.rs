@@ -53,11 +53,111 @@ fn demo_json_reports_zero_lost_across_seeds_and_crash_rates() {
 /// Every strategy runs the demo to a clean finish.
 #[test]
 fn demo_runs_every_strategy() {
-    for s in ["round-robin", "least-connections", "load-aware", "weighted", "consistent-hash", "p2c-ewma"] {
+    for s in ["round-robin", "least-connections", "load-aware", "weighted", "consistent-hash", "p2c-ewma", "q-learning"]
+    {
         let v = json(&flow(&["demo", "--tasks", "500", "--agents", "6", "--strategy", s, "--json"]));
         assert_eq!(v["lost"], 0);
         assert_eq!(v["strategy"], s.replace('-', "_"));
     }
+}
+
+/// `flow bench routing --json` prints one object per (workload, strategy) with the
+/// documented fields, every strategy on every preset workload, and Q-learning's mean
+/// compared with round-robin's.
+#[test]
+fn bench_routing_json_covers_every_workload_and_strategy() {
+    let o = flow(&["bench", "routing", "--tasks", "2000", "--json"]);
+    let v = json(&o);
+    let runs = v.as_array().expect("an array");
+    assert_eq!(runs.len(), 4 * 7, "{v}");
+    for r in runs {
+        for field in ["workload", "strategy", "mean_us", "p50_us", "p99_us", "success_rate", "throughput_per_s"] {
+            assert!(r.get(field).is_some(), "missing {field} in {r}");
+        }
+        assert_eq!(r["mode"], "sim");
+        assert_eq!(r["completed"].as_u64().unwrap() + r["failed"].as_u64().unwrap(), 2000, "{r}");
+        assert!(r["mean_vs_round_robin"].as_f64().is_some(), "{r}");
+    }
+    for w in ["homogeneous", "heterogeneous", "degrading", "bursty"] {
+        for s in ["round_robin", "least_connections", "p2c_ewma", "q_learning"] {
+            assert!(runs.iter().any(|r| r["workload"] == w && r["strategy"] == s), "{w} / {s}");
+        }
+    }
+}
+
+/// The table mode prints the comparison and the Q-learning verdicts; the actors mode runs
+/// a real node (tiny run); round-robin is always included as the reference.
+#[test]
+fn bench_routing_table_and_actor_mode() {
+    let o = flow(&["bench", "routing", "--tasks", "1000", "--workload", "heterogeneous", "--strategy", "q-learning"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("vs RR") && out.contains("q_learning vs round_robin, heterogeneous"), "{out}");
+
+    let o = flow(&[
+        "bench",
+        "routing",
+        "--mode",
+        "actors",
+        "--tasks",
+        "100",
+        "--workload",
+        "homogeneous",
+        "--strategy",
+        "q-learning",
+        "--json",
+    ]);
+    let v = json(&o);
+    let runs = v.as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert!(runs.iter().all(|r| r["mode"] == "actors" && r["completed"] == 100), "{v}");
+    assert!(runs.iter().any(|r| r["strategy"] == "round_robin"));
+}
+
+/// Bad `bench` arguments are refused with the problem named.
+#[test]
+fn bench_bad_arguments_are_refused() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["bench", "routing", "--workload", "tsunami"], "unknown workload"),
+        (&["bench", "routing", "--mode", "warp"], "invalid value"),
+        (&["bench", "routing", "--tasks", "0"], "tasks"),
+        (&["bench", "routing", "--strategy", "best"], "unknown strategy"),
+        (&["bench", "routing", "--time-scale", "0"], "not a time scale"),
+        (&["bench"], "Usage"),
+    ];
+    for (args, needle) in cases {
+        let o = flow(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+}
+
+/// The demo with the q_learning strategy from a config file uses the config's model path:
+/// the model is saved at the end, and a second demo run starts from it (an unusable file
+/// would have been moved aside to `.corrupt`).
+#[test]
+fn demo_with_q_learning_config_saves_and_reloads_the_model() {
+    let dir = std::env::temp_dir().join(format!("flow-cli-qlearning-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("q_table.bin");
+    let cfg = dir.join("flow.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[load_balancer]\nstrategy = \"q_learning\"\n[q_learning]\nmodel_path = {:?}\n",
+            model.display().to_string()
+        ),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let v = json(&flow(&["demo", "--config", cfg.to_str().unwrap(), "--tasks", "300", "--agents", "4", "--json"]));
+        assert_eq!(v["lost"], 0);
+        assert_eq!(v["strategy"], "q_learning");
+        assert!(model.exists(), "model saved");
+    }
+    assert!(!dir.join("q_table.bin.corrupt").exists(), "the saved model loaded cleanly");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Zero agents: every task is dead-lettered, nothing is lost, the demo still succeeds.

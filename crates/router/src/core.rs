@@ -54,7 +54,7 @@ use crate::dead_letter::{DeadLetter, DeadLetterQueue};
 use crate::delivery::{LocalDelivery, deliver_local};
 use crate::metrics::{FlowStats, RouterMetrics};
 use crate::retry_budget::RetryBudget;
-use crate::strategy::{AttemptFeedback, Selection, Strategy, StrategyParams};
+use crate::strategy::{AttemptFeedback, LoadFigures, Selection, Strategy, StrategyParams};
 use crate::tasks::TaskTable;
 
 /// Routing settings derived from the config.
@@ -656,8 +656,10 @@ impl RouterCore {
         delivery.trace = span;
         let timeout = task.timeout.unwrap_or(self.settings.execution_timeout);
 
-        entry.load.begin();
         let started_ns = lease.granted_ns;
+        let decay = self.settings.strategy_params.ewma_decay_ns;
+        let dispatch = LoadFigures::read(&entry.load, started_ns, decay);
+        entry.load.begin();
         let deadline = self.parts.clock.instant_of(started_ns) + timeout;
         // `None`: lost with the agent; `Some(Err(()))`: timed out; `Some(Ok(reply))`: answered.
         let mut refused: Option<String> = None;
@@ -687,10 +689,16 @@ impl RouterCore {
         entry.load.end();
         drop(lease);
 
-        let decay = self.settings.strategy_params.ewma_decay_ns;
         let breakers = &self.parts.breakers;
         let feedback = |success: bool| {
-            strategy.observe(&AttemptFeedback { agent: &entry, candidates, latency_ns: rtt_ns, success, now_ns: now })
+            strategy.observe(&AttemptFeedback {
+                agent: &entry,
+                candidates,
+                latency_ns: rtt_ns,
+                success,
+                now_ns: now,
+                dispatch,
+            })
         };
         match reply {
             Some(Ok(Ok(output))) => {

@@ -9,6 +9,7 @@
 //! * [`core`]: [`RouterCore`], submission, the pipeline, shutdown.
 //! * [`strategy`]: round-robin, least-connections, load-aware, weighted, consistent hash,
 //!   P2C on peak-EWMA.
+//! * [`q_learning`]: the Q-learning strategy, its model, persistence and actor.
 //! * [`breaker`]: per-agent [`CircuitBreaker`]s and their maintenance actor.
 //! * [`backoff`]: exponential backoff with jitter.
 //! * [`retry_budget`]: the lock-free retry budget.
@@ -33,6 +34,7 @@ pub mod dead_letter;
 pub mod delivery;
 pub mod failure_detector;
 pub mod metrics;
+pub mod q_learning;
 pub mod retry_budget;
 pub mod router_actor;
 pub mod strategy;
@@ -44,6 +46,7 @@ pub use correlation::{CorrelationRecord, CorrelationTable, CorrelationTrackerAct
 pub use dead_letter::{DeadLetter, DeadLetterQueue};
 pub use failure_detector::FailureDetector;
 pub use metrics::FlowStats;
+pub use q_learning::{QLearningActor, QLearningStrategy, QModel};
 pub use router_actor::{RouterActor, RouterMsg, StrategyFactory};
 pub use strategy::Strategy;
 pub use tasks::TaskTable;

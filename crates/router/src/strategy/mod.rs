@@ -19,7 +19,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use erlmcp_flow_core::{StrategyKind, Task};
-use erlmcp_flow_registry::{AgentEntry, Candidates};
+use erlmcp_flow_registry::{AgentEntry, AgentLoad, Candidates};
 use rand::rngs::SmallRng;
 
 mod consistent_hash;
@@ -52,6 +52,29 @@ impl fmt::Debug for Selection<'_> {
     }
 }
 
+/// An agent's load figures read at one instant: what a learning strategy needs to know
+/// the state an agent was in when a task was dispatched to it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadFigures {
+    /// Tasks in flight (not counting the one being dispatched).
+    pub in_flight: u32,
+    /// Success EWMA in [0, 1].
+    pub success_rate: f64,
+    /// Decayed peak-EWMA latency, ns; `None` before the first sample.
+    pub latency_ewma_ns: Option<f64>,
+}
+
+impl LoadFigures {
+    /// Reads `load` at `now_ns` with peak-EWMA decay `decay_ns`.
+    pub fn read(load: &AgentLoad, now_ns: u64, decay_ns: f64) -> Self {
+        Self {
+            in_flight: load.in_flight(),
+            success_rate: load.success_rate(),
+            latency_ewma_ns: load.latency_ewma_ns(now_ns, decay_ns),
+        }
+    }
+}
+
 /// Feedback after an attempt, for learning strategies.
 #[derive(Debug, Clone)]
 pub struct AttemptFeedback<'a> {
@@ -65,6 +88,8 @@ pub struct AttemptFeedback<'a> {
     pub success: bool,
     /// Now, ns.
     pub now_ns: u64,
+    /// The agent's load figures just before the task was dispatched to it.
+    pub dispatch: LoadFigures,
 }
 
 /// A selection strategy. Implementations must be cheap and must not block.
@@ -90,8 +115,8 @@ pub struct StrategyParams {
     pub default_rtt_ns: f64,
 }
 
-/// Builds the load-balancing strategy `kind` (Q-learning is built by
-/// [`crate::q_learning`], which needs its model).
+/// Builds the load-balancing strategy `kind`; `None` for Q-learning, which needs the
+/// node's model: build it with [`QLearningStrategy::new`](crate::q_learning::QLearningStrategy::new).
 pub fn build(kind: StrategyKind, p: StrategyParams) -> Option<Arc<dyn Strategy>> {
     Some(match kind {
         StrategyKind::RoundRobin => Arc::new(RoundRobin::default()),
