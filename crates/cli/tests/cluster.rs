@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use erlmcp_flow::cluster::wire::{Envelope, GATEWAY_GROUP, GatewayMsg, Request, Response, decode, encode};
+use erlmcp_flow::cluster::wire::{Envelope, GATEWAY_GROUP, GatewayMsg, Notice, Request, Response, decode, encode};
 use erlmcp_flow::core::{AgentId, CapabilitySet, Codec, NodeName, Task};
 use ractor::rpc::CallResult;
 use support::*;
@@ -106,8 +106,9 @@ fn wrong_cookie_is_refused() {
     assert_no_loss(&r, 200);
 }
 
-/// Garbage, truncated and misaddressed requests reach a node's gateway over the real wire:
-/// each is answered with an error (or dropped, for a cast), counted, and the node stays up.
+/// Garbage, truncated, oversized and misaddressed requests reach a node's gateway over the
+/// real wire: each is answered with an error (or dropped, for a cast), counted, the link
+/// stays up (later calls on the same session succeed) and the node keeps serving.
 #[test]
 fn bad_wire_input_is_answered_and_counted() {
     let mut node = Node::start("w1", None, &[]);
@@ -146,6 +147,22 @@ fn bad_wire_input_is_answered_and_counted() {
         let from = NodeName::new("prober").unwrap();
         let good = encode(&codec, &Envelope { from: from.clone(), body: Request::Status }).unwrap();
         assert!(matches!(call(good[..good.len() - 1].to_vec()).await, Response::Error(_)));
+        // Oversized: over the codec limit (1 MiB payload + envelope slack) but under
+        // ractor_cluster's 16 MiB frame limit, so it reaches the gateway and is refused there.
+        assert!(matches!(call(vec![0u8; 4 * 1024 * 1024]).await, Response::Error(_)));
+        // A node that never had a session: its work is refused, its gossip dropped.
+        let ghost = NodeName::new("ghost").unwrap();
+        let from_ghost = Envelope {
+            from: ghost.clone(),
+            body: Request::Execute {
+                agent: AgentId::new("w1-a-000").unwrap(),
+                task: Task::new(CapabilitySet::parse(["compute"]).unwrap()),
+                timeout_ms: 1000,
+            },
+        };
+        assert!(matches!(call(encode(&codec, &from_ghost).unwrap()).await, Response::Refused(_)));
+        let ghost_gossip = Envelope { from: ghost, body: Notice::Gossip(vec![0; 16]) };
+        gateway.cast(GatewayMsg::Cast(encode(&codec, &ghost_gossip).unwrap())).unwrap();
         // Unknown agent.
         let unknown = Envelope {
             from: from.clone(),
@@ -173,7 +190,7 @@ fn bad_wire_input_is_answered_and_counted() {
     eventually("bad frames counted", || {
         let s = node.status();
         let get = |k: &str| s["counters"].as_array().unwrap().iter().find(|c| c[0] == k).unwrap()[1].as_u64().unwrap();
-        get("bad_frames") >= 3 && get("unknown_agents") >= 1
+        get("bad_frames") >= 4 && get("unknown_agents") >= 1 && get("unknown_nodes") >= 2
     });
     let r = run_tasks(&mut node, 100, |_| {});
     assert_no_loss(&r, 100);

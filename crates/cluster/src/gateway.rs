@@ -148,7 +148,16 @@ impl GatewayArgs {
                     this.answer(reply, response);
                 });
             }
-            Request::Execute { agent, task, timeout_ms } => self.execute(agent, task, timeout_ms, reply),
+            Request::Execute { agent, task, timeout_ms } => {
+                // Work is taken only from nodes with a session record; Hello and Status are
+                // open to any authenticated session (the status probe never says Hello).
+                if !self.peers.knows(&envelope.from) {
+                    ClusterCounters::inc(&self.peers.counters.unknown_nodes);
+                    tracing::warn!(from = %envelope.from, "request from an unknown node; refused");
+                    return self.answer(reply, Response::Refused(format!("unknown node {}", envelope.from)));
+                }
+                self.execute(agent, task, timeout_ms, reply)
+            }
         }
     }
 
@@ -190,6 +199,13 @@ impl GatewayArgs {
         };
         if self.peers.is_blocked(&envelope.from) {
             ClusterCounters::inc(&self.peers.counters.partition_drops);
+            return;
+        }
+        if !self.peers.knows(&envelope.from) {
+            // Gossip could otherwise plant a made-up member; a real peer's next round makes
+            // up for a message dropped while its session record is being written.
+            ClusterCounters::inc(&self.peers.counters.unknown_nodes);
+            tracing::warn!(from = %envelope.from, "notice from an unknown node; dropped");
             return;
         }
         match envelope.body {

@@ -87,3 +87,39 @@ impl RemoteAgent for RemoteAgentLink {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use erlmcp_flow_core::CapabilitySet;
+
+    fn link(codec: Codec) -> RemoteAgentLink {
+        RemoteAgentLink::new(
+            NodeName::new("far").unwrap(),
+            AgentId::new("a").unwrap(),
+            NodeName::new("near").unwrap(),
+            Arc::new(PeerTable::default()),
+            codec,
+        )
+    }
+
+    fn task(payload_bytes: usize) -> Arc<Task> {
+        Arc::new(Task::new(CapabilitySet::parse(["c"]).unwrap()).with_payload(vec![7u8; payload_bytes]))
+    }
+
+    /// A request over the codec limit is refused before any send: the peer here has no
+    /// gateway at all, so reaching the send step would answer `Lost`, not `Refused`.
+    #[tokio::test]
+    async fn oversized_request_is_refused_before_sending() {
+        let reply = link(Codec::new(1024)).deliver(task(4096), Duration::from_secs(1)).await;
+        assert!(matches!(reply, RemoteReply::Refused(ref why) if why.contains("not sent")), "{reply:?}");
+    }
+
+    /// The same link with a request under the limit gets as far as looking up the gateway:
+    /// the control case for the test above.
+    #[tokio::test]
+    async fn small_request_reaches_the_send_step() {
+        let reply = link(Codec::new(1024)).deliver(task(16), Duration::from_secs(1)).await;
+        assert!(matches!(reply, RemoteReply::Lost), "{reply:?}");
+    }
+}

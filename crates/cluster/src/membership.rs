@@ -808,6 +808,7 @@ impl ClusterState {
                 ("refused_sessions".into(), get(&c.refused_sessions)),
                 ("bad_frames".into(), get(&c.bad_frames)),
                 ("unknown_agents".into(), get(&c.unknown_agents)),
+                ("unknown_nodes".into(), get(&c.unknown_nodes)),
                 ("overloaded".into(), get(&c.overloaded)),
                 ("partition_drops".into(), get(&c.partition_drops)),
                 ("abandoned_deliveries".into(), get(&c.abandoned_deliveries)),

@@ -39,6 +39,8 @@ pub struct ClusterCounters {
     pub bad_frames: AtomicU64,
     /// Requests naming an agent this node does not have.
     pub unknown_agents: AtomicU64,
+    /// Messages from a node this node has no session record of (a misnamed or forged sender).
+    pub unknown_nodes: AtomicU64,
     /// Requests refused because too many remote deliveries were in flight.
     pub overloaded: AtomicU64,
     /// Messages dropped by the partition fault-injection layer.
@@ -132,6 +134,11 @@ impl PeerTable {
             silent_ms: None,
         });
         f(peer);
+    }
+
+    /// Whether `node` ever had a session with this node (a record exists).
+    pub fn knows(&self, node: &NodeName) -> bool {
+        self.peers.read().contains_key(node)
     }
 
     /// The peer whose current session has ractor node id `node_id`.
