@@ -7,7 +7,7 @@ use std::time::Duration;
 use erlmcp_flow_agent::{AgentPool, AgentPoolError, AgentSpec};
 use erlmcp_flow_cluster::{
     ClusterArgs, ClusterGossipTransport, ClusterMsg, GatewayArgs, GatewayMsg, GossipChildArgs, GossipSlot, Hello,
-    NodeReport, PeerTable, gossip_config,
+    NodeReport, Peer, PeerTable, gossip_config,
 };
 use erlmcp_flow_core::config::{ConfigError, FlowConfig};
 use erlmcp_flow_core::{
@@ -206,6 +206,7 @@ struct NodeInner {
     status: watch::Receiver<NodeStatus>,
     watch_actor: ActorRef<()>,
     listen: Option<std::net::SocketAddr>,
+    peers: Option<Arc<PeerTable>>,
     watch_handle: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -334,10 +335,12 @@ impl FlowNode {
         };
         let mut tree = tree;
         let mut listen = None;
+        let mut peers = None;
         if config.cluster.enabled {
             let (gossip, cluster, gateway, addr) =
                 cluster_args(&config, node_name.clone(), &registry, &parts, &slots, clock, seed).await?;
             listen = Some(addr);
+            peers = Some(gateway.peers.clone());
             tree.cluster = Some((gossip, cluster, gateway));
         }
         let flow_stats = Arc::new(SupervisorStats::default());
@@ -364,6 +367,7 @@ impl FlowNode {
                 status,
                 watch_actor,
                 listen,
+                peers,
                 watch_handle: parking_lot::Mutex::new(Some(watch_handle)),
             }),
         })
@@ -512,6 +516,13 @@ impl FlowNode {
     /// Where this node accepts other nodes (cluster mode).
     pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
         self.inner.listen
+    }
+
+    /// What this node knows of peer `node` right now (cluster mode): reachability, phi,
+    /// session. A read of the shared peer table, no mailbox round trip, so it is cheap
+    /// enough to poll.
+    pub fn peer(&self, node: &NodeName) -> Option<Peer> {
+        self.inner.peers.as_ref()?.get(node)
     }
 
     /// This node's view of the cluster (cluster mode).

@@ -1,4 +1,5 @@
-//! `flow bench routing`: every strategy on the same workloads, side by side.
+//! `flow bench routing`: every strategy on the same workloads, side by side
+//! (`flow bench cluster` lives in [`crate::bench_cluster`]).
 //!
 //! For each workload (homogeneous, heterogeneous with a 4× speed spread, degrading agent,
 //! bursty; see `erlmcp_flow_workload::Workload::presets`) and each strategy, one run of
@@ -28,6 +29,9 @@ use erlmcp_flow_workload::{
 pub enum BenchCommand {
     /// Compare the routing strategies on heterogeneous workloads.
     Routing(RoutingArgs),
+    /// Cross-node latency and throughput against a raw ractor_cluster call, and how fast
+    /// a killed or frozen node is noticed (real processes on 127.0.0.1).
+    Cluster(crate::bench_cluster::ClusterBenchArgs),
 }
 
 /// How the workloads are run.
@@ -83,6 +87,7 @@ fn workload_name(s: &str) -> Result<String, String> {
 pub(crate) fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Routing(args) => routing(args),
+        BenchCommand::Cluster(args) => crate::bench_cluster::run(args),
     }
 }
 

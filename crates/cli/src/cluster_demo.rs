@@ -5,107 +5,15 @@
 //! cluster; SIGKILLs a victim mid-run; then prints node-1's report (`lost` from its ledger),
 //! per-node completion counts and the membership node-1 sees afterwards.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::demo::DemoArgs;
-
-struct NodeProc {
-    name: String,
-    listen: String,
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<String>,
-}
-
-impl NodeProc {
-    fn start(
-        exe: &std::path::Path,
-        name: &str,
-        join: Option<&str>,
-        agent_restarts: u32,
-        verbose: bool,
-    ) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(exe);
-        cmd.args(["node", "--name", name, "--listen", "127.0.0.1:0", "--control"]);
-        cmd.args(["--agent-restarts", &agent_restarts.to_string()]);
-        if let Some(j) = join {
-            cmd.args(["--join", j]);
-        }
-        cmd.env("RUST_BACKTRACE", "0").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(if verbose {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        });
-        let mut child = cmd.spawn().with_context(|| format!("cannot start node {name}"))?;
-        let stdin = child.stdin.take().context("stdin")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut node = NodeProc { name: name.to_string(), listen: String::new(), child, stdin, lines };
-        let ready = node.expect("READY", Duration::from_secs(30))?;
-        let v: serde_json::Value = serde_json::from_str(ready.trim_start_matches("READY").trim())?;
-        node.listen = v["listen"].as_str().context("listen address")?.to_string();
-        Ok(node)
-    }
-
-    fn send(&mut self, command: &str) -> anyhow::Result<()> {
-        writeln!(self.stdin, "{command}").with_context(|| format!("node {} is gone", self.name))?;
-        self.stdin.flush()?;
-        Ok(())
-    }
-
-    /// The next line starting with `prefix` (other lines are skipped), or an error.
-    fn expect(&mut self, prefix: &str, timeout: Duration) -> anyhow::Result<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .with_context(|| format!("node {} did not answer {prefix} in {timeout:?}", self.name))?;
-            if line.starts_with("ERR") {
-                bail!("node {}: {line}", self.name);
-            }
-            if line.starts_with(prefix) {
-                return Ok(line);
-            }
-        }
-    }
-
-    fn ask(&mut self, command: &str, prefix: &str, timeout: Duration) -> anyhow::Result<String> {
-        self.send(command)?;
-        self.expect(prefix, timeout)
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = writeln!(self.stdin, "quit");
-        let _ = self.stdin.flush();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::node_proc::NodeProc;
 
 #[derive(Debug, Serialize)]
 struct ClusterDemoReport {
@@ -143,11 +51,12 @@ pub(crate) fn run(args: &DemoArgs, nodes: usize) -> anyhow::Result<ExitCode> {
     // Each task sleeps this long on its agent, so the run lasts long enough to kill a node
     // in the middle of it.
     let work_us = if args.work_us == 0 { 5_000 } else { args.work_us };
+    let restart_args = ["--agent-restarts".to_string(), restarts.to_string()];
     let mut procs: Vec<NodeProc> = Vec::new();
-    procs.push(NodeProc::start(&exe, &names[0], None, restarts, args.verbose)?);
+    procs.push(NodeProc::start(&exe, &names[0], None, &restart_args, args.verbose)?);
     let seed_addr = procs[0].listen.clone();
     for name in &names[1..] {
-        procs.push(NodeProc::start(&exe, name, Some(&seed_addr), restarts, args.verbose)?);
+        procs.push(NodeProc::start(&exe, name, Some(&seed_addr), &restart_args, args.verbose)?);
     }
     for p in procs.iter_mut() {
         let cmd = format!("spawn {per_node} {}-agent compute - {} {work_us}", p.name, args.crash_rate);

@@ -13,9 +13,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_cluster;
 mod cluster_demo;
 mod demo;
 mod node;
+mod node_proc;
 mod report;
 
 #[derive(Debug, Parser)]
@@ -68,8 +70,14 @@ enum ConfigAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Benchmarks kill nodes on purpose; their expected warnings would bury the results.
+    // ractor_cluster's own warnings repeat ours ("session lost") in its Debug formatting.
+    let default_filter =
+        if matches!(cli.command, Command::Bench { .. }) { "error" } else { "warn,ractor_cluster=error" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FLOW_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLOW_LOG").unwrap_or_else(|_| default_filter.into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {

@@ -60,6 +60,20 @@ pub struct NodeArgs {
     /// raise it when agents are made to crash on purpose).
     #[arg(long)]
     pub agent_restarts: Option<u32>,
+    /// Spawn this many demo agents at start (named `<node>-agent-NNN`; each echoes a
+    /// digest of its payload after `--work-us`).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub agents: u64,
+    /// Capabilities of the `--agents` agents, comma-separated.
+    #[arg(long, default_value = "compute")]
+    pub capabilities: String,
+    /// Work per task of the `--agents` agents, µs (a sleep).
+    #[arg(long, default_value_t = 0)]
+    pub work_us: u64,
+    /// Also start a bare echo actor (the raw ractor_cluster round trip that
+    /// `flow bench cluster` compares routed tasks against).
+    #[arg(long)]
+    pub echo: bool,
 }
 
 /// What `run` reports.
@@ -112,12 +126,22 @@ async fn node_main(args: NodeArgs) -> anyhow::Result<ExitCode> {
     config.validate()?;
     let node = FlowNode::start(config.clone()).await?;
     let listen = node.listen_addr().context("cluster listener")?;
+    if args.agents > 0 {
+        let name = config.node.name.clone();
+        let spawn = format!("spawn {} {name}-agent {} - 0 {}", args.agents, args.capabilities, args.work_us);
+        let words: Vec<&str> = spawn.split_whitespace().collect();
+        command(&node, &name, &words, &Arc::new(AtomicU64::new(0))).await?;
+    }
+    let echo = if args.echo { Some(erlmcp_flow::cluster::spawn_echo().await?) } else { None };
     println!("READY {}", serde_json::json!({ "node": config.node.name, "listen": listen.to_string() }));
 
     if args.control {
         control_loop(&node, &config.node.name).await?;
     } else {
         wait_for_signal().await;
+    }
+    if let Some(e) = echo {
+        e.stop(None);
     }
     node.shutdown(Duration::from_secs(2)).await;
     Ok(ExitCode::SUCCESS)

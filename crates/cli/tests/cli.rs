@@ -114,6 +114,38 @@ fn bench_routing_table_and_actor_mode() {
     assert!(runs.iter().any(|r| r["strategy"] == "round_robin"));
 }
 
+/// `flow bench cluster` at a tiny scale runs end to end on real processes: both paths
+/// are measured, the routed throughput run loses nothing, and one killed node is noticed
+/// (a detection time is reported; its value is not asserted: timing belongs to benches).
+#[test]
+fn bench_cluster_json_reports_both_paths_and_a_detection() {
+    let o = flow(&[
+        "bench",
+        "cluster",
+        "--calls",
+        "500",
+        "--tasks",
+        "300",
+        "--concurrency",
+        "8",
+        "--kills",
+        "1",
+        "--freezes",
+        "0",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&o);
+    assert_eq!(r["raw"]["samples"], 500);
+    assert_eq!(r["routed"]["samples"], 500);
+    assert!(r["raw"]["p50_us"].as_f64().unwrap() > 0.0);
+    assert!(r["routed"]["p99_us"].as_f64().unwrap() >= r["routed"]["p50_us"].as_f64().unwrap());
+    assert_eq!(r["routed_lost"], 0);
+    assert!(r["routed_tasks_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["killed"]["runs_ms"].as_array().unwrap().len(), 1);
+    assert!(r["frozen"]["runs_ms"].as_array().unwrap().is_empty());
+}
+
 /// Bad `bench` arguments are refused with the problem named.
 #[test]
 fn bench_bad_arguments_are_refused() {
@@ -123,6 +155,8 @@ fn bench_bad_arguments_are_refused() {
         (&["bench", "routing", "--tasks", "0"], "tasks"),
         (&["bench", "routing", "--strategy", "best"], "unknown strategy"),
         (&["bench", "routing", "--time-scale", "0"], "not a time scale"),
+        (&["bench", "cluster", "--calls", "10"], "calls"),
+        (&["bench", "cluster", "--concurrency", "0"], "concurrency"),
         (&["bench"], "Usage"),
     ];
     for (args, needle) in cases {

@@ -19,10 +19,12 @@
 //! * [`link`]: [`RemoteAgentLink`], how the router reaches a remote agent.
 //! * [`status`]: status reports for `flow status`.
 //! * [`probe`]: asking a running node for its status from outside.
+//! * [`echo`]: a bare remote round trip, the baseline of the cluster benchmarks.
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
+pub mod echo;
 pub mod gateway;
 pub mod gossip_link;
 pub mod link;
@@ -32,11 +34,12 @@ pub mod probe;
 pub mod status;
 pub mod wire;
 
+pub use echo::{ECHO_GROUP, EchoActor, spawn_echo};
 pub use gateway::{Gateway, GatewayArgs};
 pub use gossip_link::{ClusterGossipTransport, GossipChildArgs, GossipSlot, gossip_config};
 pub use link::RemoteAgentLink;
 pub use membership::{ClusterActor, ClusterArgs, ClusterMsg};
-pub use peers::PeerTable;
+pub use peers::{Peer, PeerTable};
 pub use probe::{ProbeError, query_status};
 pub use status::{NodeReport, PeerReport};
 pub use wire::{GatewayMsg, Hello};

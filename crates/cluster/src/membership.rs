@@ -411,8 +411,14 @@ impl ClusterState {
                 if let Some(name) = name {
                     // Only the peer's current session matters: ractor closes the loser of a
                     // simultaneous connect, which is not a disconnection of the peer.
-                    let current = self.args.peers.get(&name).is_some_and(|p| p.node_id == Some(node_id));
-                    if current {
+                    let record = self.args.peers.get(&name);
+                    let current = record.as_ref().is_some_and(|p| p.node_id == Some(node_id));
+                    let member = record.as_ref().is_some_and(|p| p.incarnation != 0);
+                    if current && !member {
+                        // A session that never greeted (a status probe): nothing to mark.
+                        tracing::debug!(peer = %name, "non-member session closed");
+                        self.args.peers.upsert(&name, |p| p.node_id = None);
+                    } else if current {
                         tracing::warn!(peer = %name, "session lost; peer unreachable");
                         self.args.peers.upsert(&name, |p| {
                             p.gateway = None;
@@ -782,6 +788,9 @@ impl ClusterState {
             .peers
             .all()
             .into_iter()
+            // Sessions that never greeted (a `flow status` probe, a foreign ractor node)
+            // are not members.
+            .filter(|(_, p)| p.incarnation != 0)
             .map(|(name, p)| {
                 let m = membership.as_ref().and_then(|m| m.peer(&name));
                 PeerReport {
