@@ -11,6 +11,7 @@
 //! | `status` | `STATUS {json}` (membership, reachability, phi per peer) |
 //! | `block <node>…` / `unblock <node>…` | `OK` (partition fault injection) |
 //! | `leader <swarm>` | `LEADER <agent@node>` or `LEADER none` |
+//! | `crash <child>` | `OK restarted …` once the FlowSupervisor restarted that child (`gateway`, `cluster`, `gossip`, `router`, …) |
 //! | `quit` | `OK bye`, then the node shuts down |
 //!
 //! Without `--control` the node runs until SIGINT or SIGTERM.
@@ -271,6 +272,23 @@ async fn command(
                 bail!("cluster actor unavailable");
             }
             "OK".into()
+        }
+        Some("crash") => {
+            // Supervision fault injection: the child dies abnormally and its supervisor
+            // restarts it. Answers with the child's actor id before and after.
+            let child = *words.get(1).context("missing child name")?;
+            let before = node.child_actor(child).with_context(|| format!("no running child {child:?}"))?;
+            if !node.inject_panic(child) {
+                bail!("cannot crash {child}");
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match node.child_actor(child) {
+                    Some(now) if now != before => break format!("OK restarted {child} {before} -> {now}"),
+                    _ if Instant::now() >= deadline => bail!("{child} not restarted within 10 s"),
+                    _ => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
         }
         Some("leader") => {
             let swarm = SwarmName::new(words.get(1).context("missing swarm")?)?;

@@ -216,3 +216,29 @@ fn swarm_leader_is_agreed_and_reelected() {
         a == b && a == "l2-a-000@l2"
     });
 }
+
+/// Supervision across the cluster: crashing node-2's Gateway, Cluster actor and Gossip
+/// actor in turn (each restarted by its FlowSupervisor with a new actor id) leaves a
+/// working cluster: after each crash node-1 still sees node-2 and its agents, and tasks
+/// routed from node-1 run on node-2's agents with nothing lost.
+#[test]
+fn cluster_children_crash_and_the_cluster_recovers() {
+    let mut nodes = vec![Node::start("s1", None, &[])];
+    let seed = nodes[0].listen.clone();
+    nodes.push(Node::start("s2", Some(&seed), &[]));
+    nodes[0].ask("spawn 1 s1-a compute - 0 0", "OK");
+    nodes[1].ask("spawn 3 s2-a only-s2 - 0 1000", "OK");
+    nodes[0].ask("wait-agents 4 20000", "OK");
+    for child in ["gateway", "cluster", "gossip"] {
+        let answer = nodes[1].ask(&format!("crash {child}"), "OK");
+        assert!(answer.starts_with(&format!("OK restarted {child}")), "{answer}");
+        let (head, rest) = nodes.split_at_mut(1);
+        eventually("s1 sees s2 again", || head[0].sees("s2") == Some(true));
+        eventually("s2's agents back in s1's view", || head[0].agents_of("s2") == 3);
+        eventually("s2 sees s1 again", || rest[0].sees("s1") == Some(true));
+        // Only s2's agents can take this capability, so every task crosses the link.
+        let r = run_tasks_with(&mut head[0], 300, "only-s2", |_| {});
+        assert_no_loss(&r, 300);
+        assert_eq!(r["per_node"]["s2"], 300, "after crashing {child}: {r}");
+    }
+}

@@ -165,8 +165,13 @@ pub fn cluster(names: &[&str], agents: usize, swarm: Option<&str>, work_us: u64)
 
 /// Runs `run <tasks>` on `node` and returns the RESULT JSON, calling `on_progress` with
 /// the completed count as it goes.
-pub fn run_tasks(node: &mut Node, tasks: u64, mut on_progress: impl FnMut(u64)) -> serde_json::Value {
-    node.send(&format!("run {tasks} compute 64 7"));
+pub fn run_tasks(node: &mut Node, tasks: u64, on_progress: impl FnMut(u64)) -> serde_json::Value {
+    run_tasks_with(node, tasks, "compute", on_progress)
+}
+
+/// [`run_tasks`] for tasks needing capabilities `caps` (comma-separated).
+pub fn run_tasks_with(node: &mut Node, tasks: u64, caps: &str, mut on_progress: impl FnMut(u64)) -> serde_json::Value {
+    node.send(&format!("run {tasks} {caps} 64 7"));
     loop {
         let line = node.expect("");
         if let Some(p) = line.strip_prefix("PROGRESS ") {
