@@ -89,6 +89,28 @@ async fn panicking_agent_is_restarted_and_task_moves_on() {
     assert!(s.flow.agent_panics >= 4);
 }
 
+/// A panic in an agent's synchronous part (an `FnAgent` closure that panics before it
+/// returns its future) is caught like one inside the future: the caller gets an
+/// `AttemptError::Panicked` answer (not a lost delivery), the agent restarts, and the task
+/// completes on the other agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panic_before_the_future_exists_is_answered() {
+    let node = node(|c| c.load_balancer.strategy = StrategyKind::RoundRobin).await;
+    node.spawn_agent(AgentSpec::parse("eager", ["x"]).unwrap(), || {
+        FnAgent::new(|_: &Task| -> std::future::Ready<Result<Bytes, AgentError>> { panic!("eager panic") })
+    })
+    .await
+    .unwrap();
+    spawn(&node, "good", &["x"], None, Mode::Payload).await;
+    for _ in 0..4 {
+        let outcome = node.route(task(&["x"], "ok")).await.unwrap();
+        assert_eq!(completed_by(&outcome), "good");
+    }
+    eventually("eager restarted", || node.stats().agent_restarts >= 1).await;
+    let s = assert_no_loss(&node).await;
+    assert!(s.flow.agent_panics >= 1, "the panic was answered as a panic: {s:?}");
+}
+
 /// An agent that keeps failing trips its breaker; while open it gets no traffic; after
 /// the open timeout a half-open probe lets it back in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

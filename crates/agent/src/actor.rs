@@ -106,7 +106,11 @@ impl<A: Agent> Actor for AgentActor<A> {
                     return Ok(());
                 }
                 state.entry.load.set_busy_since(now);
-                let result = AssertUnwindSafe(AgentScope::new(state.agent.handle(&task))).catch_unwind().await;
+                // `handle` is called inside the async block, i.e. during the first poll,
+                // so a panic in an agent's synchronous part (before its future exists) is
+                // caught and silenced like one inside the future.
+                let agent = &mut state.agent;
+                let result = AssertUnwindSafe(AgentScope::new(async { agent.handle(&task).await })).catch_unwind().await;
                 state.entry.load.set_busy_since(0);
                 state.entry.load.heartbeat(state.clock.now_ns());
                 match result {
@@ -123,7 +127,10 @@ impl<A: Agent> Actor for AgentActor<A> {
                 }
             }
             AgentMsg::Broadcast(message) => {
-                let r = AssertUnwindSafe(AgentScope::new(state.agent.on_broadcast(&message))).catch_unwind().await;
+                let agent = &mut state.agent;
+                let r = AssertUnwindSafe(AgentScope::new(async { agent.on_broadcast(&message).await }))
+                    .catch_unwind()
+                    .await;
                 if let Err(panic) = r {
                     state.entry.mark_down(myself.get_id());
                     return Err(format!(
