@@ -7,7 +7,7 @@ use std::time::Duration;
 use erlmcp_flow_agent::{AgentPool, AgentPoolError, AgentSpec};
 use erlmcp_flow_cluster::{
     ClusterArgs, ClusterGossipTransport, ClusterMsg, GatewayArgs, GatewayMsg, GossipChildArgs, GossipSlot, Hello,
-    NodeReport, Peer, PeerTable, gossip_config,
+    NodeReport, Peer, PeerTable, RaftEndpoint, RaftReportSource, gossip_config,
 };
 use erlmcp_flow_core::config::{ConfigError, FlowConfig};
 use erlmcp_flow_core::{
@@ -129,6 +129,8 @@ struct Slots {
     cluster: ActorSlot<ClusterMsg>,
     gateway: ActorSlot<GatewayMsg>,
     gossip: GossipSlot,
+    raft: RaftEndpoint,
+    raft_report: RaftReportSource,
 }
 
 /// Builds the cluster actor's and the gateway's arguments, binding the listener.
@@ -179,6 +181,7 @@ async fn cluster_args(
         slot: slots.cluster.clone(),
         ledger,
         gossip: slots.gossip.clone(),
+        raft: slots.raft_report.clone(),
     };
     let gateway = GatewayArgs {
         hello,
@@ -190,6 +193,7 @@ async fn cluster_args(
         gossip: slots.gossip.clone(),
         gossip_codec: Codec::new(gossip_cfg.max_message_bytes),
         slot: slots.gateway.clone(),
+        raft: slots.raft.clone(),
     };
     Ok((gossip, cluster, gateway, addr))
 }
@@ -269,6 +273,8 @@ impl FlowNode {
             cluster: ActorSlot::new(),
             gateway: ActorSlot::new(),
             gossip: GossipSlot::default(),
+            raft: RaftEndpoint::default(),
+            raft_report: RaftReportSource::default(),
         };
         let registry = RegistryHandle::new(view.clone(), slots.registry.clone(), call_timeout);
         let parts = RouterParts {

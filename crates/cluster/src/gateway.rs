@@ -8,6 +8,7 @@
 //! * runs `Execute` requests on the named local agent (in a spawned task, so a slow agent
 //!   never blocks the gateway's mailbox), bounded by `cluster.max_remote_in_flight`,
 //! * answers `Status`,
+//! * hands Raft RPCs to the node's consensus handler ([`crate::raft_link`]),
 //! * forwards casts (directories, heartbeats, gossip) to the cluster actor,
 //! * decodes every payload itself: a garbage or truncated frame is counted, logged and,
 //!   for a call, answered with `Response::Error`; the node stays up.
@@ -26,6 +27,7 @@ use tokio::sync::Semaphore;
 use crate::gossip_link::GossipSlot;
 use crate::membership::ClusterMsg;
 use crate::peers::{ClusterCounters, PeerTable};
+use crate::raft_link::RaftEndpoint;
 use crate::wire::{Envelope, GATEWAY_GROUP, GatewayMsg, Hello, Notice, Request, Response, decode, encode};
 
 /// Start-up arguments of the gateway.
@@ -49,6 +51,8 @@ pub struct GatewayArgs {
     pub gossip_codec: Codec,
     /// Where the incarnation is published.
     pub slot: ActorSlot<GatewayMsg>,
+    /// The node's Raft handler (empty: Raft RPCs are refused).
+    pub raft: RaftEndpoint,
 }
 
 impl std::fmt::Debug for GatewayArgs {
@@ -157,6 +161,24 @@ impl GatewayArgs {
                     return self.answer(reply, Response::Refused(format!("unknown node {}", envelope.from)));
                 }
                 self.execute(agent, task, timeout_ms, reply)
+            }
+            Request::Raft(body) => {
+                if !self.peers.knows(&envelope.from) {
+                    ClusterCounters::inc(&self.peers.counters.unknown_nodes);
+                    return self.answer(reply, Response::Refused(format!("unknown node {}", envelope.from)));
+                }
+                let Some(handler) = self.raft.get().cloned() else {
+                    return self.answer(reply, Response::Refused("raft is not enabled on this node".into()));
+                };
+                // Raft work (log appends, state-machine reads) runs off the gateway's mailbox.
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let response = match handler.handle(envelope.from, body).await {
+                        Ok(body) => Response::Raft(body),
+                        Err(reason) => Response::Error(reason),
+                    };
+                    this.answer(reply, response);
+                });
             }
         }
     }

@@ -17,6 +17,7 @@
 //! * [`gossip_link`]: the gossip actor's transport over the gateways, its slot and start-up.
 //! * [`peers`]: the shared [`PeerTable`].
 //! * [`link`]: [`RemoteAgentLink`], how the router reaches a remote agent.
+//! * [`raft_link`]: Raft RPCs between gateways ([`RaftLink`], [`RaftHandler`]).
 //! * [`status`]: status reports for `flow status`.
 //! * [`probe`]: asking a running node for its status from outside.
 //! * [`echo`]: a bare remote round trip, the baseline of the cluster benchmarks.
@@ -31,6 +32,7 @@ pub mod link;
 pub mod membership;
 pub mod peers;
 pub mod probe;
+pub mod raft_link;
 pub mod status;
 pub mod wire;
 
@@ -38,8 +40,9 @@ pub use echo::{ECHO_GROUP, EchoActor, spawn_echo};
 pub use gateway::{Gateway, GatewayArgs};
 pub use gossip_link::{ClusterGossipTransport, GossipChildArgs, GossipSlot, gossip_config};
 pub use link::RemoteAgentLink;
-pub use membership::{ClusterActor, ClusterArgs, ClusterMsg};
+pub use membership::{ClusterActor, ClusterArgs, ClusterMsg, RaftReportSource};
 pub use peers::{Peer, PeerTable};
 pub use probe::{ProbeError, query_status};
-pub use status::{NodeReport, PeerReport};
+pub use raft_link::{RaftEndpoint, RaftHandler, RaftLink, RaftLinkError};
+pub use status::{NodeReport, PeerReport, RaftReport};
 pub use wire::{GatewayMsg, Hello};

@@ -46,7 +46,11 @@ use erlmcp_flow_gossip::{AgentRecord, GossipEvent, GossipHandle, MembershipChang
 use crate::gossip_link::GossipSlot;
 use crate::link::RemoteAgentLink;
 use crate::peers::{ClusterCounters, PeerTable};
-use crate::status::{NodeReport, PeerReport};
+use crate::status::{NodeReport, PeerReport, RaftReport};
+
+/// Where the cluster actor finds the node's Raft report for status answers; empty when
+/// Raft is off.
+pub type RaftReportSource = Arc<std::sync::OnceLock<Arc<dyn Fn() -> RaftReport + Send + Sync>>>;
 use crate::wire::{
     Envelope, GATEWAY_GROUP, GatewayMsg, Hello, Notice, PROTOCOL_VERSION, Request, Response, decode, encode,
 };
@@ -133,6 +137,8 @@ pub struct ClusterArgs {
     pub slot: ActorSlot<ClusterMsg>,
     /// Ledger counts for status reports.
     pub ledger: Arc<dyn Fn() -> [u64; 4] + Send + Sync>,
+    /// The node's Raft report, once the consensus node runs (`raft.enabled`).
+    pub raft: RaftReportSource,
     /// The node's gossip actor.
     pub gossip: GossipSlot,
 }
@@ -825,6 +831,7 @@ impl ClusterState {
                 ("gossip_inbox_dropped".into(), self.gossip().map(|g| g.inbox_dropped()).unwrap_or(0)),
             ],
             ledger: (self.args.ledger)(),
+            raft: self.args.raft.get().map(|f| f()),
         }
     }
 }

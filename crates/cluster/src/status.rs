@@ -40,4 +40,33 @@ pub struct NodeReport {
     pub counters: Vec<(String, u64)>,
     /// Task ledger: accepted, completed, failed, dead-lettered.
     pub ledger: [u64; 4],
+    /// The node's Raft view, when `raft.enabled`.
+    pub raft: Option<RaftReport>,
+}
+
+/// A node's Raft state, as shown by `flow status`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RaftReport {
+    /// Leader, Follower, Candidate, Learner or Shutdown.
+    pub state: String,
+    /// Current term.
+    pub term: u64,
+    /// The leader this node knows of.
+    pub leader: Option<String>,
+    /// Highest log index known committed.
+    pub commit_index: u64,
+    /// Highest log index applied to the state machine.
+    pub last_applied: u64,
+    /// Highest log index in the local log.
+    pub last_log_index: u64,
+    /// Voting members.
+    pub voters: Vec<String>,
+    /// Non-voting members.
+    pub learners: Vec<String>,
+    /// Replicated ledger counts: accepted, completed, failed, dead-lettered, open.
+    pub ledger: [u64; 5],
+    /// Digest of the applied state machine (equal on replicas that applied the same log).
+    pub digest: u64,
+    /// Undecodable Raft RPCs received.
+    pub decode_errors: u64,
 }

@@ -64,6 +64,9 @@ pub enum Request {
     },
     /// Report membership, reachability and counters (for `flow status`).
     Status,
+    /// A Raft RPC (or a client write forwarded to the leader), encoded by the consensus
+    /// layer and decoded by its handler on the receiving node.
+    Raft(Vec<u8>),
 }
 
 /// A response to a [`Request`].
@@ -81,6 +84,8 @@ pub enum Response {
     Lost,
     /// A status report.
     Status(crate::status::NodeReport),
+    /// The answer to a [`Request::Raft`], encoded by the consensus layer.
+    Raft(Vec<u8>),
     /// The request could not be decoded or is not allowed.
     Error(String),
 }

@@ -29,4 +29,16 @@ pub enum SubmitError {
     /// The node is stopping or stopped.
     #[error("node is not running")]
     NodeStopped,
+    /// Cluster mode with the replicated ledger: the submission was not committed because
+    /// this node is cut off from the Raft leader (minority side of a partition) or the
+    /// leader refused it. The task was not accepted; retry it (same id) later or elsewhere.
+    #[error("not committed: no Raft leader accepted the task (leader known: {leader:?})")]
+    NotLeader {
+        /// The leader this node last knew of, if any.
+        leader: Option<String>,
+    },
+    /// Cluster mode with the replicated ledger: no leader could be reached within
+    /// `raft.client_timeout_ms` (election in progress, quorum lost). Not accepted; retry.
+    #[error("replicated ledger unavailable: {0}")]
+    Unavailable(String),
 }

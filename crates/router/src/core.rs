@@ -57,6 +57,10 @@ use crate::retry_budget::RetryBudget;
 use crate::strategy::{AttemptFeedback, LoadFigures, Selection, Strategy, StrategyParams};
 use crate::tasks::TaskTable;
 
+/// How many times `acquire` yields to the runtime, waiting for a crashed agent to be
+/// restarted, before it falls back to sleeping (see the `None` branch there).
+const RESTART_YIELDS: u32 = 64;
+
 /// Routing settings derived from the config.
 #[derive(Debug, Clone)]
 pub struct RouterSettings {
@@ -157,7 +161,13 @@ pub struct RouterCore {
     seed: u64,
     rng_counter: AtomicU64,
     accepting: AtomicBool,
+    finish_hook: std::sync::OnceLock<FinishHook>,
 }
+
+/// Called once per task when it reaches its terminal outcome on this node, before the
+/// submitter hears of it. A cluster node with the replicated ledger records the terminal
+/// entry from here; the hook must not block (it queues work).
+pub type FinishHook = Arc<dyn Fn(&Task, &TaskOutcome) + Send + Sync>;
 
 impl fmt::Debug for RouterCore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -227,8 +237,14 @@ impl RouterCore {
             seed,
             rng_counter: AtomicU64::new(0),
             accepting: AtomicBool::new(true),
+            finish_hook: std::sync::OnceLock::new(),
             parts,
         })
+    }
+
+    /// Installs the [`FinishHook`]; only the first call takes effect (false after that).
+    pub fn set_finish_hook(&self, hook: FinishHook) -> bool {
+        self.finish_hook.set(hook).is_ok()
     }
 
     /// Correlation record of a task, open (live) or finished (from the log).
@@ -389,6 +405,9 @@ impl RouterCore {
         }
         // Log first, so whoever receives the outcome can already look the record up.
         self.parts.correlation.push(finished.record);
+        if let Some(hook) = self.finish_hook.get() {
+            hook(task, &outcome);
+        }
         finished.answer.send(outcome);
     }
 
@@ -544,6 +563,7 @@ impl RouterCore {
         let mut now = self.parts.clock.now_ns();
         let deadline = now + self.settings.routing_timeout.as_nanos() as u64;
         let mut pause = Duration::from_micros(200);
+        let mut yields = 0u32;
         loop {
             let pick = {
                 let eligible = |e: &AgentEntry| e.is_alive() && !tried.contains(&e.seq) && !skipped.contains(&e.seq);
@@ -619,9 +639,16 @@ impl RouterCore {
                     let down = candidates.iter().filter(|e| !e.is_alive()).count();
                     if down > 0 && now < deadline {
                         // Agents restart in microseconds; wait for one rather than spend
-                        // an attempt on a crash storm.
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_millis(10));
+                        // an attempt on a crash storm. The first waits only yield: a
+                        // restart is a few mailbox hops on this runtime, and the timer's
+                        // 1 ms granularity would otherwise be the whole recovery time.
+                        if yields < RESTART_YIELDS {
+                            yields += 1;
+                            tokio::task::yield_now().await;
+                        } else {
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(Duration::from_millis(10));
+                        }
                         now = self.parts.clock.now_ns();
                         continue;
                     }
