@@ -220,6 +220,7 @@ fn violation_explains_itself() {
     assert_eq!(violation.state.as_deref(), Some("2"));
     assert!(violation.pending.iter().any(|op| op.id == violation.stuck.id));
     let text = violation.to_string();
+    assert!(text.contains("the key holds \"2\""), "{text}");
     assert!(text.contains("get(\"x\") -> \"3\""), "{text}");
 }
 
