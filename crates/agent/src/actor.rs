@@ -110,8 +110,7 @@ impl<A: Agent> Actor for AgentActor<A> {
                 // so a panic in an agent's synchronous part (before its future exists) is
                 // caught and silenced like one inside the future.
                 let agent = &mut state.agent;
-                let result =
-                    AssertUnwindSafe(AgentScope::new(async { agent.handle(&task).await })).catch_unwind().await;
+                let result = AssertUnwindSafe(AgentScope::new(async { agent.handle(&task).await })).catch_unwind().await;
                 state.entry.load.set_busy_since(0);
                 state.entry.load.heartbeat(state.clock.now_ns());
                 match result {
