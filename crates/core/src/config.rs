@@ -90,6 +90,8 @@ pub struct FlowConfig {
     pub registry: RegistryConfig,
     /// Clustering over ractor_cluster (off by default).
     pub cluster: ClusterConfig,
+    /// Raft control plane (openraft): storage and timing.
+    pub raft: RaftConfig,
 }
 
 /// `[node]`
@@ -559,6 +561,97 @@ macro_rules! positive {
     }};
 }
 
+/// `[raft]`: the Raft control plane (openraft) that replicates the task ledger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftConfig {
+    /// Where the Raft log, vote and snapshots live: `"memory"` (lost on restart) or
+    /// `"redb"` (one redb file at `path`). Default `"memory"`.
+    pub storage: String,
+    /// The redb file; required (non-empty) when `storage = "redb"`, ignored otherwise.
+    /// Default absent.
+    pub path: Option<PathBuf>,
+    /// Leader heartbeat period, ms (> 0, < election_timeout_min_ms). Default 50.
+    pub heartbeat_interval_ms: u64,
+    /// Lower bound of the randomized election timeout, ms (> heartbeat_interval_ms).
+    /// Default 150.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomized election timeout, ms (> election_timeout_min_ms).
+    /// Default 300.
+    pub election_timeout_max_ms: u64,
+    /// Most log entries in one AppendEntries request, 1..=100000. Default 300.
+    pub max_payload_entries: u64,
+    /// Applied entries since the last snapshot that trigger a new one, ≥ 1. Default 5000.
+    pub snapshot_after_logs: u64,
+    /// Node names of the voters. Empty means "the nodes in `cluster.seeds` plus this
+    /// node" (resolved by the cluster layer). Default empty.
+    pub voters: Vec<String>,
+    /// How long a client write or linearizable read may take, including waiting out an
+    /// election and forwarding to the leader, ms (> 0). Default 2000.
+    pub client_timeout_ms: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        Self {
+            storage: "memory".into(),
+            path: None,
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 300,
+            max_payload_entries: 300,
+            snapshot_after_logs: 5_000,
+            voters: Vec::new(),
+            client_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl RaftConfig {
+    /// Whether the log lives in a redb file.
+    pub fn is_durable(&self) -> bool {
+        self.storage == "redb"
+    }
+
+    /// The client timeout as a duration.
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_timeout_ms)
+    }
+
+    /// Checks the section on its own (used by [`FlowConfig::validate`] and by the
+    /// consensus crate when it is handed a bare `RaftConfig`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(self.storage == "memory" || self.storage == "redb", "raft.storage", || {
+            format!("must be \"memory\" or \"redb\", got {:?}", self.storage)
+        })?;
+        if self.is_durable() {
+            check(self.path.as_ref().is_some_and(|p| !p.as_os_str().is_empty()), "raft.path", || {
+                "is required when raft.storage = \"redb\"".into()
+            })?;
+        }
+        positive!(self.heartbeat_interval_ms, "raft.heartbeat_interval_ms")?;
+        check(self.election_timeout_min_ms > self.heartbeat_interval_ms, "raft.election_timeout_min_ms", || {
+            format!(
+                "must be > raft.heartbeat_interval_ms ({}), got {}",
+                self.heartbeat_interval_ms, self.election_timeout_min_ms
+            )
+        })?;
+        check(self.election_timeout_max_ms > self.election_timeout_min_ms, "raft.election_timeout_max_ms", || {
+            format!(
+                "must be > raft.election_timeout_min_ms ({}), got {}",
+                self.election_timeout_min_ms, self.election_timeout_max_ms
+            )
+        })?;
+        range!(self.max_payload_entries, "raft.max_payload_entries", 1, 100_000)?;
+        positive!(self.snapshot_after_logs, "raft.snapshot_after_logs")?;
+        for v in &self.voters {
+            crate::id::NodeName::new(v).map_err(|e| invalid("raft.voters", format!("{v:?}: {e}")))?;
+        }
+        positive!(self.client_timeout_ms, "raft.client_timeout_ms")?;
+        Ok(())
+    }
+}
+
 impl FlowConfig {
     /// Parses and validates TOML text.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
@@ -716,6 +809,9 @@ impl FlowConfig {
         positive!(cl.directory_interval_ms, "cluster.directory_interval_ms")?;
         range!(cl.max_remote_in_flight, "cluster.max_remote_in_flight", 1, 1_000_000)?;
 
+        // raft
+        self.raft.validate()?;
+
         // codec
         range!(self.codec.max_payload_bytes, "codec.max_payload_bytes", 1, PAYLOAD_HARD_LIMIT_BYTES)?;
         Ok(())
@@ -746,6 +842,11 @@ mod tests {
         assert_eq!(cfg.timeouts.execution_ms, 30_000);
         assert_eq!(cfg.timeouts.heartbeat_ms, 5_000);
         assert_eq!(cfg.supervision.agents.max_restarts, 5);
+        assert_eq!(cfg.raft.storage, "memory");
+        assert_eq!(cfg.raft.heartbeat_interval_ms, 50);
+        assert_eq!(cfg.raft.client_timeout_ms, 2_000);
+        let redb = FlowConfig::from_toml_str("[raft]\nstorage = \"redb\"\npath = \"data/raft.redb\"").unwrap();
+        assert!(redb.raft.is_durable());
         FlowConfig::for_test().validate().unwrap();
     }
 
@@ -779,6 +880,15 @@ mod tests {
             ("[cluster]\ncookie = \"\"", "cluster.cookie"),
             ("[cluster]\nseeds = [\"nowhere\"]", "cluster.seeds"),
             ("[cluster]\ngossip_fanout = 0", "cluster.gossip_fanout"),
+            ("[raft]\nstorage = \"sqlite\"", "raft.storage"),
+            ("[raft]\nstorage = \"redb\"", "raft.path"),
+            ("[raft]\nheartbeat_interval_ms = 0", "raft.heartbeat_interval_ms"),
+            ("[raft]\nelection_timeout_min_ms = 50", "raft.election_timeout_min_ms"),
+            ("[raft]\nelection_timeout_max_ms = 150", "raft.election_timeout_max_ms"),
+            ("[raft]\nmax_payload_entries = 0", "raft.max_payload_entries"),
+            ("[raft]\nsnapshot_after_logs = 0", "raft.snapshot_after_logs"),
+            ("[raft]\nvoters = [\"\"]", "raft.voters"),
+            ("[raft]\nclient_timeout_ms = 0", "raft.client_timeout_ms"),
         ];
         for (text, field) in cases {
             let err = FlowConfig::from_toml_str(text).unwrap_err();
