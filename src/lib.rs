@@ -53,10 +53,12 @@
 #![forbid(unsafe_code)]
 
 pub mod node;
+mod replicated;
 pub mod tree;
 
 pub use erlmcp_flow_agent as agent;
 pub use erlmcp_flow_cluster as cluster;
+pub use erlmcp_flow_consensus as consensus;
 pub use erlmcp_flow_core as core;
 pub use erlmcp_flow_registry as registry;
 pub use erlmcp_flow_router as router;

@@ -7,8 +7,9 @@ use std::time::Duration;
 use erlmcp_flow_agent::{AgentPool, AgentPoolError, AgentSpec};
 use erlmcp_flow_cluster::{
     ClusterArgs, ClusterGossipTransport, ClusterMsg, GatewayArgs, GatewayMsg, GossipChildArgs, GossipSlot, Hello,
-    NodeReport, Peer, PeerTable, RaftEndpoint, RaftReportSource, gossip_config,
+    NodeReport, Peer, PeerTable, RaftEndpoint, RaftLink, RaftReportSource, gossip_config,
 };
+use erlmcp_flow_consensus::ConsensusNode;
 use erlmcp_flow_core::config::{ConfigError, FlowConfig};
 use erlmcp_flow_core::{
     Agent, AgentId, Codec, MonoClock, NodeName, StrategyKind, SubmitError, Task, TaskId, TaskOutcome,
@@ -23,6 +24,7 @@ use erlmcp_flow_router::{
     CircuitBreakers, CorrelationRecord, CorrelationTable, DeadLetter, DeadLetterQueue, FlowStats, RouterCore,
     RouterMsg, RouterParts, Strategy, StrategyFactory, TaskHandle, TaskTable,
 };
+use crate::tree::RaftDutyArgs;
 use erlmcp_flow_supervision::{ActorSlot, Supervisor, SupervisorMsg, SupervisorSpec, SupervisorStats};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -131,6 +133,7 @@ struct Slots {
     gossip: GossipSlot,
     raft: RaftEndpoint,
     raft_report: RaftReportSource,
+    raft_duty: ActorSlot<crate::tree::RaftDutyMsg>,
 }
 
 /// Builds the cluster actor's and the gateway's arguments, binding the listener.
@@ -211,6 +214,7 @@ struct NodeInner {
     watch_actor: ActorRef<()>,
     listen: Option<std::net::SocketAddr>,
     peers: Option<Arc<PeerTable>>,
+    replicated: Option<Replicated>,
     watch_handle: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -275,6 +279,7 @@ impl FlowNode {
             gossip: GossipSlot::default(),
             raft: RaftEndpoint::default(),
             raft_report: RaftReportSource::default(),
+            raft_duty: ActorSlot::new(),
         };
         let registry = RegistryHandle::new(view.clone(), slots.registry.clone(), call_timeout);
         let parts = RouterParts {
@@ -327,6 +332,7 @@ impl FlowNode {
             },
             router: RouterArgs { core: core.clone(), strategies, slot: slots.router.clone() },
             cluster: None,
+            raft: None,
             pool: pool.clone(),
             q_learning: QLearningArgs {
                 model: q_model.clone(),
@@ -342,11 +348,21 @@ impl FlowNode {
         let mut tree = tree;
         let mut listen = None;
         let mut peers = None;
+        let mut replicated = None;
         if config.cluster.enabled {
             let (gossip, cluster, gateway, addr) =
                 cluster_args(&config, node_name.clone(), &registry, &parts, &slots, clock, seed).await?;
             listen = Some(addr);
             peers = Some(gateway.peers.clone());
+            if config.raft.enabled {
+                let r = start_replicated(&config, node_name.clone(), gateway.peers.clone(), &slots, &core).await?;
+                tree.raft = Some(RaftDutyArgs {
+                    adopter: Arc::new(tokio::sync::Mutex::new(r.adopter(core.clone(), gateway.peers.clone()))),
+                    interval: Duration::from_millis(config.raft.election_timeout_max_ms.max(100)),
+                    slot: slots.raft_duty.clone(),
+                });
+                replicated = Some(r);
+            }
             tree.cluster = Some((gossip, cluster, gateway));
         }
         let flow_stats = Arc::new(SupervisorStats::default());
@@ -374,6 +390,7 @@ impl FlowNode {
                 watch_actor,
                 listen,
                 peers,
+                replicated,
                 watch_handle: parking_lot::Mutex::new(Some(watch_handle)),
             }),
         })
@@ -407,20 +424,55 @@ impl FlowNode {
 
     /// Submits a task; waits for an admission slot at the in-flight limit. The returned
     /// handle resolves to the task's outcome.
+    ///
+    /// With the replicated ledger (`raft.enabled`) the task is accepted only once its
+    /// `Submit` entry has committed; a node cut off from the Raft leader answers
+    /// [`SubmitError::NotLeader`] or [`SubmitError::Unavailable`] and accepts nothing.
     pub async fn submit(&self, task: Task) -> Result<TaskHandle, SubmitError> {
+        self.commit_submit(&task).await?;
         self.inner.core.submit(task).await
     }
 
     /// Submits a task, failing with `Overloaded` at the in-flight limit instead of waiting.
+    /// With the replicated ledger it cannot wait for a commit and answers
+    /// [`SubmitError::Unavailable`]: use [`FlowNode::submit`].
     pub fn try_submit(&self, task: Task) -> Result<TaskHandle, SubmitError> {
+        if self.inner.replicated.is_some() {
+            return Err(SubmitError::Unavailable("try_submit cannot wait for a Raft commit; use submit".into()));
+        }
         self.inner.core.try_submit(task)
+    }
+
+    async fn commit_submit(&self, task: &Task) -> Result<(), SubmitError> {
+        let Some(r) = &self.inner.replicated else { return Ok(()) };
+        // Validate before the entry is replicated: a task the router would refuse must
+        // not become an open ledger entry.
+        self.inner.core.check(task)?;
+        crate::replicated::commit_submit(&r.node, task, &self.inner.config.node.name).await
     }
 
     /// Submits a task and waits for its outcome, routing it on the caller's task (cheaper
     /// than `submit` and awaiting the handle). Dropping the future midway does not lose
     /// the task: the failure detector takes it over.
     pub async fn route(&self, task: Task) -> Result<TaskOutcome, SubmitError> {
+        self.commit_submit(&task).await?;
         self.inner.core.route(task).await
+    }
+
+    /// The Raft node of the replicated ledger (`raft.enabled`): status, leader,
+    /// linearizable reads, the control KV.
+    pub fn consensus(&self) -> Option<&ConsensusNode> {
+        self.inner.replicated.as_ref().map(|r| &r.node)
+    }
+
+    /// Terminal entries not yet committed to the replicated ledger (0 without Raft).
+    pub fn ledger_backlog(&self) -> u64 {
+        self.inner.replicated.as_ref().map_or(0, |r| r.writer.pending())
+    }
+
+    /// Tasks of dead nodes this node adopted as Raft leader (0 without Raft).
+    pub fn adopted_tasks(&self) -> u64 {
+        self.inner.replicated.as_ref().map_or(0, |r| r.adopted.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The agent registry (reads are lock-free snapshots).
@@ -578,6 +630,7 @@ impl FlowNode {
                 true
             }),
             "q_learning" => s.q_learning.get().is_some_and(|a| a.send_message(QLearningMsg::InjectPanic).is_ok()),
+            "raft" => s.raft_duty.get().is_some_and(|a| a.send_message(crate::tree::RaftDutyMsg::InjectPanic).is_ok()),
             "agent_supervisor" => self.inner.pool.supervisor().get().is_some_and(|a| {
                 // A supervisor has no panic message; kill it, which is an abnormal exit.
                 a.kill();
@@ -599,6 +652,7 @@ impl FlowNode {
             "router" => s.router.get().map(|a| a.get_id()),
             "cluster" => s.cluster.get().map(|a| a.get_id()),
             "gateway" => s.gateway.get().map(|a| a.get_id()),
+            "raft" => s.raft_duty.get().map(|a| a.get_id()),
             "gossip" => s.gossip.get().map(|g| g.actor().get_id()),
             "q_learning" => s.q_learning.get().map(|a| a.get_id()),
             "agent_supervisor" => self.inner.pool.supervisor().get().map(|a| a.get_id()),
@@ -611,6 +665,15 @@ impl FlowNode {
     /// dead-lettered by the shutdown.
     pub async fn shutdown(&self, grace: Duration) -> usize {
         let cut = self.inner.core.shutdown(grace).await;
+        if let Some(r) = &self.inner.replicated {
+            // Give queued terminal entries the grace period to commit, then stop Raft.
+            let deadline = tokio::time::Instant::now() + grace;
+            while r.writer.pending() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            r.writer.stop();
+            r.node.shutdown().await;
+        }
         self.inner.watch_actor.stop(None);
         let handle = self.inner.watch_handle.lock().take();
         if let Some(h) = handle {
@@ -618,6 +681,66 @@ impl FlowNode {
         }
         cut
     }
+}
+
+// ---------------------------------------------------------------- the replicated ledger
+
+/// A cluster node's Raft side.
+struct Replicated {
+    node: ConsensusNode,
+    writer: Arc<crate::replicated::LedgerWriter>,
+    adopted: Arc<AtomicU64>,
+    me: String,
+    grace: Duration,
+}
+
+impl Replicated {
+    fn adopter(&self, core: Arc<RouterCore>, peers: Arc<PeerTable>) -> crate::replicated::Adopter {
+        crate::replicated::Adopter {
+            me: self.me.clone(),
+            node: self.node.clone(),
+            core,
+            peers,
+            grace: self.grace,
+            gone_since: Default::default(),
+            claimed_own: false,
+            adopted: self.adopted.clone(),
+        }
+    }
+}
+
+/// Starts the consensus node over the gateways, hooks the router's terminal outcomes to
+/// the ledger and publishes the RPC handler and the status report.
+async fn start_replicated(
+    config: &FlowConfig,
+    me: NodeName,
+    peers: Arc<PeerTable>,
+    slots: &Slots,
+    core: &Arc<RouterCore>,
+) -> Result<Replicated, StartError> {
+    let link = RaftLink::new(me.clone(), peers, Codec::new(erlmcp_flow_consensus::wire::MAX_RPC_BYTES + 4096));
+    let transport = Arc::new(crate::replicated::GatewayTransport { link });
+    let node = ConsensusNode::start(me.as_str(), &config.raft, transport)
+        .await
+        .map_err(|e| StartError::Tree(format!("raft: {e}")))?;
+    if config.raft.voters.iter().any(|v| v == me.as_str()) {
+        node.initialize(&config.raft.voters).await.map_err(|e| StartError::Tree(format!("raft initialize: {e}")))?;
+    }
+    let handler: Arc<dyn erlmcp_flow_cluster::RaftHandler> = Arc::new(crate::replicated::ConsensusHandler(node.clone()));
+    let _ = slots.raft.set(handler);
+    let n = node.clone();
+    let _ = slots.raft_report.set(Arc::new(move || crate::replicated::raft_report(&n)));
+    let writer = crate::replicated::LedgerWriter::start(node.clone());
+    core.set_finish_hook(crate::replicated::finish_hook(writer.clone()));
+    Ok(Replicated {
+        node,
+        writer,
+        adopted: Arc::new(AtomicU64::new(0)),
+        me: me.as_str().to_string(),
+        // Longer than a phi-accrual detection of a frozen node plus a re-dial: a node that
+        // merely blinked keeps its tasks.
+        grace: Duration::from_millis(config.raft.election_timeout_max_ms.saturating_mul(4).max(1_000)),
+    })
 }
 
 // ---------------------------------------------------------------- the root watcher

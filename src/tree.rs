@@ -10,6 +10,7 @@
 //! ├── Gossip               (cluster mode) directory, load, addresses, heartbeats, reachability
 //! ├── Cluster              (cluster mode) NodeServer, sessions, dialing, directory mirroring
 //! ├── Gateway              (cluster mode) the node's only cluster-message actor
+//! ├── Raft                 (raft.enabled) the leader's duties: adopt dead nodes' tasks
 //! ├── AgentSupervisor      one_for_one, supervision.agents: 5 restarts in 60 s
 //! │   └── agents …
 //! └── QLearning            applies Q-learning TD updates, publishes snapshots, saves the model
@@ -55,6 +56,11 @@ use std::sync::Arc;
 /// Extra children of a cluster node, started after the Router and before the AgentSupervisor.
 pub const CLUSTER_CHILDREN: [&str; 3] = ["gossip", "cluster", "gateway"];
 
+/// The extra child of a node with the replicated ledger, started after the gateway.
+pub const RAFT_CHILD: &str = "raft";
+
+pub use crate::replicated::{RaftDuty, RaftDutyArgs, RaftDutyMsg};
+
 /// Names of the FlowSupervisor's children on a single node, in start order.
 pub const CHILDREN: [&str; 7] = [
     "registry",
@@ -75,6 +81,7 @@ pub(crate) struct TreeArgs {
     pub(crate) detector: DetectorArgs,
     pub(crate) router: RouterArgs,
     pub(crate) cluster: Option<(GossipChildArgs, ClusterArgs, GatewayArgs)>,
+    pub(crate) raft: Option<RaftDutyArgs>,
     pub(crate) pool: AgentPool,
     pub(crate) q_learning: QLearningArgs,
 }
@@ -114,6 +121,10 @@ pub(crate) fn flow_supervisor_spec(cfg: &FlowConfig, args: TreeArgs, stats: Arc<
             }))
             .child(child::<ClusterActor, _>(CLUSTER_CHILDREN[1], || ClusterActor, cluster))
             .child(child::<Gateway, _>(CLUSTER_CHILDREN[2], || Gateway, gateway)),
+        None => spec,
+    };
+    let spec = match args.raft {
+        Some(raft) => spec.child(child::<RaftDuty, _>(RAFT_CHILD, || RaftDuty, raft)),
         None => spec,
     };
     spec.child(

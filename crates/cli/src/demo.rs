@@ -95,10 +95,15 @@ pub struct DemoArgs {
     /// (default tasks then 20 000).
     #[arg(long)]
     pub nodes: Option<usize>,
-    /// With `--nodes`: which node to SIGKILL mid-run: `none`, `random`, or a node name
+    /// With `--nodes`: which node to SIGKILL mid-run: `none`, `random`, `leader` (the
+    /// Raft leader's process; leadership is first moved off node-1), or a node name
     /// (default: the last node; never the submitting node-1).
     #[arg(long)]
     pub kill: Option<String>,
+    /// With `--nodes`: run without the Raft-replicated task ledger (tasks are then
+    /// acknowledged by node-1 alone).
+    #[arg(long)]
+    pub no_raft: bool,
     /// With `--nodes`: show the nodes' logs.
     #[arg(long)]
     pub verbose: bool,

@@ -11,6 +11,10 @@
 //! | `status` | `STATUS {json}` (membership, reachability, phi per peer) |
 //! | `block <node>…` / `unblock <node>…` | `OK` (partition fault injection) |
 //! | `leader <swarm>` | `LEADER <agent@node>` or `LEADER none` |
+//! | `raft` | `RAFT {json}` (role, term, leader, indexes, members, local ledger counts and digest) |
+//! | `raft-elect` | `OK` once this node has started an election |
+//! | `ledger` | `LEDGER {json}` (replicated ledger counts, read linearizably through the leader) |
+//! | `kv-put <k> <v>` / `kv-get <k>` / `kv-del <k>` / `kv-cas <k> <expected or -> <new or ->` | `KV {json}` (`error` and `retryable` when not committed) |
 //! | `crash <child>` | `OK restarted …` once the FlowSupervisor restarted that child (`gateway`, `cluster`, `gossip`, `router`, …) |
 //! | `quit` | `OK bye`, then the node shuts down |
 //!
@@ -75,6 +79,14 @@ pub struct NodeArgs {
     /// `flow bench cluster` compares routed tasks against).
     #[arg(long)]
     pub echo: bool,
+    /// Replicate the task ledger through Raft with these voters (node names,
+    /// comma-separated; overrides `raft.voters` and sets `raft.enabled`).
+    #[arg(long, value_delimiter = ',')]
+    pub raft_voters: Vec<String>,
+    /// Keep the Raft log, vote and snapshots in this redb file (sets `raft.storage =
+    /// "redb"`); without it they live in memory.
+    #[arg(long)]
+    pub raft_path: Option<PathBuf>,
 }
 
 /// What `run` reports.
@@ -123,6 +135,14 @@ async fn node_main(args: NodeArgs) -> anyhow::Result<ExitCode> {
     config.cluster.seeds.extend(args.join.iter().cloned());
     if let Some(r) = args.agent_restarts {
         config.supervision.agents.max_restarts = r;
+    }
+    if !args.raft_voters.is_empty() {
+        config.raft.enabled = true;
+        config.raft.voters = args.raft_voters.clone();
+    }
+    if let Some(p) = &args.raft_path {
+        config.raft.storage = "redb".into();
+        config.raft.path = Some(p.clone());
     }
     config.validate()?;
     let node = FlowNode::start(config.clone()).await?;
@@ -290,6 +310,78 @@ async fn command(
                 }
             }
         }
+        Some("raft") => {
+            let c = node.consensus().context("raft is not enabled on this node")?;
+            let s = c.status();
+            let (counts, open, digest) = c.read_local(|l| (l.counts(), l.open_len(), l.digest()));
+            let v = serde_json::json!({
+                "state": format!("{:?}", s.state),
+                "term": s.current_term,
+                "leader": s.leader.map(|(_, n)| n),
+                "applied_index": s.applied_index,
+                "last_log_index": s.last_log_index,
+                "voters": s.voters,
+                "learners": s.learners,
+                "decode_errors": s.decode_errors,
+                "ledger": { "accepted": counts.accepted, "completed": counts.completed, "failed": counts.failed,
+                            "dead_lettered": counts.dead_lettered, "open": open },
+                "digest": digest,
+                "backlog": node.ledger_backlog(),
+                "adopted": node.adopted_tasks(),
+            });
+            format!("RAFT {v}")
+        }
+        Some("raft-elect") => {
+            // Campaign now (the demo moves leadership off the submitting node with this).
+            let c = node.consensus().context("raft is not enabled on this node")?;
+            c.raft().trigger().elect().await.map_err(|e| anyhow::anyhow!("elect: {e}"))?;
+            "OK".into()
+        }
+        Some("ledger") => {
+            // The replicated ledger's counts, read linearizably through the leader.
+            let c = node.consensus().context("raft is not enabled on this node")?;
+            let (counts, open, digest) = c
+                .linearizable_read(|l| (l.counts(), l.open_len(), l.digest()))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            format!(
+                "LEDGER {}",
+                serde_json::json!({ "accepted": counts.accepted, "completed": counts.completed, "failed": counts.failed,
+                                    "dead_lettered": counts.dead_lettered, "open": open, "digest": digest })
+            )
+        }
+        Some(op @ ("kv-put" | "kv-get" | "kv-cas" | "kv-del")) => {
+            let c = node.consensus().context("raft is not enabled on this node")?;
+            let key = words.get(1).context("missing key")?.to_string();
+            let opt = |i: usize| words.get(i).filter(|w| **w != "-").map(|w| w.to_string());
+            let answer = match op {
+                "kv-get" => {
+                    let v = c.linearizable_read(move |l| l.kv_get(&key).map(str::to_string)).await;
+                    v.map(|v| serde_json::json!({ "value": v }))
+                }
+                _ => {
+                    let cmd = match op {
+                        "kv-put" => erlmcp_flow::consensus::LedgerCommand::KvPut {
+                            key,
+                            value: words.get(2).context("missing value")?.to_string(),
+                        },
+                        "kv-del" => erlmcp_flow::consensus::LedgerCommand::KvDelete { key },
+                        _ => erlmcp_flow::consensus::LedgerCommand::KvCas { key, expected: opt(2), new: opt(3) },
+                    };
+                    c.submit(cmd).await.map(|r| match r.response {
+                        erlmcp_flow::consensus::LedgerResponse::KvCas { swapped, current } => {
+                            serde_json::json!({ "swapped": swapped, "current": current })
+                        }
+                        _ => serde_json::json!({ "done": true }),
+                    })
+                }
+            };
+            // Errors are answers here (the linearizability test records them), not ERR lines.
+            match answer {
+                Ok(v) => format!("KV {v}"),
+                Err(e) => format!("KV {}", serde_json::json!({ "error": e.to_string(), "retryable": e.is_retryable() })),
+            }
+        }
         Some("leader") => {
             let swarm = SwarmName::new(words.get(1).context("missing swarm")?)?;
             match node.registry().leader(&swarm) {
@@ -334,13 +426,25 @@ pub(crate) async fn run_workload(
                 // Fresh ids (from the OS), seeded payloads: a second run with the same seed
                 // must not collide with the first in the ledger's duplicate window.
                 let task = Task::new(caps.clone()).with_payload(Bytes::copy_from_slice(&payload));
-                let outcome = match node.route(task).await {
-                    Ok(o) => o,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "task refused");
-                        continue;
+                // With the replicated ledger a submit is refused while no leader can commit
+                // it (an election after the leader died): the client retries the same task
+                // (same id, so a commit whose answer was lost is not entered twice).
+                let retry_until = Instant::now() + Duration::from_secs(30);
+                let outcome = loop {
+                    match node.route(task.clone()).await {
+                        Ok(o) => break Some(o),
+                        Err(SubmitError::NotLeader { .. } | SubmitError::Unavailable(_))
+                            if Instant::now() < retry_until =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "task refused");
+                            break None;
+                        }
                     }
                 };
+                let Some(outcome) = outcome else { continue };
                 submitted += 1;
                 if let TaskOutcome::Completed { agent, .. } = outcome {
                     let owner = agent.as_str().split_once('@').map(|(_, n)| n.to_string()).unwrap_or(name.clone());

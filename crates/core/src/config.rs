@@ -565,6 +565,9 @@ macro_rules! positive {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RaftConfig {
+    /// Replicate the task ledger through Raft (needs `cluster.enabled` and `voters`): a
+    /// submit is acknowledged only once its entry commits. Default false.
+    pub enabled: bool,
     /// Where the Raft log, vote and snapshots live: `"memory"` (lost on restart) or
     /// `"redb"` (one redb file at `path`). Default `"memory"`.
     pub storage: String,
@@ -594,6 +597,7 @@ pub struct RaftConfig {
 impl Default for RaftConfig {
     fn default() -> Self {
         Self {
+            enabled: false,
             storage: "memory".into(),
             path: None,
             heartbeat_interval_ms: 50,
@@ -811,6 +815,12 @@ impl FlowConfig {
 
         // raft
         self.raft.validate()?;
+        if self.raft.enabled {
+            check(self.cluster.enabled, "raft.enabled", || "needs cluster.enabled = true".into())?;
+            check(!self.raft.voters.is_empty(), "raft.voters", || {
+                "must list the voters' node names when raft.enabled = true".into()
+            })?;
+        }
 
         // codec
         range!(self.codec.max_payload_bytes, "codec.max_payload_bytes", 1, PAYLOAD_HARD_LIMIT_BYTES)?;
@@ -889,6 +899,8 @@ mod tests {
             ("[raft]\nsnapshot_after_logs = 0", "raft.snapshot_after_logs"),
             ("[raft]\nvoters = [\"\"]", "raft.voters"),
             ("[raft]\nclient_timeout_ms = 0", "raft.client_timeout_ms"),
+            ("[cluster]\nenabled = true\n[raft]\nenabled = true", "raft.voters"),
+            ("[raft]\nenabled = true\nvoters = [\"a\"]", "raft.enabled"),
         ];
         for (text, field) in cases {
             let err = FlowConfig::from_toml_str(text).unwrap_err();

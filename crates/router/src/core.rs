@@ -299,6 +299,12 @@ impl RouterCore {
         self.accept(task, permit)
     }
 
+    /// Whether `task` would be accepted now (capabilities, payload size, node running),
+    /// without accepting it.
+    pub fn check(&self, task: &Task) -> Result<(), SubmitError> {
+        self.validate(task)
+    }
+
     fn validate(&self, task: &Task) -> Result<(), SubmitError> {
         if !self.accepting.load(Ordering::Acquire) {
             return Err(SubmitError::NodeStopped);

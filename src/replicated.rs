@@ -1,0 +1,417 @@
+//! The replicated task ledger of a cluster node (`raft.enabled`).
+//!
+//! With Raft on, a node's task path becomes:
+//!
+//! 1. **submit**: the `Submit { task, owner: this node }` entry is committed through the
+//!    Raft leader first; only then is the task accepted (the caller's `submit`/`route`
+//!    returns). A node cut off from the leader answers [`SubmitError::NotLeader`] or
+//!    [`SubmitError::Unavailable`] and accepts nothing.
+//! 2. **route**: as on a single node (the owner drives its task's deliveries and retries,
+//!    to agents anywhere in the cluster).
+//! 3. **finish**: the router's finish hook queues `Finish { id, kind }` on the
+//!    [`LedgerWriter`], which commits it, retrying through elections until it lands.
+//!    The ledger takes the first terminal entry of a task and answers `AlreadyFinished` to
+//!    any later one, so every acknowledged task has exactly one terminal state.
+//! 4. **requeue**: the leader's [`RaftDuty`](crate::tree) adopts the open tasks of nodes
+//!    that died (`RequeueNode`) and drives them itself; a node that restarts adopts its
+//!    own leftovers the same way.
+//!
+//! Execution is at least once (a task whose owner died mid-delivery may run again on the
+//! adopting leader); the ledger's terminal state is exactly once.
+//!
+//! Per-delivery `Assign` entries are not written on the hot path: the owner drives its own
+//! retries and the leader requeues by owner, so assignments would only double the log
+//! traffic. The ledger supports them for callers that want the audit trail.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use erlmcp_flow_cluster::{PeerTable, RaftHandler, RaftLink, RaftLinkError, RaftReport};
+use erlmcp_flow_consensus::{
+    ConsensusError, ConsensusNode, LedgerCommand, LedgerResponse, NodeRole, RaftNodeId, RaftTransport, TransportError,
+};
+use erlmcp_flow_core::{NodeName, SubmitError, Task, TaskOutcome};
+use erlmcp_flow_router::RouterCore;
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, Semaphore};
+
+/// Raft RPCs over the cluster gateways.
+pub(crate) struct GatewayTransport {
+    pub(crate) link: RaftLink,
+}
+
+impl RaftTransport for GatewayTransport {
+    fn call(
+        &self,
+        _target: RaftNodeId,
+        target_name: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Bytes, TransportError>> {
+        let link = self.link.clone();
+        let name = target_name.to_string();
+        Box::pin(async move {
+            let node = NodeName::new(&name).map_err(|_| TransportError::Unreachable(name.clone()))?;
+            match link.call(&node, body.to_vec(), timeout).await {
+                Ok(bytes) => Ok(Bytes::from(bytes)),
+                Err(RaftLinkError::Timeout(_)) => Err(TransportError::Timeout(name)),
+                Err(RaftLinkError::Unreachable(_)) => Err(TransportError::Unreachable(name)),
+                Err(e @ (RaftLinkError::TooLarge(_) | RaftLinkError::Refused { .. })) => {
+                    Err(TransportError::Remote { node: name, reason: e.to_string() })
+                }
+            }
+        })
+    }
+}
+
+/// The gateway's handler of incoming Raft RPCs.
+pub(crate) struct ConsensusHandler(pub(crate) ConsensusNode);
+
+impl RaftHandler for ConsensusHandler {
+    fn handle(&self, _from: NodeName, body: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+        let node = self.0.clone();
+        Box::pin(async move { node.handle_rpc(&body).await.map(|b| b.to_vec()).map_err(|e| e.to_string()) })
+    }
+}
+
+/// Maps a consensus refusal onto the submit error a caller sees.
+pub(crate) fn submit_error(e: ConsensusError) -> SubmitError {
+    match e {
+        ConsensusError::NotLeader { leader } => SubmitError::NotLeader { leader },
+        other => SubmitError::Unavailable(other.to_string()),
+    }
+}
+
+/// The node's Raft report for `flow status`.
+pub(crate) fn raft_report(node: &ConsensusNode) -> RaftReport {
+    let s = node.status();
+    let (counts, digest, open) = node.read_local(|l| (l.counts(), l.digest(), l.open_len() as u64));
+    RaftReport {
+        state: format!("{:?}", s.state),
+        term: s.current_term,
+        leader: s.leader.map(|(_, n)| n),
+        commit_index: s.applied_index.unwrap_or(0),
+        last_applied: s.applied_index.unwrap_or(0),
+        last_log_index: s.last_log_index.unwrap_or(0),
+        voters: s.voters,
+        learners: s.learners,
+        ledger: [counts.accepted, counts.completed, counts.failed, counts.dead_lettered, open],
+        digest,
+        decode_errors: s.decode_errors,
+    }
+}
+
+/// Counters of the ledger writer.
+#[derive(Debug, Default)]
+pub(crate) struct LedgerWriterStats {
+    /// Terminal entries queued.
+    pub queued: AtomicU64,
+    /// Terminal entries committed (including ones the ledger already had).
+    pub committed: AtomicU64,
+    /// Commit attempts that failed and were retried.
+    pub retries: AtomicU64,
+}
+
+/// Commits terminal entries in the background, retrying through elections.
+///
+/// The queue holds one entry per finished task that is not yet committed, so it is bounded
+/// by the tasks this node accepted (themselves bounded by `router.max_in_flight` at a time
+/// plus whatever an outage of the leader lets pile up, a few bytes each).
+pub(crate) struct LedgerWriter {
+    queue: Mutex<VecDeque<LedgerCommand>>,
+    notify: Notify,
+    stopped: AtomicBool,
+    pub(crate) stats: LedgerWriterStats,
+}
+
+/// Most terminal entries committing at once.
+const WRITER_CONCURRENCY: usize = 256;
+
+impl LedgerWriter {
+    /// A writer committing through `node` (the task runs until [`LedgerWriter::stop`]).
+    pub(crate) fn start(node: ConsensusNode) -> Arc<Self> {
+        let writer = Arc::new(Self {
+            queue: Mutex::new(VecDeque::new()),
+            notify: Notify::new(),
+            stopped: AtomicBool::new(false),
+            stats: LedgerWriterStats::default(),
+        });
+        let w = writer.clone();
+        tokio::spawn(async move { w.run(node).await });
+        writer
+    }
+
+    /// Queues `cmd` for commit.
+    pub(crate) fn push(&self, cmd: LedgerCommand) {
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        self.queue.lock().push_back(cmd);
+        self.notify.notify_one();
+    }
+
+    /// Entries not yet committed.
+    pub(crate) fn pending(&self) -> u64 {
+        self.stats.queued.load(Ordering::Relaxed) - self.stats.committed.load(Ordering::Relaxed)
+    }
+
+    /// Stops committing (node shutdown); what is still queued is left to the leader's
+    /// requeue of this node's tasks.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    async fn run(self: Arc<Self>, node: ConsensusNode) {
+        let slots = Arc::new(Semaphore::new(WRITER_CONCURRENCY));
+        loop {
+            if self.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            let next = self.queue.lock().pop_front();
+            let Some(cmd) = next else {
+                self.notify.notified().await;
+                continue;
+            };
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let (this, node) = (self.clone(), node.clone());
+            tokio::spawn(async move {
+                let mut pause = Duration::from_millis(10);
+                loop {
+                    match node.submit(cmd.clone()).await {
+                        Ok(_) => {
+                            this.stats.committed.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        Err(e) if !this.stopped.load(Ordering::Acquire) && !matches!(e, ConsensusError::Fatal(_)) => {
+                            this.stats.retries.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(error = %e, "terminal entry not committed yet; retrying");
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(Duration::from_millis(500));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "terminal entry dropped: the node is stopping");
+                            break;
+                        }
+                    }
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// The finish hook installed on the router: queue the terminal entry.
+pub(crate) fn finish_hook(writer: Arc<LedgerWriter>) -> erlmcp_flow_router::core::FinishHook {
+    Arc::new(move |task: &Task, outcome: &TaskOutcome| {
+        writer.push(LedgerCommand::Finish { id: task.id, kind: outcome.kind() });
+    })
+}
+
+/// Commits `Submit` for `task`, owned by `owner`, retrying through an election until
+/// the consensus node's client timeout (the same id is safe to retry: the ledger answers
+/// `Duplicate` to a second submit).
+pub(crate) async fn commit_submit(node: &ConsensusNode, task: &Task, owner: &str) -> Result<(), SubmitError> {
+    match node.submit(LedgerCommand::Submit { task: task.clone(), owner: owner.to_string() }).await {
+        Ok(receipt) => match receipt.response {
+            LedgerResponse::Accepted => Ok(()),
+            // Most often our own earlier attempt whose answer was lost (a retry through an
+            // election): the entry is there, so accept the task; a true duplicate is still
+            // refused by the router's own duplicate window.
+            LedgerResponse::Duplicate => Ok(()),
+            other => Err(SubmitError::Unavailable(format!("unexpected ledger answer {other:?}"))),
+        },
+        Err(e) => Err(submit_error(e)),
+    }
+}
+
+/// The leader's duty: adopt the open tasks of nodes that are gone, and (on any node) its
+/// own leftovers from a previous incarnation. Called periodically by the Raft actor.
+pub(crate) struct Adopter {
+    pub(crate) me: String,
+    pub(crate) node: ConsensusNode,
+    pub(crate) core: Arc<RouterCore>,
+    pub(crate) peers: Arc<PeerTable>,
+    /// How long a node must be unreachable (or unknown) before its tasks are adopted.
+    pub(crate) grace: Duration,
+    /// When each owner was first seen gone.
+    pub(crate) gone_since: HashMap<String, Instant>,
+    /// Whether this incarnation has claimed its own leftovers yet.
+    pub(crate) claimed_own: bool,
+    pub(crate) adopted: Arc<AtomicU64>,
+}
+
+impl Adopter {
+    /// One round; returns how many tasks were adopted.
+    pub(crate) async fn tick(&mut self) -> usize {
+        let mut adopted = 0;
+        if !self.claimed_own && self.node.leader().is_some() {
+            // Tasks owned by this node's name from before a restart: nobody drives them.
+            match self.requeue(self.me.clone()).await {
+                Ok(n) => {
+                    adopted += n;
+                    self.claimed_own = true;
+                }
+                Err(e) => tracing::debug!(error = %e, "own leftovers not claimed yet"),
+            }
+        }
+        if self.node.status().state != NodeRole::Leader {
+            self.gone_since.clear();
+            return adopted;
+        }
+        let owners: Vec<String> = self.node.read_local(|l| {
+            let mut o: Vec<String> = l.open_tasks().map(|(_, t)| t.owner.clone()).collect();
+            o.sort();
+            o.dedup();
+            o
+        });
+        let now = Instant::now();
+        self.gone_since.retain(|n, _| owners.contains(n));
+        for owner in owners {
+            if owner == self.me {
+                continue;
+            }
+            let alive = NodeName::new(&owner)
+                .ok()
+                .and_then(|n| self.peers.get(&n))
+                .is_some_and(|p| p.reachable && p.gateway.is_some());
+            if alive {
+                self.gone_since.remove(&owner);
+                continue;
+            }
+            let since = *self.gone_since.entry(owner.clone()).or_insert(now);
+            if now.duration_since(since) < self.grace {
+                continue;
+            }
+            match self.requeue(owner.clone()).await {
+                Ok(n) => {
+                    adopted += n;
+                    self.gone_since.remove(&owner);
+                    tracing::warn!(node = %owner, tasks = n, "adopted the open tasks of a dead node");
+                }
+                Err(e) => tracing::warn!(node = %owner, error = %e, "requeue not committed"),
+            }
+        }
+        adopted
+    }
+
+    async fn requeue(&self, owner: String) -> Result<usize, ConsensusError> {
+        let receipt =
+            self.node.submit(LedgerCommand::RequeueNode { node: owner, new_owner: self.me.clone() }).await?;
+        let LedgerResponse::Requeued(ids) = receipt.response else { return Ok(0) };
+        // The entry may have been applied on the leader only so far; read the tasks from
+        // a local state machine that has applied it.
+        self.node
+            .raft()
+            .wait(Some(Duration::from_secs(5)))
+            .applied_index_at_least(Some(receipt.log_index), "requeue applied")
+            .await
+            .map_err(|e| ConsensusError::Unavailable(e.to_string()))?;
+        let tasks: Vec<Task> = self.node.read_local(|l| ids.iter().filter_map(|id| l.get(id).map(|t| t.task.clone())).collect());
+        let n = tasks.len();
+        for task in tasks {
+            // Driven here from now on; its outcome reaches the ledger through the finish hook.
+            match self.core.submit(task).await {
+                Ok(_handle) => {}
+                Err(SubmitError::DuplicateTask(_)) => {} // already routing here
+                Err(e) => tracing::warn!(error = %e, "adopted task not accepted by the router"),
+            }
+        }
+        self.adopted.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+// ---------------------------------------------------------------- the Raft child of the tree
+
+/// Messages of the [`RaftDuty`] actor.
+#[derive(Debug)]
+pub enum RaftDutyMsg {
+    /// Run one adoption round.
+    Tick,
+    /// Fault injection: panic (supervision tests).
+    InjectPanic,
+}
+
+impl ractor::Message for RaftDutyMsg {}
+
+/// Start-up arguments of [`RaftDuty`].
+#[derive(Clone)]
+pub struct RaftDutyArgs {
+    pub(crate) adopter: Arc<tokio::sync::Mutex<Adopter>>,
+    pub(crate) interval: Duration,
+    pub(crate) slot: erlmcp_flow_supervision::ActorSlot<RaftDutyMsg>,
+}
+
+impl std::fmt::Debug for RaftDutyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftDutyArgs").field("interval", &self.interval).finish_non_exhaustive()
+    }
+}
+
+/// The `raft` child of the FlowSupervisor: the shell around the node's consensus duties.
+///
+/// The openraft instance itself is node-owned (its log and state machine must outlive any
+/// actor incarnation, and openraft runs its own tasks); this actor does what the Raft
+/// leader must do on the node's behalf: every interval it adopts the open tasks of nodes
+/// that are gone and drives them (see [`Adopter`]). A crash loses nothing: the next
+/// incarnation picks up from the replicated ledger.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RaftDuty;
+
+/// State of a [`RaftDuty`] incarnation.
+#[derive(Debug)]
+pub struct RaftDutyState {
+    args: RaftDutyArgs,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ractor::Actor for RaftDuty {
+    type Msg = RaftDutyMsg;
+    type State = RaftDutyState;
+    type Arguments = RaftDutyArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ractor::ActorRef<RaftDutyMsg>,
+        args: RaftDutyArgs,
+    ) -> Result<RaftDutyState, ractor::ActorProcessingErr> {
+        let ticker = myself.send_interval(args.interval, || RaftDutyMsg::Tick);
+        args.slot.set(myself);
+        Ok(RaftDutyState { args, ticker: Some(ticker) })
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ractor::ActorRef<RaftDutyMsg>,
+        state: &mut RaftDutyState,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        if let Some(t) = state.ticker.take() {
+            t.abort();
+        }
+        state.args.slot.clear_if(&myself);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _: ractor::ActorRef<RaftDutyMsg>,
+        msg: RaftDutyMsg,
+        state: &mut RaftDutyState,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        match msg {
+            RaftDutyMsg::Tick => {
+                // A round can wait on commits; run it off the mailbox, one at a time.
+                if let Ok(mut adopter) = state.args.adopter.clone().try_lock_owned() {
+                    tokio::spawn(async move {
+                        adopter.tick().await;
+                    });
+                }
+            }
+            RaftDutyMsg::InjectPanic => panic!("injected panic in the raft duty actor"),
+        }
+        Ok(())
+    }
+}
