@@ -21,7 +21,8 @@ pub enum Behaviour {
     /// Instead of its own messages, sends messages in another node's name (for another
     /// value), tagged with the keys it holds: every tag is wrong at the receiver.
     Forge,
-    /// Instead of each new message, re-sends its previous one (the first is dropped).
+    /// Sends each message, then replays it and its previous message (duplicates of
+    /// messages already delivered): the replays are refused, the genuine votes count.
     Replay,
     /// Sends each message and a conflicting one (another value, validly signed) to every
     /// receiver, in receiver-dependent order: as leader it splits the honest nodes.
@@ -34,6 +35,11 @@ impl Behaviour {
     /// The faulty behaviours, for tests that try each.
     pub const FAULTY: [Behaviour; 5] =
         [Behaviour::Silent, Behaviour::Forge, Behaviour::Replay, Behaviour::Equivocate, Behaviour::WrongValue];
+
+    /// Whether the behaviour withholds the node's genuine votes (it does not help a quorum).
+    pub fn withholds_votes(self) -> bool {
+        !matches!(self, Behaviour::Honest | Behaviour::Replay)
+    }
 
     /// Whether honest nodes can attribute this behaviour's messages to the node (and so
     /// blacklist it): only validly signed protocol violations are attributable.
@@ -129,7 +135,9 @@ impl FaultInjector {
                 if self.current.as_ref() != Some(message) {
                     self.previous = self.current.replace(message.clone());
                 }
-                self.previous.iter().cloned().collect()
+                let mut out = vec![message.clone(), message.clone()];
+                out.extend(self.previous.iter().cloned());
+                out
             }
             Behaviour::Equivocate => {
                 let other = self.conflicting(message);
