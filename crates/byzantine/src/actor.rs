@@ -481,17 +481,12 @@ impl InProcessByzantineNet {
         };
         let rewritten = {
             let mut injectors = self.inner.injectors.lock();
-            match injectors.get_mut(from) {
-                None => None,
-                Some(injector) => Some(match wire::decode(&bytes) {
-                    Ok(m) => injector
-                        .rewrite(to, &m)
-                        .iter()
-                        .filter_map(|m| wire::encode(m).ok().map(Bytes::from))
-                        .collect::<Vec<_>>(),
-                    Err(_) => Vec::new(),
-                }),
-            }
+            injectors.get_mut(from).map(|injector| match wire::decode(&bytes) {
+                Ok(m) => {
+                    injector.rewrite(to, &m).iter().filter_map(|m| wire::encode(m).ok().map(Bytes::from)).collect()
+                }
+                Err(_) => Vec::new(),
+            })
         };
         let batch = rewritten.unwrap_or_else(|| vec![bytes]);
         if batch.is_empty() {
