@@ -57,6 +57,7 @@ mod replicated;
 pub mod tree;
 
 pub use erlmcp_flow_agent as agent;
+pub use erlmcp_flow_byzantine as byzantine;
 pub use erlmcp_flow_cluster as cluster;
 pub use erlmcp_flow_consensus as consensus;
 pub use erlmcp_flow_core as core;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use crate::tree::RaftDutyArgs;
 use erlmcp_flow_agent::{AgentPool, AgentPoolError, AgentSpec};
 use erlmcp_flow_cluster::{
     ClusterArgs, ClusterGossipTransport, ClusterMsg, GatewayArgs, GatewayMsg, GossipChildArgs, GossipSlot, Hello,
@@ -24,7 +25,6 @@ use erlmcp_flow_router::{
     CircuitBreakers, CorrelationRecord, CorrelationTable, DeadLetter, DeadLetterQueue, FlowStats, RouterCore,
     RouterMsg, RouterParts, Strategy, StrategyFactory, TaskHandle, TaskTable,
 };
-use crate::tree::RaftDutyArgs;
 use erlmcp_flow_supervision::{ActorSlot, Supervisor, SupervisorMsg, SupervisorSpec, SupervisorStats};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -726,7 +726,8 @@ async fn start_replicated(
     if config.raft.voters.iter().any(|v| v == me.as_str()) {
         node.initialize(&config.raft.voters).await.map_err(|e| StartError::Tree(format!("raft initialize: {e}")))?;
     }
-    let handler: Arc<dyn erlmcp_flow_cluster::RaftHandler> = Arc::new(crate::replicated::ConsensusHandler(node.clone()));
+    let handler: Arc<dyn erlmcp_flow_cluster::RaftHandler> =
+        Arc::new(crate::replicated::ConsensusHandler(node.clone()));
     let _ = slots.raft.set(handler);
     let n = node.clone();
     let _ = slots.raft_report.set(Arc::new(move || crate::replicated::raft_report(&n)));

@@ -298,8 +298,7 @@ impl Adopter {
     }
 
     async fn requeue(&self, owner: String) -> Result<usize, ConsensusError> {
-        let receipt =
-            self.node.submit(LedgerCommand::RequeueNode { node: owner, new_owner: self.me.clone() }).await?;
+        let receipt = self.node.submit(LedgerCommand::RequeueNode { node: owner, new_owner: self.me.clone() }).await?;
         let LedgerResponse::Requeued(ids) = receipt.response else { return Ok(0) };
         // The entry may have been applied on the leader only so far; read the tasks from
         // a local state machine that has applied it.
@@ -309,7 +308,8 @@ impl Adopter {
             .applied_index_at_least(Some(receipt.log_index), "requeue applied")
             .await
             .map_err(|e| ConsensusError::Unavailable(e.to_string()))?;
-        let tasks: Vec<Task> = self.node.read_local(|l| ids.iter().filter_map(|id| l.get(id).map(|t| t.task.clone())).collect());
+        let tasks: Vec<Task> =
+            self.node.read_local(|l| ids.iter().filter_map(|id| l.get(id).map(|t| t.task.clone())).collect());
         let n = tasks.len();
         for task in tasks {
             // Driven here from now on; its outcome reaches the ledger through the finish hook.

@@ -379,7 +379,9 @@ async fn command(
             // Errors are answers here (the linearizability test records them), not ERR lines.
             match answer {
                 Ok(v) => format!("KV {v}"),
-                Err(e) => format!("KV {}", serde_json::json!({ "error": e.to_string(), "retryable": e.is_retryable() })),
+                Err(e) => {
+                    format!("KV {}", serde_json::json!({ "error": e.to_string(), "retryable": e.is_retryable() }))
+                }
             }
         }
         Some("leader") => {

@@ -1,0 +1,278 @@
+//! The Raft-replicated task ledger with real `flow node` processes on 127.0.0.1: the
+//! leader killed under load, a node restarted on its redb file, a 3–2 partition of five
+//! voters, and a linearizability check of the control KV under a partition and a leader
+//! kill. Every node is killed when a test ends.
+
+mod support;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use erlmcp_flow_lincheck::{CheckResult, Op, OpResult, Outcome, Recorder, check};
+use support::*;
+
+/// `flow node` arguments making `names` the Raft voters (plus `extra`).
+fn raft_args(names: &[&str]) -> Vec<String> {
+    vec!["--raft-voters".into(), names.join(","), "--agents".into(), "3".into(), "--work-us".into(), "500".into()]
+}
+
+/// Starts `names` as Raft voters, the first node seeding, each with 3 agents.
+fn raft_cluster(names: &[&str], extra: impl Fn(&str) -> Vec<String>) -> Vec<Node> {
+    let args = |n: &str| {
+        let mut a = raft_args(names);
+        a.extend(extra(n));
+        a
+    };
+    let first = args(names[0]);
+    let mut nodes = vec![Node::start(names[0], None, &first.iter().map(String::as_str).collect::<Vec<_>>())];
+    let seed = nodes[0].listen.clone();
+    for n in &names[1..] {
+        let a = args(n);
+        nodes.push(Node::start(n, Some(&seed), &a.iter().map(String::as_str).collect::<Vec<_>>()));
+    }
+    for node in nodes.iter_mut() {
+        node.ask(&format!("wait-agents {} 20000", 3 * names.len()), "OK");
+    }
+    nodes
+}
+
+fn raft(node: &mut Node) -> serde_json::Value {
+    node.ask_json("raft", "RAFT")
+}
+
+/// Waits until `node` knows a leader (other than `not`) and returns its name.
+fn leader_seen_by(node: &mut Node, not: Option<&str>) -> String {
+    let mut leader = None;
+    eventually("a leader is elected", || {
+        leader = raft(node)["leader"].as_str().filter(|l| Some(*l) != not).map(str::to_string);
+        leader.is_some()
+    });
+    leader.unwrap()
+}
+
+/// Waits until every node in `nodes` has applied the same index, then asserts their
+/// state machines have the same digest.
+fn assert_replicas_identical(nodes: &mut [Node]) {
+    let mut last = Vec::new();
+    eventually("replicas apply the same log", || {
+        last = nodes.iter_mut().map(|n| raft(n)).collect::<Vec<_>>();
+        last.windows(2).all(|w| w[0]["applied_index"] == w[1]["applied_index"] && w[0]["applied_index"].is_u64())
+    });
+    for w in last.windows(2) {
+        assert_eq!(w[0]["digest"], w[1]["digest"], "same log, same state: {last:?}");
+    }
+}
+
+/// Waits until the replicated ledger (read linearizably through `node`) has no open task.
+fn ledger_quiescent(node: &mut Node) -> serde_json::Value {
+    let mut l = serde_json::Value::Null;
+    eventually("every acknowledged task has its terminal entry", || {
+        l = node.ask_json("ledger", "LEDGER");
+        l["open"] == 0
+    });
+    l
+}
+
+/// The Raft leader's process is SIGKILLed while node-1 submits 10 000 tasks (the
+/// `flow demo --nodes 3 --kill leader` scenario): a new leader takes over, every
+/// acknowledged task ends in exactly one terminal state in the replicated ledger, and the
+/// survivors' state machines are identical.
+#[test]
+fn leader_killed_under_load_loses_no_acknowledged_task() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["demo", "--nodes", "3", "--kill", "leader", "--tasks", "10000", "--crash-rate", "0.05", "--json"])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("flow demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(r["raft"], true, "{r}");
+    assert_eq!(r["killed"], r["leader_before"], "the leader was the victim: {r}");
+    assert!(r["leader_after"].is_string() && r["leader_after"] != r["killed"], "a new leader: {r}");
+    assert_eq!(r["lost"], 0, "{r}");
+    let l = &r["ledger"];
+    let n = |k: &str| l[k].as_u64().unwrap();
+    assert_eq!(n("accepted"), 10_000, "every submitted task was acknowledged once: {r}");
+    assert_eq!(n("open"), 0, "{r}");
+    assert_eq!(n("completed") + n("failed") + n("dead_lettered"), 10_000, "exactly one terminal state each: {r}");
+    assert_eq!(r["replicas_agree"], true, "{r}");
+}
+
+fn scratch_dir(tag: &str) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let dir = std::env::temp_dir().join(format!("flow-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A voter on redb is SIGKILLed, the others commit more, and it restarts on the same file:
+/// it comes back with its log (before it can reach anyone: its peers cut it off at first),
+/// then catches up to the same state as the others once the cut is healed.
+#[test]
+fn redb_node_recovers_its_log_and_catches_up() {
+    let dir = scratch_dir("redb");
+    let path = |n: &str| dir.join(format!("{n}.redb")).to_string_lossy().into_owned();
+    let names = ["d1", "d2", "d3"];
+    let mut nodes = raft_cluster(&names, |n| vec!["--raft-path".into(), path(n)]);
+    leader_seen_by(&mut nodes[0], None);
+    let r = run_tasks(&mut nodes[0], 300, |_| {});
+    assert_no_loss(&r, 300);
+    ledger_quiescent(&mut nodes[0]);
+    assert_replicas_identical(&mut nodes);
+    let before = raft(&mut nodes[2])["last_log_index"].as_u64().unwrap();
+    assert!(before > 300, "d3 holds the log of 300 submits: {before}");
+    nodes[2].signal("-KILL");
+    nodes[2].kill();
+    eventually("d3 is down for d1", || nodes[0].sees("d3") == Some(false));
+    let r = run_tasks(&mut nodes[0], 200, |_| {});
+    assert_no_loss(&r, 200);
+    ledger_quiescent(&mut nodes[0]);
+
+    // Restart d3 on its file while d1 and d2 refuse it: what it has is what redb kept.
+    nodes[0].ask("block d3", "OK");
+    nodes[1].ask("block d3", "OK");
+    let seed = nodes[0].listen.clone();
+    let mut args = raft_args(&names);
+    args.extend(["--raft-path".into(), path("d3")]);
+    let restarted = Node::start("d3", Some(&seed), &args.iter().map(String::as_str).collect::<Vec<_>>());
+    nodes[2] = restarted;
+    let recovered = raft(&mut nodes[2]);
+    assert!(
+        recovered["last_log_index"].as_u64().unwrap() >= before,
+        "the log survived the restart: had {before}, now {recovered}"
+    );
+    nodes[0].ask("unblock d3", "OK");
+    nodes[1].ask("unblock d3", "OK");
+    assert_replicas_identical(&mut nodes);
+    let caught_up = raft(&mut nodes[2]);
+    assert!(caught_up["last_log_index"].as_u64().unwrap() > before, "d3 caught up past its old log: {caught_up}");
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Five voters split 3–2: the minority commits nothing and its clients get a clear
+/// NotLeader/Unavailable error, the majority keeps committing; after the heal every log
+/// and state machine agrees and the minority reads the majority's write.
+#[test]
+fn minority_commits_nothing_and_logs_agree_after_heal() {
+    let names = ["s1", "s2", "s3", "s4", "s5"];
+    let mut nodes = raft_cluster(&names, |_| vec![]);
+    leader_seen_by(&mut nodes[0], None);
+    for (i, others) in [(0, "s4 s5"), (1, "s4 s5"), (2, "s4 s5"), (3, "s1 s2 s3"), (4, "s1 s2 s3")] {
+        nodes[i].ask(&format!("block {others}"), "OK");
+    }
+    // The majority side has (or elects) a leader among s1..s3.
+    eventually("majority commits", || {
+        let v = nodes[0].ask_json("kv-put owner majority", "KV");
+        v["done"] == true
+    });
+    let minority_before = raft(&mut nodes[3])["applied_index"].clone();
+    let v = nodes[3].ask_json("kv-put owner minority", "KV");
+    let err = v["error"].as_str().unwrap_or_else(|| panic!("the minority's write was refused: {v}"));
+    assert!(err.contains("not the leader") || err.contains("unavailable"), "clear error: {v}");
+    assert_eq!(v["retryable"], true, "{v}");
+    let v = nodes[4].ask_json("kv-put other minority", "KV");
+    assert!(v["error"].is_string(), "{v}");
+    assert_eq!(raft(&mut nodes[3])["applied_index"], minority_before, "the minority applied nothing new");
+    let r = run_tasks(&mut nodes[1], 200, |_| {});
+    assert_no_loss(&r, 200);
+
+    for (i, others) in [(0, "s4 s5"), (1, "s4 s5"), (2, "s4 s5"), (3, "s1 s2 s3"), (4, "s1 s2 s3")] {
+        nodes[i].ask(&format!("unblock {others}"), "OK");
+    }
+    assert_replicas_identical(&mut nodes);
+    eventually("the minority reads the majority's write", || {
+        nodes[4].ask_json("kv-get owner", "KV")["value"] == "majority"
+    });
+    assert_eq!(nodes[3].ask_json("kv-get other", "KV")["value"], serde_json::Value::Null, "{:?}", "no minority write");
+}
+
+/// One client per node issues puts, gets and compare-and-sets on two keys while the
+/// leader is frozen (SIGSTOP: cut off from everyone, then back) and later the new leader
+/// is SIGKILLed; the recorded history (operations answered with an error count as
+/// unknown: a forwarded write may have committed) is checked per key with the WGL checker.
+#[test]
+fn kv_history_under_partition_and_leader_kill_is_linearizable() {
+    let names = ["k1", "k2", "k3"];
+    let nodes: Vec<Arc<Mutex<Node>>> =
+        raft_cluster(&names, |_| vec![]).into_iter().map(|n| Arc::new(Mutex::new(n))).collect();
+    let pids: Vec<u32> = nodes.iter().map(|n| n.lock().unwrap().pid()).collect();
+    let index = |name: &str| names.iter().position(|n| *n == name).unwrap();
+    let first_leader = leader_seen_by(&mut nodes[0].lock().unwrap(), None);
+
+    let recorder = Recorder::new();
+    let stop: Arc<Vec<AtomicBool>> = Arc::new(names.iter().map(|_| AtomicBool::new(false)).collect());
+    let mut clients = Vec::new();
+    for (c, node) in nodes.iter().enumerate() {
+        let (recorder, stop, node) = (recorder.clone(), stop.clone(), node.clone());
+        clients.push(Some(std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop[c].load(Ordering::Relaxed) {
+                i += 1;
+                let key = if (i + c as u64) % 2 == 0 { "x" } else { "y" };
+                let value = format!("c{c}-{i}");
+                let prev = format!("c{c}-{}", i - 1);
+                let (op, cmd) = match (i * 7 + c as u64) % 4 {
+                    0 => (Op::get(key), format!("kv-get {key}")),
+                    1 => (Op::cas(key, None, Some(&value)), format!("kv-cas {key} - {value}")),
+                    2 => (Op::cas(key, Some(&prev), Some(&value)), format!("kv-cas {key} {prev} {value}")),
+                    _ => (Op::put(key, &value), format!("kv-put {key} {value}")),
+                };
+                let handle = recorder.invoke(c as u64, op);
+                let v = node.lock().unwrap().ask_json(&cmd, "KV");
+                if v["error"].is_string() {
+                    handle.unknown();
+                    std::thread::sleep(Duration::from_millis(20));
+                } else if let Some(swapped) = v["swapped"].as_bool() {
+                    handle.ok(OpResult::Swapped(swapped));
+                } else if v["done"] == true {
+                    handle.ok(OpResult::Done);
+                } else {
+                    handle.ok(OpResult::value(v["value"].as_str()));
+                }
+            }
+        })));
+    }
+    let grow = |by: usize| {
+        let mark = recorder.history().len();
+        let deadline = Instant::now() + DEADLINE;
+        while recorder.history().len() < mark + by && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    grow(200);
+    // The leader is cut off from both others (frozen), the others elect a new one and go
+    // on, then it comes back as a follower.
+    let frozen = index(&first_leader);
+    Command::new("kill").args(["-STOP", &pids[frozen].to_string()]).status().unwrap();
+    grow(150);
+    Command::new("kill").args(["-CONT", &pids[frozen].to_string()]).status().unwrap();
+    grow(150);
+    // Now crash the current leader (its client stops first, so it is not left waiting).
+    let observer = (frozen + 1) % names.len();
+    let leader = leader_seen_by(&mut nodes[observer].lock().unwrap(), None);
+    let victim = index(&leader);
+    stop[victim].store(true, Ordering::Relaxed);
+    clients[victim].take().unwrap().join().unwrap();
+    nodes[victim].lock().unwrap().signal("-KILL");
+    grow(200);
+    for s in stop.iter() {
+        s.store(true, Ordering::Relaxed);
+    }
+    for c in clients.into_iter().flatten() {
+        c.join().unwrap();
+    }
+    let history = recorder.history();
+    let ops = history.operations();
+    let ok = |name: &str| ops.iter().filter(|o| o.op.name() == name && matches!(o.outcome, Outcome::Ok(_))).count();
+    eprintln!("{} operations: {} puts, {} gets, {} cas answered", ops.len(), ok("put"), ok("get"), ok("cas"));
+    // The check means something only if reads and writes were answered on every side.
+    assert!(ok("get") >= 50 && ok("put") >= 50 && ok("cas") >= 100, "too few answered operations");
+    match check(&history) {
+        CheckResult::Linearizable => {}
+        other => panic!("{other}\nhistory: {}", history.to_json()),
+    }
+}
