@@ -29,13 +29,13 @@ impl StoreBuilder<TypeConfig, RedbLogStore, LedgerStateMachine, tempfile::TempDi
 /// The in-memory log store + ledger state machine pass openraft's storage suite (log
 /// reads/appends/truncation/purge, vote, membership recovery, apply, snapshot transfer).
 #[test]
-fn mem_store_passes_openraft_suite() -> Result<(), StorageError> {
-    Suite::test_all(MemBuilder)
+fn mem_store_passes_openraft_suite() {
+    Suite::test_all(MemBuilder).unwrap()
 }
 
 /// The redb log store + ledger state machine (snapshots in the same file) pass
 /// openraft's storage suite.
 #[test]
-fn redb_store_passes_openraft_suite() -> Result<(), StorageError> {
-    Suite::test_all(RedbBuilder)
+fn redb_store_passes_openraft_suite() {
+    Suite::test_all(RedbBuilder).unwrap()
 }
