@@ -490,9 +490,19 @@ mod tests {
                         new: n.map(|v| format!("v{v}")),
                     },
                 };
+                let was_open = cmd.task_id().is_some_and(|id| l.get(&id).is_some());
                 let resp = l.apply(&cmd);
-                if let LedgerCommand::Finish { id, .. } = &cmd {
-                    prop_assert_eq!(resp == LedgerResponse::Finished, finished.insert(*id));
+                match &cmd {
+                    LedgerCommand::Finish { id, .. } => {
+                        prop_assert_eq!(resp == LedgerResponse::Finished, was_open);
+                        if was_open {
+                            prop_assert!(finished.insert(*id), "a task finished twice");
+                        }
+                    }
+                    LedgerCommand::Submit { task, .. } if finished.contains(&task.id) => {
+                        prop_assert_eq!(resp, LedgerResponse::Duplicate);
+                    }
+                    _ => {}
                 }
                 log.push(cmd);
                 let c = l.counts();
