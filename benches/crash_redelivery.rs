@@ -45,12 +45,15 @@ async fn start(marks: Arc<Mutex<Marks>>) -> FlowNode {
                 let now = Instant::now();
                 let first = {
                     let mut m = marks.lock();
-                    if m.crashed.contains_key(&task.id) {
-                        m.resumed.entry(task.id).or_insert(now);
-                        false
-                    } else {
-                        m.crashed.insert(task.id, now);
-                        true
+                    match m.crashed.entry(task.id) {
+                        std::collections::hash_map::Entry::Occupied(_) => {
+                            m.resumed.entry(task.id).or_insert(now);
+                            false
+                        }
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(now);
+                            true
+                        }
                     }
                 };
                 if first {

@@ -57,7 +57,7 @@ fn leader_seen_by(node: &mut Node, not: Option<&str>) -> String {
 fn assert_replicas_identical(nodes: &mut [Node]) {
     let mut last = Vec::new();
     eventually("replicas apply the same log", || {
-        last = nodes.iter_mut().map(|n| raft(n)).collect::<Vec<_>>();
+        last = nodes.iter_mut().map(raft).collect::<Vec<_>>();
         last.windows(2).all(|w| w[0]["applied_index"] == w[1]["applied_index"] && w[0]["applied_index"].is_u64())
     });
     for w in last.windows(2) {

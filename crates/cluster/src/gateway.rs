@@ -146,7 +146,7 @@ impl GatewayArgs {
                         None => None,
                     };
                     let response = match report {
-                        Some(r) => Response::Status(r),
+                        Some(r) => Response::Status(Box::new(r)),
                         None => Response::Error("cluster actor unavailable".into()),
                     };
                     this.answer(reply, response);

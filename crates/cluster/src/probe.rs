@@ -60,7 +60,7 @@ pub async fn query_status(addr: SocketAddr, cookie: &str, timeout: Duration) -> 
             .map_err(|e| ProbeError::Unexpected(e.to_string()))?;
         match gateway.call(|r| GatewayMsg::Call(bytes, r), Some(timeout)).await {
             Ok(CallResult::Success(b)) => match decode::<Response>(&codec, &b) {
-                Ok(Response::Status(r)) => Ok(r),
+                Ok(Response::Status(r)) => Ok(*r),
                 Ok(other) => Err(ProbeError::Unexpected(format!("{other:?}"))),
                 Err(e) => Err(ProbeError::Unexpected(e.to_string())),
             },

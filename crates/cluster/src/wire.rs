@@ -83,7 +83,7 @@ pub enum Response {
     /// The agent died before answering.
     Lost,
     /// A status report.
-    Status(crate::status::NodeReport),
+    Status(Box<crate::status::NodeReport>),
     /// The answer to a [`Request::Raft`], encoded by the consensus layer.
     Raft(Vec<u8>),
     /// The request could not be decoded or is not allowed.
