@@ -55,6 +55,7 @@
 pub mod node;
 mod replicated;
 pub mod tree;
+mod voting;
 
 pub use erlmcp_flow_agent as agent;
 pub use erlmcp_flow_byzantine as byzantine;

@@ -134,6 +134,7 @@ struct Slots {
     raft: RaftEndpoint,
     raft_report: RaftReportSource,
     raft_duty: ActorSlot<crate::tree::RaftDutyMsg>,
+    byzantine_inbox: erlmcp_flow_cluster::ByzantineInbox,
 }
 
 /// Builds the cluster actor's and the gateway's arguments, binding the listener.
@@ -197,6 +198,7 @@ async fn cluster_args(
         gossip_codec: Codec::new(gossip_cfg.max_message_bytes),
         slot: slots.gateway.clone(),
         raft: slots.raft.clone(),
+        byzantine: slots.byzantine_inbox.clone(),
     };
     Ok((gossip, cluster, gateway, addr))
 }
@@ -215,6 +217,7 @@ struct NodeInner {
     listen: Option<std::net::SocketAddr>,
     peers: Option<Arc<PeerTable>>,
     replicated: Option<Replicated>,
+    byzantine: Option<crate::voting::DetectorSlot>,
     watch_handle: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -280,6 +283,7 @@ impl FlowNode {
             raft: RaftEndpoint::default(),
             raft_report: RaftReportSource::default(),
             raft_duty: ActorSlot::new(),
+            byzantine_inbox: Default::default(),
         };
         let registry = RegistryHandle::new(view.clone(), slots.registry.clone(), call_timeout);
         let parts = RouterParts {
@@ -333,6 +337,7 @@ impl FlowNode {
             router: RouterArgs { core: core.clone(), strategies, slot: slots.router.clone() },
             cluster: None,
             raft: None,
+            byzantine: None,
             pool: pool.clone(),
             q_learning: QLearningArgs {
                 model: q_model.clone(),
@@ -349,6 +354,7 @@ impl FlowNode {
         let mut listen = None;
         let mut peers = None;
         let mut replicated = None;
+        let mut byzantine = None;
         if config.cluster.enabled {
             let (gossip, cluster, gateway, addr) =
                 cluster_args(&config, node_name.clone(), &registry, &parts, &slots, clock, seed).await?;
@@ -362,6 +368,14 @@ impl FlowNode {
                     slot: slots.raft_duty.clone(),
                 });
                 replicated = Some(r);
+            }
+            if config.byzantine.enabled {
+                let keys = crate::voting::load_keys(&config, &node_name).map_err(StartError::Tree)?;
+                let link = erlmcp_flow_cluster::VoteLink::new(node_name.clone(), gateway.peers.clone(), gateway.codec);
+                let slot = crate::voting::DetectorSlot::default();
+                crate::voting::install_inbox(&slots.byzantine_inbox, slot.clone());
+                tree.byzantine = Some(crate::voting::child_spec(&config, keys, link, slot.clone()));
+                byzantine = Some(slot);
             }
             tree.cluster = Some((gossip, cluster, gateway));
         }
@@ -391,6 +405,7 @@ impl FlowNode {
                 listen,
                 peers,
                 replicated,
+                byzantine,
                 watch_handle: parking_lot::Mutex::new(Some(watch_handle)),
             }),
         })
@@ -463,6 +478,11 @@ impl FlowNode {
     /// linearizable reads, the control KV.
     pub fn consensus(&self) -> Option<&ConsensusNode> {
         self.inner.replicated.as_ref().map(|r| &r.node)
+    }
+
+    /// The Byzantine voting detector (`byzantine.enabled`), its current incarnation.
+    pub fn byzantine(&self) -> Option<erlmcp_flow_byzantine::ByzantineHandle> {
+        self.inner.byzantine.as_ref().and_then(|s| s.read().clone())
     }
 
     /// Terminal entries not yet committed to the replicated ledger (0 without Raft).
@@ -631,6 +651,11 @@ impl FlowNode {
             }),
             "q_learning" => s.q_learning.get().is_some_and(|a| a.send_message(QLearningMsg::InjectPanic).is_ok()),
             "raft" => s.raft_duty.get().is_some_and(|a| a.send_message(crate::tree::RaftDutyMsg::InjectPanic).is_ok()),
+            "byzantine" => self.byzantine().is_some_and(|h| {
+                // The detector has no panic message; kill it (an abnormal exit).
+                h.actor().kill();
+                true
+            }),
             "agent_supervisor" => self.inner.pool.supervisor().get().is_some_and(|a| {
                 // A supervisor has no panic message; kill it, which is an abnormal exit.
                 a.kill();
@@ -653,6 +678,7 @@ impl FlowNode {
             "cluster" => s.cluster.get().map(|a| a.get_id()),
             "gateway" => s.gateway.get().map(|a| a.get_id()),
             "raft" => s.raft_duty.get().map(|a| a.get_id()),
+            "byzantine" => self.byzantine().map(|h| h.actor().get_id()),
             "gossip" => s.gossip.get().map(|g| g.actor().get_id()),
             "q_learning" => s.q_learning.get().map(|a| a.get_id()),
             "agent_supervisor" => self.inner.pool.supervisor().get().map(|a| a.get_id()),

@@ -11,6 +11,7 @@
 //! ├── Cluster              (cluster mode) NodeServer, sessions, dialing, directory mirroring
 //! ├── Gateway              (cluster mode) the node's only cluster-message actor
 //! ├── Raft                 (raft.enabled) the leader's duties: adopt dead nodes' tasks
+//! ├── ByzantineDetector    (byzantine.enabled) signed quorum votes, dishonesty scores, blacklist
 //! ├── AgentSupervisor      one_for_one, supervision.agents: 5 restarts in 60 s
 //! │   └── agents …
 //! └── QLearning            applies Q-learning TD updates, publishes snapshots, saves the model
@@ -59,6 +60,9 @@ pub const CLUSTER_CHILDREN: [&str; 3] = ["gossip", "cluster", "gateway"];
 /// The extra child of a node with the replicated ledger, started after the gateway.
 pub const RAFT_CHILD: &str = "raft";
 
+/// The extra child of a node with Byzantine voting, started after the gateway (and Raft).
+pub const BYZANTINE_CHILD: &str = "byzantine";
+
 pub use crate::replicated::{RaftDuty, RaftDutyArgs, RaftDutyMsg};
 
 /// Names of the FlowSupervisor's children on a single node, in start order.
@@ -82,6 +86,7 @@ pub(crate) struct TreeArgs {
     pub(crate) router: RouterArgs,
     pub(crate) cluster: Option<(GossipChildArgs, ClusterArgs, GatewayArgs)>,
     pub(crate) raft: Option<RaftDutyArgs>,
+    pub(crate) byzantine: Option<ChildSpec>,
     pub(crate) pool: AgentPool,
     pub(crate) q_learning: QLearningArgs,
 }
@@ -125,6 +130,10 @@ pub(crate) fn flow_supervisor_spec(cfg: &FlowConfig, args: TreeArgs, stats: Arc<
     };
     let spec = match args.raft {
         Some(raft) => spec.child(child::<RaftDuty, _>(RAFT_CHILD, || RaftDuty, raft)),
+        None => spec,
+    };
+    let spec = match args.byzantine {
+        Some(byzantine) => spec.child(byzantine),
         None => spec,
     };
     spec.child(

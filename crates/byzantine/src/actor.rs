@@ -346,6 +346,25 @@ impl ByzantineHandle {
         Ok((ByzantineHandle { actor, shared, call_timeout: Duration::from_secs(5) }, join))
     }
 
+    /// Spawns a detector linked to `supervisor` (a child of a supervision tree: its
+    /// abnormal exit is the supervisor's to handle).
+    pub async fn spawn_linked(
+        args: ByzantineArgs,
+        supervisor: ractor::ActorCell,
+    ) -> Result<ByzantineHandle, ByzantineError> {
+        let shared = Arc::new(Shared {
+            me: args.keys.me().clone(),
+            inbox: AtomicUsize::new(0),
+            inbox_dropped: AtomicU64::new(0),
+            tick_pending: AtomicBool::new(false),
+        });
+        let (actor, _join) =
+            Actor::spawn_linked(None, ByzantineDetector, ByzantineStart(args, shared.clone()), supervisor)
+                .await
+                .map_err(|e| ByzantineError::Spawn(e.to_string()))?;
+        Ok(ByzantineHandle { actor, shared, call_timeout: Duration::from_secs(5) })
+    }
+
     /// Sets how long calls wait for the actor (default 5 s).
     pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;

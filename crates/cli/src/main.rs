@@ -114,6 +114,26 @@ fn status(addr: std::net::SocketAddr, cookie: &str, json: bool) -> anyhow::Resul
         report.ledger[2],
         report.ledger[3]
     );
+    match &report.raft {
+        Some(r) => {
+            println!(
+                "raft: {} term {} leader {} commit index {} (applied {}, last log {}); voters [{}]{}",
+                r.state,
+                r.term,
+                r.leader.as_deref().unwrap_or("none"),
+                r.commit_index,
+                r.last_applied,
+                r.last_log_index,
+                r.voters.join(", "),
+                if r.learners.is_empty() { String::new() } else { format!(" learners [{}]", r.learners.join(", ")) }
+            );
+            println!(
+                "replicated ledger: accepted {} completed {} failed {} dead-lettered {} open {} (digest {:016x})",
+                r.ledger[0], r.ledger[1], r.ledger[2], r.ledger[3], r.ledger[4], r.digest
+            );
+        }
+        None => println!("raft: off"),
+    }
     println!("{:<16} {:<12} {:>8} {:>10} {:>7} {:<21}", "peer", "reachable", "phi", "silent_ms", "agents", "listen");
     for p in &report.peers {
         let reach = if p.blocked {

@@ -13,6 +13,9 @@
 //! | `leader <swarm>` | `LEADER <agent@node>` or `LEADER none` |
 //! | `raft` | `RAFT {json}` (role, term, leader, indexes, members, local ledger counts and digest) |
 //! | `raft-elect` | `OK` once this node has started an election |
+//! | `raft-bench <commits> <concurrency>` | `RAFTBENCH {json}` (commit latency percentiles and throughput of KV puts) |
+//! | `vote <round> <value>` | `VOTE {json}` (Byzantine round: proposed here if this node leads it; the decision or a time-out) |
+//! | `byz-stats` | `BYZ {json}` (decided / timed-out rounds, rejections by reason, per-peer scores, blacklist) |
 //! | `ledger` | `LEDGER {json}` (replicated ledger counts, read linearizably through the leader) |
 //! | `kv-put <k> <v>` / `kv-get <k>` / `kv-del <k>` / `kv-cas <k> <expected or -> <new or ->` | `KV {json}` (`error` and `retryable` when not committed) |
 //! | `crash <child>` | `OK restarted …` once the FlowSupervisor restarted that child (`gateway`, `cluster`, `gossip`, `router`, …) |
@@ -87,6 +90,17 @@ pub struct NodeArgs {
     /// "redb"`); without it they live in memory.
     #[arg(long)]
     pub raft_path: Option<PathBuf>,
+    /// Run Byzantine quorum voting with this node's pairwise keys from this file (sets
+    /// `byzantine.enabled` and `byzantine.keys_file`).
+    #[arg(long)]
+    pub byzantine_keys: Option<PathBuf>,
+    /// Run Byzantine quorum voting among these members (comma-separated) with keys derived
+    /// from `--insecure-byzantine-seed` (anyone with the seed can forge votes: tests only).
+    #[arg(long, value_delimiter = ',', requires = "insecure_byzantine_seed")]
+    pub byzantine_members: Vec<String>,
+    /// See `--byzantine-members`.
+    #[arg(long)]
+    pub insecure_byzantine_seed: Option<u64>,
 }
 
 /// What `run` reports.
@@ -139,6 +153,15 @@ async fn node_main(args: NodeArgs) -> anyhow::Result<ExitCode> {
     if !args.raft_voters.is_empty() {
         config.raft.enabled = true;
         config.raft.voters = args.raft_voters.clone();
+    }
+    if let Some(k) = &args.byzantine_keys {
+        config.byzantine.enabled = true;
+        config.byzantine.keys_file = Some(k.clone());
+    }
+    if let Some(seed) = args.insecure_byzantine_seed {
+        config.byzantine.enabled = true;
+        config.byzantine.insecure_test_keys_seed = Some(seed);
+        config.byzantine.members = args.byzantine_members.clone();
     }
     if let Some(p) = &args.raft_path {
         config.raft.storage = "redb".into();
@@ -383,6 +406,80 @@ async fn command(
                     format!("KV {}", serde_json::json!({ "error": e.to_string(), "retryable": e.is_retryable() }))
                 }
             }
+        }
+        Some("raft-bench") => {
+            // Commit latency and throughput of the replicated log from this node:
+            // `<commits> <concurrency>` KV puts through the leader (forwarded when this node
+            // follows). Used for the cross-process figures in docs/benchmarks.md.
+            let c = node.consensus().context("raft is not enabled on this node")?.clone();
+            let commits = num(1)?;
+            let concurrency = num(2)?.clamp(1, 1024);
+            let started = Instant::now();
+            let mut workers = Vec::new();
+            for w in 0..concurrency {
+                let c = c.clone();
+                let share = commits / concurrency + u64::from(w < commits % concurrency);
+                workers.push(tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(share as usize);
+                    for i in 0..share {
+                        let t = Instant::now();
+                        let cmd = erlmcp_flow::consensus::LedgerCommand::KvPut {
+                            key: format!("bench-{w}"),
+                            value: i.to_string(),
+                        };
+                        c.submit(cmd).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                        lat.push(t.elapsed().as_micros() as u64);
+                    }
+                    anyhow::Ok(lat)
+                }));
+            }
+            let mut lat = Vec::new();
+            for w in workers {
+                lat.extend(w.await??);
+            }
+            let secs = started.elapsed().as_secs_f64();
+            lat.sort_unstable();
+            let q = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied();
+            format!(
+                "RAFTBENCH {}",
+                serde_json::json!({ "commits": lat.len(), "concurrency": concurrency, "secs": secs,
+                    "per_s": lat.len() as f64 / secs, "p50_us": q(0.5), "p99_us": q(0.99), "max_us": q(1.0) })
+            )
+        }
+        Some("vote") => {
+            // One Byzantine round: `vote <round> <value>` proposes on the round's leader and
+            // waits (every node) for the round's outcome here.
+            let h = node.byzantine().context("byzantine voting is not enabled on this node")?;
+            let round = num(1)?;
+            let value = words.get(2).context("missing value")?.to_string();
+            let members = {
+                let mut m = node.config().byzantine.members.clone();
+                m.sort();
+                m
+            };
+            if !members.is_empty() && members[(round % members.len() as u64) as usize] == name {
+                h.propose(round, value.into_bytes()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            let outcome = h.await_round(round, Duration::from_secs(5)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let v = match outcome {
+                erlmcp_flow::byzantine::RoundOutcome::Decided(d) => serde_json::json!({
+                    "round": round,
+                    "decided": d.value.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                    "voters": d.voters.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                }),
+                erlmcp_flow::byzantine::RoundOutcome::TimedOut => {
+                    serde_json::json!({ "round": round, "timed_out": true })
+                }
+                erlmcp_flow::byzantine::RoundOutcome::Forgotten => {
+                    serde_json::json!({ "round": round, "forgotten": true })
+                }
+            };
+            format!("VOTE {v}")
+        }
+        Some("byz-stats") => {
+            let h = node.byzantine().context("byzantine voting is not enabled on this node")?;
+            let stats = h.stats().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            format!("BYZ {}", serde_json::to_string(&stats)?)
         }
         Some("leader") => {
             let swarm = SwarmName::new(words.get(1).context("missing swarm")?)?;

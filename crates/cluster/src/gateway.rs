@@ -53,7 +53,13 @@ pub struct GatewayArgs {
     pub slot: ActorSlot<GatewayMsg>,
     /// The node's Raft handler (empty: Raft RPCs are refused).
     pub raft: RaftEndpoint,
+    /// Where Byzantine voting messages go (empty: dropped and counted as bad frames).
+    pub byzantine: ByzantineInbox,
 }
+
+/// Where the gateway hands Byzantine voting messages (sender, bytes); set once by the node
+/// when `byzantine.enabled`.
+pub type ByzantineInbox = Arc<std::sync::OnceLock<Arc<dyn Fn(erlmcp_flow_core::NodeName, Vec<u8>) + Send + Sync>>>;
 
 impl std::fmt::Debug for GatewayArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -247,6 +253,13 @@ impl GatewayArgs {
                     let _ = gossip.deliver(envelope.from, message);
                 }
             }
+            Notice::Byzantine(bytes) => match self.byzantine.get() {
+                Some(deliver) => deliver(envelope.from, bytes),
+                None => {
+                    ClusterCounters::inc(&self.peers.counters.bad_frames);
+                    tracing::debug!(from = %envelope.from, "byzantine message, but voting is off here");
+                }
+            },
         }
     }
 }

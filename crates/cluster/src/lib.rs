@@ -18,6 +18,7 @@
 //! * [`peers`]: the shared [`PeerTable`].
 //! * [`link`]: [`RemoteAgentLink`], how the router reaches a remote agent.
 //! * [`raft_link`]: Raft RPCs between gateways ([`RaftLink`], [`RaftHandler`]).
+//! * [`vote_link`]: Byzantine voting messages between gateways ([`VoteLink`]).
 //! * [`status`]: status reports for `flow status`.
 //! * [`probe`]: asking a running node for its status from outside.
 //! * [`echo`]: a bare remote round trip, the baseline of the cluster benchmarks.
@@ -34,10 +35,11 @@ pub mod peers;
 pub mod probe;
 pub mod raft_link;
 pub mod status;
+pub mod vote_link;
 pub mod wire;
 
 pub use echo::{ECHO_GROUP, EchoActor, spawn_echo};
-pub use gateway::{Gateway, GatewayArgs};
+pub use gateway::{ByzantineInbox, Gateway, GatewayArgs};
 pub use gossip_link::{ClusterGossipTransport, GossipChildArgs, GossipSlot, gossip_config};
 pub use link::RemoteAgentLink;
 pub use membership::{ClusterActor, ClusterArgs, ClusterMsg, RaftReportSource};
@@ -45,4 +47,5 @@ pub use peers::{Peer, PeerTable};
 pub use probe::{ProbeError, query_status};
 pub use raft_link::{RaftEndpoint, RaftHandler, RaftLink, RaftLinkError};
 pub use status::{NodeReport, PeerReport, RaftReport};
+pub use vote_link::VoteLink;
 pub use wire::{GatewayMsg, Hello};

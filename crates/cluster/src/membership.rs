@@ -549,6 +549,8 @@ impl ClusterState {
             // The gateway hands gossip straight to the gossip actor; a copy here means no
             // gossip actor was running then: drop it, the protocol tolerates loss.
             Notice::Gossip(_) => tracing::trace!(%from, "gossip notice without a gossip actor"),
+            // Votes go to the detector through the gateway; never routed here.
+            Notice::Byzantine(_) => tracing::trace!(%from, "byzantine notice at the cluster actor; dropped"),
         }
     }
 

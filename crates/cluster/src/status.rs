@@ -53,7 +53,9 @@ pub struct RaftReport {
     pub term: u64,
     /// The leader this node knows of.
     pub leader: Option<String>,
-    /// Highest log index known committed.
+    /// Highest log index known committed. openraft 0.9's metrics do not publish the
+    /// commit index, so this is the applied index: everything applied is committed, and
+    /// the leader applies as soon as it commits (a follower may lag by one heartbeat).
     pub commit_index: u64,
     /// Highest log index applied to the state machine.
     pub last_applied: u64,

@@ -109,6 +109,9 @@ pub enum Notice {
     /// A gossip protocol message, encoded with the gossip codec (directories, load,
     /// addresses and heartbeats all travel as gossip).
     Gossip(Vec<u8>),
+    /// A Byzantine quorum-voting message (signed by its sender, verified by the
+    /// receiving node's detector).
+    Byzantine(Vec<u8>),
 }
 
 /// Encodes a wire value with the codec's limit.

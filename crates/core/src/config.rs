@@ -313,6 +313,19 @@ impl Default for FailureDetectorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ByzantineConfig {
+    /// Run the ByzantineDetector on this cluster node (needs `cluster.enabled` and keys:
+    /// `keys_file`, or `members` with `insecure_test_keys_seed`). Default false.
+    pub enabled: bool,
+    /// This node's pairwise keys: one `<node> <node> <64 hex digits>` line per pair it is
+    /// part of (a distinct key per pair, so no node can forge another's vote). Default
+    /// absent.
+    pub keys_file: Option<PathBuf>,
+    /// The voting members' node names, when keys are derived from
+    /// `insecure_test_keys_seed`. Default empty.
+    pub members: Vec<String>,
+    /// Derive every pair's key from this seed. Anyone who knows the seed can forge any
+    /// vote: for tests and demos only. Default absent.
+    pub insecure_test_keys_seed: Option<u64>,
     /// Faulty nodes tolerated, f ≥ 1. Default 1.
     pub byzantine_tolerance: u32,
     /// Matching votes needed; must equal 2f + 1. Default 3.
@@ -328,6 +341,10 @@ pub struct ByzantineConfig {
 impl Default for ByzantineConfig {
     fn default() -> Self {
         Self {
+            enabled: false,
+            keys_file: None,
+            members: Vec::new(),
+            insecure_test_keys_seed: None,
             byzantine_tolerance: 1,
             quorum_size: 3,
             signature_algorithm: "hmac_sha256".into(),
@@ -813,6 +830,22 @@ impl FlowConfig {
         positive!(cl.directory_interval_ms, "cluster.directory_interval_ms")?;
         range!(cl.max_remote_in_flight, "cluster.max_remote_in_flight", 1, 1_000_000)?;
 
+        if bz.enabled {
+            check(self.cluster.enabled, "byzantine.enabled", || "needs cluster.enabled = true".into())?;
+            let seeded = bz.insecure_test_keys_seed.is_some();
+            check(bz.keys_file.is_some() || seeded, "byzantine.keys_file", || {
+                "is required when byzantine.enabled = true (or set insecure_test_keys_seed and members)".into()
+            })?;
+            if seeded {
+                let n = bz.members.len() as u32;
+                check(n > 3 * bz.byzantine_tolerance, "byzantine.members", || {
+                    format!("needs at least 3f+1 = {} members, got {n}", 3 * bz.byzantine_tolerance + 1)
+                })?;
+            }
+        }
+        for m in &bz.members {
+            crate::id::NodeName::new(m).map_err(|e| invalid("byzantine.members", format!("{m:?}: {e}")))?;
+        }
         // raft
         self.raft.validate()?;
         if self.raft.enabled {
@@ -901,6 +934,12 @@ mod tests {
             ("[raft]\nclient_timeout_ms = 0", "raft.client_timeout_ms"),
             ("[cluster]\nenabled = true\n[raft]\nenabled = true", "raft.voters"),
             ("[raft]\nenabled = true\nvoters = [\"a\"]", "raft.enabled"),
+            ("[byzantine]\nenabled = true", "byzantine.enabled"),
+            ("[cluster]\nenabled = true\n[byzantine]\nenabled = true", "byzantine.keys_file"),
+            (
+                "[cluster]\nenabled = true\n[byzantine]\nenabled = true\ninsecure_test_keys_seed = 1\nmembers = [\"a\", \"b\"]",
+                "byzantine.members",
+            ),
         ];
         for (text, field) in cases {
             let err = FlowConfig::from_toml_str(text).unwrap_err();
