@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use erlmcp_flow::byzantine::{KeyRing, MessageKind, SignedBody, SignedMessage, ValueDigest};
-use erlmcp_flow::cluster::wire::{Envelope, GATEWAY_GROUP, GatewayMsg, Notice, Request, encode};
+use erlmcp_flow::cluster::wire::{Envelope, GatewayMsg, Notice, Request, encode};
 use erlmcp_flow::core::{Codec, NodeName};
 use support::*;
 
@@ -61,24 +61,8 @@ fn four_processes_decide_and_reject_forgeries() {
 
     // An outsider connects to v2's NodeServer and sends, in v1's name, a vote tagged with
     // keys from another seed, then garbage.
-    let addr: std::net::SocketAddr = nodes[1].listen.parse().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(async {
-        let server =
-            ractor_cluster::NodeServer::new(0, "erlmcp-flow".into(), "forger".into(), "127.0.0.1".into(), None, None)
-                .with_listen_addr([127, 0, 0, 1].into());
-        let (server, _) = ractor::Actor::spawn(None, server, ()).await.unwrap();
-        ractor_cluster::client_connect(&server, addr).await.unwrap();
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        let gateway: ractor::ActorRef<GatewayMsg> = loop {
-            if let Some(c) =
-                ractor::pg::get_members(&GATEWAY_GROUP.to_string()).into_iter().find(|c| !c.get_id().is_local())
-            {
-                break c.into();
-            }
-            assert!(tokio::time::Instant::now() < deadline, "gateway not found");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+    let v2 = nodes[1].listen.clone();
+    with_raw_gateway(&v2, "forger", |gateway| async move {
         let names: Vec<NodeName> = MEMBERS.iter().map(|n| NodeName::new(n).unwrap()).collect();
         let wrong_keys = KeyRing::provision(&names, 8).unwrap().remove(&names[0]).unwrap();
         let body = SignedBody {
@@ -108,7 +92,6 @@ fn four_processes_decide_and_reject_forgeries() {
         cast(Notice::Byzantine(vec![0xde, 0xad]));
         cast(Notice::Byzantine(bytes));
         status().await;
-        server.stop(None);
     });
     eventually("v2 counted the forgeries and the garbage", || {
         let s = stats(&mut nodes[1]);

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use erlmcp_flow::cluster::wire::{Envelope, GatewayMsg, Request, Response, decode, encode};
+use erlmcp_flow::core::{Codec, NodeName};
 use erlmcp_flow_lincheck::{CheckResult, Op, OpResult, Outcome, Recorder, check};
 use support::*;
 
@@ -275,4 +277,35 @@ fn kv_history_under_partition_and_leader_kill_is_linearizable() {
         CheckResult::Linearizable => {}
         other => panic!("{other}\nhistory: {}", history.to_json()),
     }
+}
+
+/// Bad Raft input at a node's gateway: a garbage and a truncated Raft RPC are answered
+/// with an error and counted (`decode_errors`), never a panic; then the `raft` child is
+/// crashed and restarted by its supervisor. The ledger keeps committing throughout:
+/// tasks routed afterwards are acknowledged and finished, and the replicas agree.
+#[test]
+fn bad_raft_rpcs_and_a_raft_child_crash_leave_the_ledger_serving() {
+    let names = ["b1", "b2", "b3"];
+    let mut nodes = raft_cluster(&names, |_| vec![]);
+    leader_seen_by(&mut nodes[0], None);
+    let b2 = nodes[1].listen.clone();
+    with_raw_gateway(&b2, "prober", |gateway| async move {
+        let codec = Codec::default();
+        for body in [vec![0xde, 0xad, 0xbe, 0xef], vec![1u8; 3]] {
+            let frame = encode(&codec, &Envelope { from: NodeName::new("prober").unwrap(), body: Request::Raft(body) })
+                .unwrap();
+            let answer = gateway.call(|r| GatewayMsg::Call(frame, r), Some(Duration::from_secs(5))).await;
+            let Ok(ractor::rpc::CallResult::Success(bytes)) = answer else { panic!("no answer: {answer:?}") };
+            let response: Response = decode(&codec, &bytes).unwrap();
+            assert!(matches!(response, Response::Error(ref e) if e.contains("decode")), "{response:?}");
+        }
+    });
+    assert!(raft(&mut nodes[1])["decode_errors"].as_u64().unwrap() >= 2, "counted");
+    let line = nodes[1].ask("crash raft", "OK");
+    assert!(line.contains("restarted"), "{line}");
+    let r = run_tasks(&mut nodes[1], 300, |_| {});
+    assert_no_loss(&r, 300);
+    let l = ledger_quiescent(&mut nodes[0]);
+    assert_eq!(l["accepted"], 300, "{l}");
+    assert_replicas_identical(&mut nodes);
 }

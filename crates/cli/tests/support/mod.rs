@@ -189,3 +189,33 @@ pub fn assert_no_loss(r: &serde_json::Value, tasks: u64) {
     let n = |k: &str| r[k].as_u64().unwrap();
     assert_eq!(n("completed") + n("failed") + n("dead_lettered"), tasks, "{r}");
 }
+
+/// Connects a bare ractor_cluster node called `name` (no erlmcp-flow) to the node
+/// listening on `addr`, finds its gateway and runs `f` with it: how tests speak raw,
+/// possibly malformed, wire traffic to a node.
+pub fn with_raw_gateway<F, Fut>(addr: &str, name: &str, f: F)
+where
+    F: FnOnce(ractor::ActorRef<erlmcp_flow::cluster::GatewayMsg>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let server =
+            ractor_cluster::NodeServer::new(0, "erlmcp-flow".into(), name.into(), "127.0.0.1".into(), None, None)
+                .with_listen_addr([127, 0, 0, 1].into());
+        let (server, _) = ractor::Actor::spawn(None, server, ()).await.unwrap();
+        ractor_cluster::client_connect(&server, addr).await.unwrap();
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let group = erlmcp_flow::cluster::wire::GATEWAY_GROUP.to_string();
+        let gateway = loop {
+            if let Some(c) = ractor::pg::get_members(&group).into_iter().find(|c| !c.get_id().is_local()) {
+                break c.into();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "gateway not found");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        f(gateway).await;
+        server.stop(None);
+    });
+}
