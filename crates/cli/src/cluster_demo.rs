@@ -3,11 +3,11 @@
 //! Starts N `flow node --control` processes (the same binary), node-1 first and the others
 //! joining it, all Raft voters of the replicated task ledger (unless `--no-raft`); spawns
 //! agents on each; has node-1 route the tasks to agents anywhere in the cluster (each task
-//! acknowledged once its `Submit` entry commits); SIGKILLs a victim mid-run (`--kill
-//! leader`: the Raft leader, after moving leadership off node-1); then prints node-1's
-//! report, the replicated ledger's counts once every task has its terminal entry (`lost`
-//! counts acknowledged tasks without one), the new leader and the failover time, per-node
-//! completion counts and the membership node-1 sees afterwards.
+//! acknowledged once its `Submit` entry commits; node-2 submits instead when `--kill
+//! leader` picks node-1); SIGKILLs a victim mid-run; then prints the submitter's report,
+//! the replicated ledger's counts once every task has its terminal entry (`lost` counts
+//! acknowledged tasks without one), the new leader and the failover time, per-node
+//! completion counts and the membership the submitter sees afterwards.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -36,7 +36,7 @@ struct ClusterDemoReport {
     leader_after: Option<String>,
     /// Milliseconds from the SIGKILL of the leader to a survivor seeing a new leader.
     failover_ms: Option<u64>,
-    /// The replicated ledger after quiescence (read linearizably on node-1).
+    /// The replicated ledger after quiescence (read linearizably on the submitter).
     ledger: Option<serde_json::Value>,
     /// Whether every survivor's state machine has the same digest at the same index.
     replicas_agree: Option<bool>,
@@ -92,21 +92,16 @@ pub(crate) fn run(args: &DemoArgs, nodes: usize) -> anyhow::Result<ExitCode> {
     let total_agents = per_node * nodes;
     procs[0].ask(&format!("wait-agents {total_agents} 20000"), "OK", Duration::from_secs(25))?;
     let mut leader_before = None;
+    // The node that routes the tasks and reports (node-1 unless node-1 is the victim).
+    let mut submitter = 0;
     if raft {
-        let mut leader = wait_leader(&mut procs[0], None, Duration::from_secs(20))?;
+        let leader = wait_leader(&mut procs[0], None, Duration::from_secs(20))?;
         if args.kill.as_deref() == Some("leader") && leader == names[0] {
-            // node-1 submits and reports; move leadership to node-2 so the kill hits the
-            // leader and not the client.
-            for _ in 0..5 {
-                procs[1].ask("raft-elect", "OK", Duration::from_secs(5))?;
-                leader = wait_leader(&mut procs[1], None, Duration::from_secs(10))?;
-                if leader != names[0] {
-                    break;
-                }
-            }
-            if leader == names[0] {
-                bail!("leadership did not move off node-1");
-            }
+            // The submitter must survive to report: node-2 submits instead. (openraft 0.9
+            // has no leadership transfer, and a campaign against a live leader fails: its
+            // followers refuse to vote while they hear its heartbeats.)
+            submitter = 1;
+            procs[1].ask(&format!("wait-agents {total_agents} 20000"), "OK", Duration::from_secs(25))?;
         }
         if args.kill.as_deref() == Some("leader") {
             victim = Some(leader.clone());
@@ -117,21 +112,21 @@ pub(crate) fn run(args: &DemoArgs, nodes: usize) -> anyhow::Result<ExitCode> {
         leader_before = Some(leader);
     }
     if !args.json {
-        eprintln!("{nodes} nodes up, {total_agents} agents visible from node-1; routing {tasks} tasks from node-1");
+        eprintln!("{nodes} nodes up, {total_agents} agents visible; routing {tasks} tasks from {}", names[submitter]);
     }
-    procs[0].send(&format!("run {tasks} compute 256 {}", args.seed))?;
+    procs[submitter].send(&format!("run {tasks} compute 256 {}", args.seed))?;
 
     let mut killed = None;
     let mut killed_at: Option<Instant> = None;
     let mut failover_ms = None;
     let mut leader_after = leader_before.clone();
     let result = loop {
-        let line = procs[0].expect("", Duration::from_secs(300))?;
+        let line = procs[submitter].expect("", Duration::from_secs(300))?;
         if let (Some(at), Some(v), None) = (killed_at, killed.as_ref(), failover_ms)
             && leader_before.as_ref() == Some(v)
         {
             // Watch for the new leader from a survivor that is not busy routing.
-            let observer = procs.iter().position(|p| &p.name != v && p.name != names[0]).unwrap_or(0);
+            let observer = procs.iter().position(|p| &p.name != v && p.name != names[submitter]).unwrap_or(0);
             if let Ok(l) = wait_leader(&mut procs[observer], Some(v), Duration::ZERO) {
                 failover_ms = Some(at.elapsed().as_millis() as u64);
                 leader_after = Some(l);
@@ -166,7 +161,7 @@ pub(crate) fn run(args: &DemoArgs, nodes: usize) -> anyhow::Result<ExitCode> {
         if let (Some(at), Some(v), None) = (killed_at, killed.as_ref(), failover_ms)
             && leader_before.as_ref() == Some(v)
         {
-            let observer = procs.iter().position(|p| &p.name != v && p.name != names[0]).unwrap_or(0);
+            let observer = procs.iter().position(|p| &p.name != v && p.name != names[submitter]).unwrap_or(0);
             let new = wait_leader(&mut procs[observer], Some(v), Duration::from_secs(20))?;
             failover_ms = Some(at.elapsed().as_millis() as u64);
             leader_after = Some(new);
@@ -175,7 +170,7 @@ pub(crate) fn run(args: &DemoArgs, nodes: usize) -> anyhow::Result<ExitCode> {
         // of terminal entries has committed.
         let deadline = Instant::now() + Duration::from_secs(60);
         let l = loop {
-            let line = procs[0].ask("ledger", "LEDGER", Duration::from_secs(10));
+            let line = procs[submitter].ask("ledger", "LEDGER", Duration::from_secs(10));
             if let Ok(line) = line {
                 let l: serde_json::Value = serde_json::from_str(line.trim_start_matches("LEDGER").trim())?;
                 if l["open"].as_u64() == Some(0) || Instant::now() >= deadline {
@@ -186,11 +181,12 @@ pub(crate) fn run(args: &DemoArgs, nodes: usize) -> anyhow::Result<ExitCode> {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        leader_after = wait_leader(&mut procs[0], killed.as_deref(), Duration::from_secs(10)).ok().or(leader_after);
+        leader_after =
+            wait_leader(&mut procs[submitter], killed.as_deref(), Duration::from_secs(10)).ok().or(leader_after);
         replicas_agree = Some(replicas_converge(&mut procs, killed.as_deref(), Duration::from_secs(20))?);
         ledger = Some(l);
     }
-    let status = procs[0].ask("status", "STATUS", Duration::from_secs(10))?;
+    let status = procs[submitter].ask("status", "STATUS", Duration::from_secs(10))?;
     let status: serde_json::Value = serde_json::from_str(status.trim_start_matches("STATUS").trim())?;
     let mut run = result.clone();
     if let Some(l) = &ledger {
@@ -234,7 +230,7 @@ fn print_table(report: &ClusterDemoReport, r: &serde_json::Value) {
     println!("{}", "─".repeat(60));
     println!("nodes / agents                   {} / {}", report.nodes, report.agents);
     println!("killed                           {}", report.killed.as_deref().unwrap_or("none"));
-    println!("accepted (on node-1)             {}", n("accepted"));
+    println!("{:<33}{}", format!("accepted (on {})", r["node"].as_str().unwrap_or("?")), n("accepted"));
     println!("  completed                      {}", n("completed"));
     println!("  failed                         {}", n("failed"));
     println!("  dead-lettered                  {}", n("dead_lettered"));
@@ -253,7 +249,7 @@ fn print_table(report: &ClusterDemoReport, r: &serde_json::Value) {
     }
     if report.raft {
         println!(
-            "raft leader before / after         {} / {}",
+            "raft leader before / after       {} / {}",
             report.leader_before.as_deref().unwrap_or("?"),
             report.leader_after.as_deref().unwrap_or("?")
         );
@@ -273,7 +269,7 @@ fn print_table(report: &ClusterDemoReport, r: &serde_json::Value) {
         }
         println!("survivors' state machines agree  {}", report.replicas_agree.unwrap_or(false));
     }
-    println!("membership seen by node-1 afterwards:");
+    println!("membership seen by {} afterwards:", r["node"].as_str().unwrap_or("?"));
     if let Some(peers) = report.membership_after.as_array() {
         for p in peers {
             println!(
