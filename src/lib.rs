@@ -47,7 +47,14 @@
 //! * [`FlowNode`] ([`node`]): start a node, spawn agents, submit tasks, inspect, shut down.
 //! * [`tree`]: the FlowSupervisor tree, its strategies and intensities.
 //! * Re-exported subsystems: [`core`] (vocabulary, config, codec, ledger),
-//!   [`supervision`] (OTP-style supervisors), [`registry`], [`agent`], [`router`].
+//!   [`supervision`] (OTP-style supervisors), [`registry`], [`agent`], [`router`],
+//!   [`cluster`] (nodes over ractor_cluster), [`consensus`] (the openraft node and the
+//!   replicated task ledger), [`byzantine`] (Byzantine quorum voting).
+//! * Cluster nodes (`cluster.enabled`) with `raft.enabled` acknowledge a task only once
+//!   its `Submit` entry has committed, record its terminal entry, and let the Raft leader
+//!   adopt the tasks of dead nodes ([`FlowNode::consensus`]); with `byzantine.enabled`
+//!   they run the ByzantineDetector ([`FlowNode::byzantine`]). See the README's cluster
+//!   section and `docs/architecture.md`.
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]

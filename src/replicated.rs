@@ -356,7 +356,7 @@ impl std::fmt::Debug for RaftDutyArgs {
 /// The openraft instance itself is node-owned (its log and state machine must outlive any
 /// actor incarnation, and openraft runs its own tasks); this actor does what the Raft
 /// leader must do on the node's behalf: every interval it adopts the open tasks of nodes
-/// that are gone and drives them (see [`Adopter`]). A crash loses nothing: the next
+/// that are gone and drives them (see `Adopter` in `src/replicated.rs`). A crash loses nothing: the next
 /// incarnation picks up from the replicated ledger.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RaftDuty;
