@@ -309,3 +309,44 @@ fn bad_raft_rpcs_and_a_raft_child_crash_leave_the_ledger_serving() {
     assert_eq!(l["accepted"], 300, "{l}");
     assert_replicas_identical(&mut nodes);
 }
+
+/// Voters change at runtime: a fourth node started outside the voter list is added by the
+/// leader (as a learner that catches up, then a voter), a voter is removed, and the ledger
+/// keeps committing with the new membership, whose replicas all agree. `flow status`
+/// shows the Raft view.
+#[test]
+fn voters_are_added_and_removed_at_runtime() {
+    let names = ["m1", "m2", "m3"];
+    let mut nodes = raft_cluster(&names, |_| vec![]);
+    let leader = leader_seen_by(&mut nodes[0], None);
+    let r = run_tasks(&mut nodes[0], 100, |_| {});
+    assert_no_loss(&r, 100);
+    let seed = nodes[0].listen.clone();
+    let args = raft_args(&names);
+    nodes.push(Node::start("m4", Some(&seed), &args.iter().map(String::as_str).collect::<Vec<_>>()));
+    eventually("m4 is connected", || nodes[0].sees("m4") == Some(true));
+    let li = names.iter().position(|n| *n == leader).unwrap();
+    let added = nodes[li].ask("raft-add m4", "OK");
+    assert!(added.contains("m4"), "{added}");
+    eventually("m4 knows it is a voter", || {
+        raft(&mut nodes[3])["voters"].as_array().unwrap().iter().any(|v| v == "m4")
+    });
+    // Remove a follower that is not the leader.
+    let gone = names.iter().find(|n| **n != leader).unwrap();
+    let removed = nodes[li].ask(&format!("raft-remove {gone}"), "OK");
+    assert!(!removed.contains(gone), "{removed}");
+    let r = run_tasks(&mut nodes[li], 100, |_| {});
+    assert_no_loss(&r, 100);
+    ledger_quiescent(&mut nodes[li]);
+    let gi = names.iter().position(|n| n == gone).unwrap();
+    let mut members: Vec<Node> = nodes.into_iter().enumerate().filter(|(i, _)| *i != gi).map(|(_, n)| n).collect();
+    assert_replicas_identical(&mut members);
+    let out = Command::new(env!("CARGO_BIN_EXE_flow"))
+        .args(["status", "--connect", &members[0].listen, "--json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let raft = &status["raft"];
+    assert!(raft["leader"].is_string() && raft["term"].as_u64().unwrap() >= 1, "{status}");
+    assert_eq!(raft["voters"].as_array().unwrap().len(), 3, "{status}");
+}
