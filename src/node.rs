@@ -475,9 +475,32 @@ impl FlowNode {
     }
 
     /// The Raft node of the replicated ledger (`raft.enabled`): status, leader,
-    /// linearizable reads, the control KV.
+    /// linearizable reads, the control KV, membership changes.
     pub fn consensus(&self) -> Option<&ConsensusNode> {
         self.inner.replicated.as_ref().map(|r| &r.node)
+    }
+
+    /// Commits a command to the replicated log (through the leader, waiting out an
+    /// election up to `raft.client_timeout_ms`) and returns the state machine's answer.
+    /// `Unavailable` when Raft is off.
+    pub async fn submit_command(
+        &self,
+        cmd: erlmcp_flow_consensus::LedgerCommand,
+    ) -> Result<erlmcp_flow_consensus::CommitReceipt, erlmcp_flow_consensus::ConsensusError> {
+        match self.consensus() {
+            Some(c) => c.submit(cmd).await,
+            None => Err(erlmcp_flow_consensus::ConsensusError::Unavailable("raft is not enabled".into())),
+        }
+    }
+
+    /// The Raft leader this node knows of (`None` without Raft or during an election).
+    pub fn get_leader(&self) -> Option<String> {
+        self.consensus().and_then(|c| c.leader()).map(|(_, name)| name)
+    }
+
+    /// This node's Raft status (`None` without Raft), read without waiting.
+    pub fn raft_status(&self) -> Option<erlmcp_flow_consensus::RaftStatus> {
+        self.consensus().map(|c| c.status())
     }
 
     /// The Byzantine voting detector (`byzantine.enabled`), its current incarnation.
