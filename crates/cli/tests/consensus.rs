@@ -350,3 +350,31 @@ fn voters_are_added_and_removed_at_runtime() {
     assert!(raft["leader"].is_string() && raft["term"].as_u64().unwrap() >= 1, "{status}");
     assert_eq!(raft["voters"].as_array().unwrap().len(), 3, "{status}");
 }
+
+/// The submitting node is SIGKILLed with tasks in flight: the Raft leader adopts its open
+/// tasks (after the grace period) and drives them, so every task the dead node had
+/// acknowledged still reaches exactly one terminal entry in the replicated ledger.
+#[test]
+fn leader_adopts_the_tasks_of_a_dead_submitter() {
+    let names = ["o1", "o2", "o3"];
+    let mut nodes = raft_cluster(&names, |_| vec![]);
+    let leader = leader_seen_by(&mut nodes[0], None);
+    let li = names.iter().position(|n| *n == leader).unwrap();
+    let si = (li + 1) % names.len();
+    let mut killed = false;
+    nodes[si].send("run 3000 compute 256 7");
+    while !killed {
+        let line = nodes[si].expect("PROGRESS");
+        let done: u64 = line.trim_start_matches("PROGRESS").trim().parse().unwrap();
+        if done >= 600 {
+            nodes[si].signal("-KILL");
+            killed = true;
+        }
+    }
+    let before = nodes[li].ask_json("ledger", "LEDGER");
+    assert!(before["accepted"].as_u64().unwrap() >= 600, "{before}");
+    let l = ledger_quiescent(&mut nodes[li]);
+    let n = |k: &str| l[k].as_u64().unwrap();
+    assert_eq!(n("accepted"), n("completed") + n("failed") + n("dead_lettered"), "{l}");
+    assert!(raft(&mut nodes[li])["adopted"].as_u64().unwrap() > 0, "the leader drove the dead node's tasks");
+}
