@@ -594,10 +594,15 @@ pub struct RaftConfig {
     /// Leader heartbeat period, ms (> 0, < election_timeout_min_ms). Default 50.
     pub heartbeat_interval_ms: u64,
     /// Lower bound of the randomized election timeout, ms (> heartbeat_interval_ms).
-    /// Default 150.
+    /// Default 100.
+    ///
+    /// openraft 0.9 waits `election_timeout_max_ms` (the leader lease) plus a random
+    /// election timeout after the last heartbeat before a follower campaigns, and twice
+    /// `election_timeout_max_ms` more when its log is behind another voter's; the defaults
+    /// keep a failover that needs two elections under 1 s.
     pub election_timeout_min_ms: u64,
     /// Upper bound of the randomized election timeout, ms (> election_timeout_min_ms).
-    /// Default 300.
+    /// Default 200.
     pub election_timeout_max_ms: u64,
     /// Most log entries in one AppendEntries request, 1..=100000. Default 300.
     pub max_payload_entries: u64,
@@ -618,8 +623,8 @@ impl Default for RaftConfig {
             storage: "memory".into(),
             path: None,
             heartbeat_interval_ms: 50,
-            election_timeout_min_ms: 150,
-            election_timeout_max_ms: 300,
+            election_timeout_min_ms: 100,
+            election_timeout_max_ms: 200,
             max_payload_entries: 300,
             snapshot_after_logs: 5_000,
             voters: Vec::new(),
@@ -927,7 +932,7 @@ mod tests {
             ("[raft]\nstorage = \"redb\"", "raft.path"),
             ("[raft]\nheartbeat_interval_ms = 0", "raft.heartbeat_interval_ms"),
             ("[raft]\nelection_timeout_min_ms = 50", "raft.election_timeout_min_ms"),
-            ("[raft]\nelection_timeout_max_ms = 150", "raft.election_timeout_max_ms"),
+            ("[raft]\nelection_timeout_max_ms = 100", "raft.election_timeout_max_ms"),
             ("[raft]\nmax_payload_entries = 0", "raft.max_payload_entries"),
             ("[raft]\nsnapshot_after_logs = 0", "raft.snapshot_after_logs"),
             ("[raft]\nvoters = [\"\"]", "raft.voters"),
