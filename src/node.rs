@@ -555,8 +555,35 @@ impl FlowNode {
     }
 
     /// Resubmits queued dead letters as new tasks; returns how many were accepted.
+    ///
+    /// With the replicated ledger each replayed task (a new task with a fresh id) is
+    /// committed like any submission before it is accepted; one that cannot be committed
+    /// stays in the dead-letter queue.
     pub async fn replay_dead_letters(&self) -> Result<usize, String> {
-        self.router_call(RouterMsg::ReplayDeadLetters).await
+        if self.inner.replicated.is_none() {
+            return self.router_call(RouterMsg::ReplayDeadLetters).await;
+        }
+        let queue = &self.inner.core.parts().dead_letters;
+        let mut accepted = 0;
+        for letter in queue.drain() {
+            let mut task = Task::clone(&letter.task);
+            task.id = TaskId::new_v4();
+            task.attempt = 0;
+            // Once committed, the task must reach the router: `submit` waits for an
+            // admission slot rather than refuse (and leave an open ledger entry behind).
+            let replayed = match self.commit_submit(&task).await {
+                Ok(()) => self.inner.core.submit(task).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match replayed {
+                Ok(()) => accepted += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, "dead letter not replayed");
+                    queue.push(letter);
+                }
+            }
+        }
+        Ok(accepted)
     }
 
     async fn router_call<T: Send + 'static>(

@@ -75,3 +75,22 @@ async fn without_raft_the_calls_are_refused() {
     assert!(matches!(r, Err(ConsensusError::Unavailable(_))), "{r:?}");
     node.shutdown(Duration::from_secs(1)).await;
 }
+
+/// A dead letter replayed on a node with the replicated ledger is committed as a new task
+/// before it runs: the ledger counts the dead-lettered original and the completed replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_dead_letters_are_replicated() {
+    let node = one_voter("replay").await;
+    let c = node.consensus().unwrap().clone();
+    c.wait_for_leader(DEADLINE).await.unwrap();
+    // No agent has the capability yet: the task is dead-lettered.
+    let outcome = node.route(task(&["late"], "ok")).await.unwrap();
+    assert!(matches!(outcome, TaskOutcome::DeadLettered { .. }), "{outcome:?}");
+    spawn(&node, "late-1", &["late"], None, Mode::Payload).await;
+    assert_eq!(node.replay_dead_letters().await.unwrap(), 1);
+    assert_no_loss(&node).await;
+    eventually("terminal entries committed", || node.ledger_backlog() == 0).await;
+    let (counts, open) = c.linearizable_read(|l| (l.counts(), l.open_len())).await.unwrap();
+    assert_eq!((counts.accepted, counts.dead_lettered, counts.completed, open), (2, 1, 1, 0), "{counts:?}");
+    node.shutdown(Duration::from_secs(1)).await;
+}
