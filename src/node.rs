@@ -498,6 +498,11 @@ impl FlowNode {
         self.consensus().and_then(|c| c.leader()).map(|(_, name)| name)
     }
 
+    /// This node's Raft view as `flow status` shows it (`None` without Raft).
+    pub fn raft_report(&self) -> Option<erlmcp_flow_cluster::RaftReport> {
+        self.consensus().map(crate::replicated::raft_report)
+    }
+
     /// This node's Raft status (`None` without Raft), read without waiting.
     pub fn raft_status(&self) -> Option<erlmcp_flow_consensus::RaftStatus> {
         self.consensus().map(|c| c.status())

@@ -310,7 +310,7 @@ pub(crate) fn replicas_converge(procs: &mut [NodeProc], dead: Option<&str>, time
         for p in procs.iter_mut().filter(|p| Some(p.name.as_str()) != dead) {
             let line = p.ask("raft", "RAFT", Duration::from_secs(5))?;
             let v: serde_json::Value = serde_json::from_str(line.trim_start_matches("RAFT").trim())?;
-            seen.push((v["applied_index"].as_u64(), v["digest"].as_u64()));
+            seen.push((v["last_applied"].as_u64(), v["digest"].as_u64()));
         }
         if seen.windows(2).all(|w| w[0].0 == w[1].0) {
             return Ok(seen.windows(2).all(|w| w[0].1 == w[1].1));

@@ -11,7 +11,7 @@
 //! | `status` | `STATUS {json}` (membership, reachability, phi per peer) |
 //! | `block <node>…` / `unblock <node>…` | `OK` (partition fault injection) |
 //! | `leader <swarm>` | `LEADER <agent@node>` or `LEADER none` |
-//! | `raft` | `RAFT {json}` (role, term, leader, indexes, members, local ledger counts and digest) |
+//! | `raft` | `RAFT {json}` (the status report's Raft view: role, term, leader, indexes, members, ledger counts, digest; plus `backlog` and `adopted`) |
 //! | `raft-elect` | `OK` once this node has started an election |
 //! | `raft-add <node>` / `raft-remove <node>` | `OK voters …` once the membership change committed (on the leader) |
 //! | `raft-bench <commits> <concurrency>` | `RAFTBENCH {json}` (commit latency percentiles and throughput of KV puts) |
@@ -335,28 +335,16 @@ async fn command(
             }
         }
         Some("raft") => {
-            let c = node.consensus().context("raft is not enabled on this node")?;
-            let s = c.status();
-            let (counts, open, digest) = c.read_local(|l| (l.counts(), l.open_len(), l.digest()));
-            let v = serde_json::json!({
-                "state": format!("{:?}", s.state),
-                "term": s.current_term,
-                "leader": s.leader.map(|(_, n)| n),
-                "applied_index": s.applied_index,
-                "last_log_index": s.last_log_index,
-                "voters": s.voters,
-                "learners": s.learners,
-                "decode_errors": s.decode_errors,
-                "ledger": { "accepted": counts.accepted, "completed": counts.completed, "failed": counts.failed,
-                            "dead_lettered": counts.dead_lettered, "open": open },
-                "digest": digest,
-                "backlog": node.ledger_backlog(),
-                "adopted": node.adopted_tasks(),
-            });
+            // The same view `flow status` shows, plus this node's writer backlog and adoptions.
+            let report = node.raft_report().context("raft is not enabled on this node")?;
+            let mut v = serde_json::to_value(report)?;
+            v["backlog"] = node.ledger_backlog().into();
+            v["adopted"] = node.adopted_tasks().into();
             format!("RAFT {v}")
         }
         Some("raft-elect") => {
-            // Campaign now (the demo moves leadership off the submitting node with this).
+            // Campaign now. A campaign against a live leader fails (its followers refuse
+            // to vote while they hear its heartbeats); useful once the leader is gone.
             let c = node.consensus().context("raft is not enabled on this node")?;
             c.raft().trigger().elect().await.map_err(|e| anyhow::anyhow!("elect: {e}"))?;
             "OK".into()

@@ -60,7 +60,7 @@ fn assert_replicas_identical(nodes: &mut [Node]) {
     let mut last = Vec::new();
     eventually("replicas apply the same log", || {
         last = nodes.iter_mut().map(raft).collect::<Vec<_>>();
-        last.windows(2).all(|w| w[0]["applied_index"] == w[1]["applied_index"] && w[0]["applied_index"].is_u64())
+        last.windows(2).all(|w| w[0]["last_applied"] == w[1]["last_applied"] && w[0]["last_applied"].as_u64() > Some(0))
     });
     for w in last.windows(2) {
         assert_eq!(w[0]["digest"], w[1]["digest"], "same log, same state: {last:?}");
@@ -171,14 +171,14 @@ fn minority_commits_nothing_and_logs_agree_after_heal() {
         let v = nodes[0].ask_json("kv-put owner majority", "KV");
         v["done"] == true
     });
-    let minority_before = raft(&mut nodes[3])["applied_index"].clone();
+    let minority_before = raft(&mut nodes[3])["last_applied"].clone();
     let v = nodes[3].ask_json("kv-put owner minority", "KV");
     let err = v["error"].as_str().unwrap_or_else(|| panic!("the minority's write was refused: {v}"));
     assert!(err.contains("not the leader") || err.contains("unavailable"), "clear error: {v}");
     assert_eq!(v["retryable"], true, "{v}");
     let v = nodes[4].ask_json("kv-put other minority", "KV");
     assert!(v["error"].is_string(), "{v}");
-    assert_eq!(raft(&mut nodes[3])["applied_index"], minority_before, "the minority applied nothing new");
+    assert_eq!(raft(&mut nodes[3])["last_applied"], minority_before, "the minority applied nothing new");
     let r = run_tasks(&mut nodes[1], 200, |_| {});
     assert_no_loss(&r, 200);
 
