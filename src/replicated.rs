@@ -112,8 +112,6 @@ pub(crate) struct LedgerWriterStats {
     pub queued: AtomicU64,
     /// Terminal entries committed (including ones the ledger already had).
     pub committed: AtomicU64,
-    /// Commit attempts that failed and were retried.
-    pub retries: AtomicU64,
 }
 
 /// Commits terminal entries in the background, retrying through elections.
@@ -186,7 +184,6 @@ impl LedgerWriter {
                             break;
                         }
                         Err(e) if !this.stopped.load(Ordering::Acquire) && !matches!(e, ConsensusError::Fatal(_)) => {
-                            this.stats.retries.fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(error = %e, "terminal entry not committed yet; retrying");
                             tokio::time::sleep(pause).await;
                             pause = (pause * 2).min(Duration::from_millis(500));
