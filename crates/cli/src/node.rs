@@ -13,7 +13,7 @@
 //! | `leader <swarm>` | `LEADER <agent@node>` or `LEADER none` |
 //! | `raft` | `RAFT {json}` (the status report's Raft view: role, term, leader, indexes, members, ledger counts, digest; plus `backlog` and `adopted`) |
 //! | `raft-elect` | `OK` once this node has started an election |
-//! | `raft-add <node>` / `raft-remove <node>` | `OK voters …` once the membership change committed (on the leader) |
+//! | `raft-add <node>` / `raft-remove <node>` | `OK voters …` once the membership change committed (on any node: forwarded to the leader) |
 //! | `raft-bench <commits> <concurrency>` | `RAFTBENCH {json}` (commit latency percentiles and throughput of KV puts) |
 //! | `vote <round> <value>` | `VOTE {json}` (Byzantine round: proposed here if this node leads it; the decision or a time-out) |
 //! | `byz-stats` | `BYZ {json}` (decided / timed-out rounds, rejections by reason, per-peer scores, blacklist) |
@@ -397,12 +397,12 @@ async fn command(
             }
         }
         Some(cmd @ ("raft-add" | "raft-remove")) => {
-            // Membership change at runtime; must run on the leader.
+            // Membership change at runtime, on any node: it is forwarded to the leader.
             let c = node.consensus().context("raft is not enabled on this node")?;
             let who = *words.get(1).context("missing node name")?;
             let r = if cmd == "raft-add" { c.add_voter(who).await } else { c.remove_voter(who).await };
-            r.map_err(|e| anyhow::anyhow!("{e}"))?;
-            format!("OK voters {}", c.status().voters.join(","))
+            let voters = r.map_err(|e| anyhow::anyhow!("{e}"))?;
+            format!("OK voters {}", voters.join(","))
         }
         Some("raft-bench") => {
             // Commit latency and throughput of the replicated log from this node:

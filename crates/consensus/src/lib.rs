@@ -89,4 +89,4 @@ pub use ledger::{LedgerCommand, LedgerResponse, LedgerState, OpenTask};
 pub use node::{ConsensusNode, NodeRole, RaftStatus};
 pub use transport::{InProcessTransport, RaftTransport};
 pub use types::{NamedNode, RaftNodeId, TypeConfig, node_id_for};
-pub use wire::{CommitReceipt, RaftWire, RaftWireReply};
+pub use wire::{CommitReceipt, MembershipChange, RaftWire, RaftWireReply};

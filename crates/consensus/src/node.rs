@@ -9,6 +9,10 @@
 //! leader is known but did not take the write). Retrying is safe for the ledger's own
 //! commands because `Submit` and `Finish` are idempotent by task id.
 //!
+//! Membership changes (`add_voter`, `remove_voter`) take the same path: forwarded to the
+//! leader as a `Membership` wire message and retried through elections. A repeated change
+//! is harmless (openraft computes the new voter set as a union or a difference).
+//!
 //! Linearizable reads use Raft's ReadIndex (Raft thesis §6.4): the leader confirms its
 //! leadership with a quorum (`ensure_linearizable`) and names a log index; the reading
 //! node waits until it has applied that index and reads its own state. A follower gets
@@ -20,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{ChangeMembers, RaftMetrics, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -36,7 +40,7 @@ use crate::store_mem::MemLogStore;
 use crate::store_redb::{RedbLogStore, RedbSnapshotStore, open_database};
 use crate::transport::RaftTransport;
 use crate::types::{NamedNode, Raft, RaftNodeId, node_id_for};
-use crate::wire::{self, CommitReceipt, MAX_COMMAND_BYTES, RaftWire, RaftWireReply};
+use crate::wire::{self, CommitReceipt, MAX_COMMAND_BYTES, MembershipChange, RaftWire, RaftWireReply};
 
 type Metrics = RaftMetrics<RaftNodeId, NamedNode>;
 
@@ -128,6 +132,41 @@ enum Route {
     Local,
     Remote(RaftNodeId, String),
     Wait,
+}
+
+/// A client request only the leader can serve.
+enum LeaderRequest {
+    Write(LedgerCommand),
+    ReadIndex,
+    Membership(MembershipChange),
+}
+
+impl LeaderRequest {
+    fn what(&self) -> &'static str {
+        match self {
+            LeaderRequest::Write(_) => "write",
+            LeaderRequest::ReadIndex => "read",
+            LeaderRequest::Membership(_) => "membership change",
+        }
+    }
+}
+
+/// The leader's answer to a [`LeaderRequest`].
+enum LeaderAnswer {
+    Written(CommitReceipt),
+    ReadIndex(u64),
+    Voters(Vec<String>),
+}
+
+impl LeaderAnswer {
+    fn answers(&self, req: &LeaderRequest) -> bool {
+        matches!(
+            (self, req),
+            (LeaderAnswer::Written(_), LeaderRequest::Write(_))
+                | (LeaderAnswer::ReadIndex(_), LeaderRequest::ReadIndex)
+                | (LeaderAnswer::Voters(_), LeaderRequest::Membership(_))
+        )
+    }
 }
 
 fn fatal(e: impl std::fmt::Display) -> ConsensusError {
@@ -313,6 +352,85 @@ impl ConsensusNode {
         Instant::now() < deadline
     }
 
+    /// The one retry loop of every client request: serves `req` here when this node
+    /// leads, forwards it to the leader it knows otherwise, and retries retryable
+    /// failures (no leader, a leader that stepped down, an unreachable leader) with a
+    /// short growing pause until `raft.client_timeout_ms`. Then it answers `NotLeader`
+    /// when a leader was named but did not serve, else `Unavailable`.
+    async fn through_leader(&self, req: &LeaderRequest) -> Result<LeaderAnswer, ConsensusError> {
+        let deadline = Instant::now() + self.inner.client_timeout;
+        let mut pause = Duration::from_millis(2);
+        let mut last_err: ConsensusError;
+        loop {
+            if self.inner.stopped.load(Ordering::Acquire) {
+                return Err(fatal("node is shut down"));
+            }
+            let attempt = match self.route() {
+                Route::Local => self.serve(req, deadline).await,
+                Route::Remote(id, name) => self.forward(id, &name, req, deadline).await,
+                Route::Wait => Err(ConsensusError::Unavailable("no leader known".into())),
+            };
+            match attempt {
+                Ok(answer) => return Ok(answer),
+                Err(e) if e.is_retryable() => last_err = e,
+                Err(e) => return Err(e),
+            }
+            if !self.pause(deadline, &mut pause).await {
+                return Err(match last_err {
+                    ConsensusError::NotLeader { leader } => ConsensusError::NotLeader { leader },
+                    e => ConsensusError::Unavailable(format!(
+                        "{} not done within {:?}: {e}",
+                        req.what(),
+                        self.inner.client_timeout
+                    )),
+                });
+            }
+        }
+    }
+
+    /// Serves `req` on this node, which should be the leader (openraft answers
+    /// `ForwardToLeader` otherwise, mapped to `NotLeader`).
+    async fn serve(&self, req: &LeaderRequest, deadline: Instant) -> Result<LeaderAnswer, ConsensusError> {
+        match req {
+            LeaderRequest::Write(cmd) => self.write_local(cmd.clone(), deadline).await.map(LeaderAnswer::Written),
+            LeaderRequest::ReadIndex => self.read_index_local(deadline).await.map(LeaderAnswer::ReadIndex),
+            LeaderRequest::Membership(change) => {
+                self.change_membership_local(change, deadline).await.map(LeaderAnswer::Voters)
+            }
+        }
+    }
+
+    /// Sends `req` to the leader and unwraps its answer.
+    async fn forward(
+        &self,
+        leader: RaftNodeId,
+        leader_name: &str,
+        req: &LeaderRequest,
+        deadline: Instant,
+    ) -> Result<LeaderAnswer, ConsensusError> {
+        let wire_req = match req {
+            LeaderRequest::Write(cmd) => {
+                self.inner.forwarded_writes.fetch_add(1, Ordering::Relaxed);
+                RaftWire::ClientWrite(cmd.clone())
+            }
+            LeaderRequest::ReadIndex => RaftWire::LinearizableRead,
+            LeaderRequest::Membership(change) => RaftWire::Membership(change.clone()),
+        };
+        let answer = match self.remote_call(leader, leader_name, &wire_req, deadline).await? {
+            RaftWireReply::ClientWrite(r) => r.map(LeaderAnswer::Written),
+            RaftWireReply::LinearizableRead(r) => r.map(LeaderAnswer::ReadIndex),
+            RaftWireReply::Membership(r) => r.map(LeaderAnswer::Voters),
+            _ => return Err(ConsensusError::Unavailable(format!("{leader_name} answered with another kind of reply"))),
+        };
+        answer.map_err(Self::remote_failure).and_then(|a| {
+            if a.answers(req) {
+                Ok(a)
+            } else {
+                Err(ConsensusError::Unavailable(format!("{leader_name} answered another request")))
+            }
+        })
+    }
+
     /// Commits `cmd` through the leader (forwarding it when this node is not the leader)
     /// and returns its log index and the state machine's answer. Retries through
     /// elections until `raft.client_timeout_ms`, then answers `Unavailable` or
@@ -325,32 +443,9 @@ impl ConsensusNode {
                 "command of {size} bytes is over the {MAX_COMMAND_BYTES} byte limit"
             )));
         }
-        let deadline = Instant::now() + self.inner.client_timeout;
-        let mut pause = Duration::from_millis(2);
-        let mut last_err: ConsensusError;
-        loop {
-            if self.inner.stopped.load(Ordering::Acquire) {
-                return Err(fatal("node is shut down"));
-            }
-            let attempt = match self.route() {
-                Route::Local => self.write_local(cmd.clone(), deadline).await,
-                Route::Remote(id, name) => self.forward_write(id, &name, &cmd, deadline).await,
-                Route::Wait => Err(ConsensusError::Unavailable("no leader known".into())),
-            };
-            match attempt {
-                Ok(receipt) => return Ok(receipt),
-                Err(e) if e.is_retryable() => last_err = e,
-                Err(e) => return Err(e),
-            }
-            if !self.pause(deadline, &mut pause).await {
-                return Err(match last_err {
-                    ConsensusError::NotLeader { leader } => ConsensusError::NotLeader { leader },
-                    e => ConsensusError::Unavailable(format!(
-                        "not committed within {:?}: {e}",
-                        self.inner.client_timeout
-                    )),
-                });
-            }
+        match self.through_leader(&LeaderRequest::Write(cmd)).await? {
+            LeaderAnswer::Written(receipt) => Ok(receipt),
+            _ => Err(ConsensusError::Unavailable("a write was answered as another request".into())),
         }
     }
 
@@ -364,20 +459,6 @@ impl ConsensusNode {
             Ok(Err(RaftError::APIError(e))) => Err(ConsensusError::Unavailable(e.to_string())),
             Ok(Err(RaftError::Fatal(e))) => Err(fatal(e)),
             Err(_) => Err(ConsensusError::Unavailable("write not committed before the deadline".into())),
-        }
-    }
-
-    async fn forward_write(
-        &self,
-        leader: RaftNodeId,
-        leader_name: &str,
-        cmd: &LedgerCommand,
-        deadline: Instant,
-    ) -> Result<CommitReceipt, ConsensusError> {
-        self.inner.forwarded_writes.fetch_add(1, Ordering::Relaxed);
-        match self.remote_call(leader, leader_name, &RaftWire::ClientWrite(cmd.clone()), deadline).await? {
-            RaftWireReply::ClientWrite(r) => r.map_err(Self::remote_failure),
-            _ => Err(ConsensusError::Unavailable(format!("{leader_name} answered with another kind of reply"))),
         }
     }
 
@@ -411,44 +492,19 @@ impl ConsensusNode {
     /// with no reachable leader it answers `NotLeader` (naming the leader this node
     /// believes in, if any) or `Unavailable`.
     pub async fn linearizable_read<T>(&self, f: impl FnOnce(&LedgerState) -> T + Send) -> Result<T, ConsensusError> {
-        let deadline = Instant::now() + self.inner.client_timeout;
-        let mut pause = Duration::from_millis(2);
-        let mut last_err: ConsensusError;
-        loop {
-            if self.inner.stopped.load(Ordering::Acquire) {
-                return Err(fatal("node is shut down"));
-            }
-            let index = match self.route() {
-                Route::Local => self.read_index_local(deadline).await,
-                Route::Remote(id, name) => {
-                    match self.remote_call(id, &name, &RaftWire::LinearizableRead, deadline).await {
-                        Ok(RaftWireReply::LinearizableRead(r)) => r.map_err(Self::remote_failure),
-                        Ok(_) => {
-                            Err(ConsensusError::Unavailable(format!("{name} answered with another kind of reply")))
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                Route::Wait => Err(ConsensusError::NotLeader { leader: None }),
-            };
-            match index {
-                Ok(index) => {
-                    let timeout = deadline.saturating_duration_since(Instant::now());
-                    self.inner
-                        .raft
-                        .wait(Some(timeout))
-                        .applied_index_at_least(Some(index), "linearizable read")
-                        .await
-                        .map_err(|e| ConsensusError::Unavailable(format!("read index {index} not applied: {e}")))?;
-                    return Ok(self.read_local(f));
-                }
-                Err(e) if e.is_retryable() => last_err = e,
-                Err(e) => return Err(e),
-            }
-            if !self.pause(deadline, &mut pause).await {
-                return Err(last_err);
-            }
-        }
+        let index = match self.through_leader(&LeaderRequest::ReadIndex).await? {
+            LeaderAnswer::ReadIndex(index) => index,
+            _ => return Err(ConsensusError::Unavailable("a read was answered as another request".into())),
+        };
+        // The wait for the read index has its own full client timeout: the leader has
+        // confirmed the index, only this node's apply is left.
+        self.inner
+            .raft
+            .wait(Some(self.inner.client_timeout))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map_err(|e| ConsensusError::Unavailable(format!("read index {index} not applied: {e}")))?;
+        Ok(self.read_local(f))
     }
 
     async fn read_index_local(&self, deadline: Instant) -> Result<u64, ConsensusError> {
@@ -491,16 +547,12 @@ impl ConsensusNode {
                 let deadline = Instant::now() + self.inner.client_timeout;
                 RaftWireReply::LinearizableRead(self.read_index_local(deadline).await)
             }
+            RaftWire::Membership(change) => {
+                let deadline = Instant::now() + self.inner.client_timeout;
+                RaftWireReply::Membership(self.change_membership_local(&change, deadline).await)
+            }
         };
         Ok(Bytes::from(wire::encode(&reply)?))
-    }
-
-    fn require_leader(&self) -> Result<(), ConsensusError> {
-        if self.inner.metrics.borrow().state == ServerState::Leader {
-            Ok(())
-        } else {
-            Err(ConsensusError::NotLeader { leader: self.leader().map(|(_, n)| n) })
-        }
     }
 
     fn membership_err(e: RaftError<RaftNodeId, ClientWriteError<RaftNodeId, NamedNode>>) -> ConsensusError {
@@ -508,38 +560,77 @@ impl ConsensusNode {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
                 ConsensusError::NotLeader { leader: f.leader_node.map(|n| n.name) }
             }
-            RaftError::APIError(e) => ConsensusError::Unavailable(e.to_string()),
+            // Another change still in its joint phase: worth retrying.
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(e))) => {
+                ConsensusError::Unavailable(e.to_string())
+            }
+            // An empty voter set or an unknown learner: the request itself is wrong.
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => ConsensusError::Config(e.to_string()),
             RaftError::Fatal(e) => fatal(e),
         }
     }
 
-    /// Adds the node called `name` as a voter: first as a learner (waiting until it has
-    /// caught up), then through a joint-consensus membership change. Must be called on the
-    /// leader (otherwise `NotLeader`). Bounded by the client timeout per step plus the
-    /// learner's catch-up.
-    pub async fn add_voter(&self, name: &str) -> Result<(), ConsensusError> {
-        erlmcp_flow_core::NodeName::new(name).map_err(|e| ConsensusError::Config(format!("node name: {e}")))?;
-        self.require_leader()?;
-        let id = node_id_for(name);
+    /// Applies `change` on this node, which must be the leader, before `deadline`;
+    /// answers the voters of the committed membership.
+    async fn change_membership_local(
+        &self,
+        change: &MembershipChange,
+        deadline: Instant,
+    ) -> Result<Vec<String>, ConsensusError> {
         let raft = &self.inner.raft;
-        raft.add_learner(id, NamedNode::new(name), true).await.map_err(Self::membership_err)?;
-        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-            .await
-            .map_err(Self::membership_err)?;
-        Ok(())
+        let work = async {
+            let changes = match change {
+                MembershipChange::AddVoter(name) => {
+                    let id = node_id_for(name);
+                    // Blocking: returns once the learner has caught up, so the voter it
+                    // becomes does not stall commits while it replays the log.
+                    raft.add_learner(id, NamedNode::new(name.clone()), true).await.map_err(Self::membership_err)?;
+                    ChangeMembers::AddVoterIds(BTreeSet::from([id]))
+                }
+                MembershipChange::RemoveVoter(name) => ChangeMembers::RemoveVoters(BTreeSet::from([node_id_for(name)])),
+            };
+            raft.change_membership(changes, false).await.map_err(Self::membership_err)
+        };
+        let resp = match tokio::time::timeout_at(deadline, work).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(ConsensusError::Unavailable("membership change not committed before the deadline".into()));
+            }
+        };
+        let voters = match resp.membership {
+            Some(m) => m
+                .voter_ids()
+                .map(|id| m.get_node(&id).map(|n| n.name.clone()).unwrap_or_else(|| id.to_string()))
+                .collect(),
+            None => self.status().voters,
+        };
+        Ok(voters)
     }
 
-    /// Removes the voter called `name` from the membership (it is not kept as a learner).
-    /// Must be called on the leader (otherwise `NotLeader`).
-    pub async fn remove_voter(&self, name: &str) -> Result<(), ConsensusError> {
-        self.require_leader()?;
-        let id = node_id_for(name);
-        self.inner
-            .raft
-            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-            .await
-            .map_err(Self::membership_err)?;
-        Ok(())
+    /// Adds the node called `name` as a voter: first as a learner (waiting until it has
+    /// caught up), then through a joint-consensus membership change. Runs on the leader,
+    /// forwarded there from any node, and retries through elections like
+    /// [`submit`](Self::submit) (a repeated change is harmless: it is a set union).
+    /// Answers the voters once the change has committed.
+    pub async fn add_voter(&self, name: &str) -> Result<Vec<String>, ConsensusError> {
+        erlmcp_flow_core::NodeName::new(name).map_err(|e| ConsensusError::Config(format!("node name: {e}")))?;
+        self.change_membership(MembershipChange::AddVoter(name.to_string())).await
+    }
+
+    /// Removes the voter called `name` (it is not kept as a learner). Runs on the leader,
+    /// forwarded there from any node, and retries through elections like
+    /// [`submit`](Self::submit). Removing the last voter is refused with `Config`.
+    /// Answers the voters once the change has committed.
+    pub async fn remove_voter(&self, name: &str) -> Result<Vec<String>, ConsensusError> {
+        erlmcp_flow_core::NodeName::new(name).map_err(|e| ConsensusError::Config(format!("node name: {e}")))?;
+        self.change_membership(MembershipChange::RemoveVoter(name.to_string())).await
+    }
+
+    async fn change_membership(&self, change: MembershipChange) -> Result<Vec<String>, ConsensusError> {
+        match self.through_leader(&LeaderRequest::Membership(change)).await? {
+            LeaderAnswer::Voters(v) => Ok(v),
+            _ => Err(ConsensusError::Unavailable("a membership change was answered as another request".into())),
+        }
     }
 
     /// Stops the Raft node and releases its storage. Later calls answer `Fatal`.

@@ -49,6 +49,17 @@ pub enum RaftWire {
     /// the leader confirms its leadership with a quorum and answers the log index the
     /// follower must have applied before it reads locally.
     LinearizableRead,
+    /// A membership change forwarded to the leader.
+    Membership(MembershipChange),
+}
+
+/// A change of the voter set, served by the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipChange {
+    /// Add the named node: as a learner until it has caught up, then as a voter.
+    AddVoter(String),
+    /// Remove the named voter (it is not kept as a learner).
+    RemoveVoter(String),
 }
 
 /// What a committed command answered.
@@ -73,6 +84,8 @@ pub enum RaftWireReply {
     ClientWrite(Result<CommitReceipt, ConsensusError>),
     /// Answer to a read-index request: the index to wait for.
     LinearizableRead(Result<u64, ConsensusError>),
+    /// The voters (names) once the change committed.
+    Membership(Result<Vec<String>, ConsensusError>),
 }
 
 fn codec() -> Codec {

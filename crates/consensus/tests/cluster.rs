@@ -303,33 +303,50 @@ async fn redb_node_restarts_from_its_file_and_catches_up() {
 
 /// Membership changes at runtime: a fourth node joins as a voter (learner first, then
 /// joint consensus), receives the log, and is removed again: 3 → 4 → 3 voters, with
-/// writes committing throughout.
+/// writes committing throughout. Both changes are asked of a follower, which forwards
+/// them to the leader; asking for a change again is harmless.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_and_remove_voter_at_runtime() {
     let names: Vec<String> = ["n1", "n2", "n3", "n4"].map(String::from).into();
+    let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<_>>();
     let c = Cluster::start_named(&names, &names[..3], |_| cfg()).await;
     let leader = c.leader_name();
+    let follower = names[..3].iter().find(|n| **n != leader).unwrap().clone();
     submit_until_ok(c.node(&leader), &task(), 5).await.unwrap();
     assert_eq!(c.node("n4").status().state, NodeRole::Learner);
 
-    c.node(&leader).add_voter("n4").await.unwrap();
-    let voters = |n: &str| c.node(n).status().voters.into_iter().collect::<BTreeSet<_>>();
-    assert_eq!(voters(&leader), names.iter().cloned().collect());
+    let voters = c.node(&follower).add_voter("n4").await.unwrap();
+    assert_eq!(set(&voters), set(&names), "the committed membership is answered");
+    assert_eq!(set(&c.node(&leader).status().voters), set(&names));
+    let again = c.node(&leader).add_voter("n4").await.unwrap();
+    assert_eq!(set(&again), set(&names), "adding a voter twice changes nothing");
     submit_until_ok(c.node("n4"), &task(), 5).await.unwrap();
     let all: Vec<&str> = names.iter().map(String::as_str).collect();
     let digests = c.converge(&all).await;
     assert!(digests.windows(2).all(|w| w[0] == w[1]));
     assert_eq!(c.node("n4").read_local(|l| l.counts().accepted), 2);
-    let follower = c.node("n4").raft().wait(Some(WAIT));
-    follower.metrics(|m| m.membership_config.membership().voter_ids().count() == 4, "n4 sees 4 voters").await.unwrap();
+    let n4 = c.node("n4").raft().wait(Some(WAIT));
+    n4.metrics(|m| m.membership_config.membership().voter_ids().count() == 4, "n4 sees 4 voters").await.unwrap();
 
-    c.node(&leader).remove_voter("n4").await.unwrap();
-    assert_eq!(voters(&leader), names[..3].iter().cloned().collect());
+    let voters = c.node(&follower).remove_voter("n4").await.unwrap();
+    assert_eq!(set(&voters), set(&names[..3]));
+    assert_eq!(set(&c.node(&leader).status().voters), set(&names[..3]));
     submit_until_ok(c.node(&leader), &task(), 5).await.unwrap();
     let three: Vec<&str> = names[..3].iter().map(String::as_str).collect();
     let digests = c.converge(&three).await;
     assert!(digests.windows(2).all(|w| w[0] == w[1]));
-    assert!(matches!(c.node(&leader).add_voter("not a name").await, Err(ConsensusError::Config(_))));
+    assert!(matches!(c.node(&follower).add_voter("not a name").await, Err(ConsensusError::Config(_))));
+}
+
+/// Removing the only voter would leave no one to commit: it is refused with `Config`
+/// (not retried until the timeout), and the node keeps committing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_last_voter_is_refused() {
+    let c = Cluster::start(1, &cfg()).await;
+    let leader = c.leader_name();
+    let err = c.node(&leader).remove_voter(&leader).await.unwrap_err();
+    assert!(matches!(err, ConsensusError::Config(_)), "{err:?}");
+    submit_until_ok(c.node(&leader), &task(), 5).await.unwrap();
 }
 
 /// Bad input to `handle_rpc`: garbage, a truncated encoding and an oversized body each

@@ -129,7 +129,7 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         // Never leave a stopped or running process behind.
-        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).stderr(Stdio::null()).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
