@@ -748,9 +748,11 @@ impl FlowNode {
         let cut = self.inner.core.shutdown(grace).await;
         if let Some(r) = &self.inner.replicated {
             // Give queued terminal entries the grace period to commit, then stop Raft.
-            let deadline = tokio::time::Instant::now() + grace;
-            while r.writer.pending() > 0 && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+            if !r.writer.drain(tokio::time::Instant::now() + grace).await {
+                tracing::warn!(
+                    pending = r.writer.pending(),
+                    "terminal entries not committed at shutdown; the leader requeues their tasks"
+                );
             }
             r.writer.stop();
             r.node.shutdown().await;

@@ -122,6 +122,8 @@ pub(crate) struct LedgerWriterStats {
 pub(crate) struct LedgerWriter {
     queue: Mutex<VecDeque<LedgerCommand>>,
     notify: Notify,
+    /// Woken whenever the last queued entry has committed.
+    drained: Notify,
     stopped: AtomicBool,
     pub(crate) stats: LedgerWriterStats,
 }
@@ -135,6 +137,7 @@ impl LedgerWriter {
         let writer = Arc::new(Self {
             queue: Mutex::new(VecDeque::new()),
             notify: Notify::new(),
+            drained: Notify::new(),
             stopped: AtomicBool::new(false),
             stats: LedgerWriterStats::default(),
         });
@@ -152,7 +155,27 @@ impl LedgerWriter {
 
     /// Entries not yet committed.
     pub(crate) fn pending(&self) -> u64 {
-        self.stats.queued.load(Ordering::Relaxed) - self.stats.committed.load(Ordering::Relaxed)
+        // Committed first: every entry counted there was queued before, so the later
+        // load of `queued` is at least as large and the difference cannot wrap.
+        let committed = self.stats.committed.load(Ordering::Acquire);
+        self.stats.queued.load(Ordering::Acquire).saturating_sub(committed)
+    }
+
+    /// Waits until every queued entry has committed, or until `deadline`; returns
+    /// whether the queue drained.
+    pub(crate) async fn drain(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            // Registered before the check, so a commit in between still wakes us.
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.pending() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                return self.pending() == 0;
+            }
+        }
     }
 
     /// Stops committing (node shutdown); what is still queued is left to the leader's
@@ -180,7 +203,10 @@ impl LedgerWriter {
                 loop {
                     match node.submit(cmd.clone()).await {
                         Ok(_) => {
-                            this.stats.committed.fetch_add(1, Ordering::Relaxed);
+                            this.stats.committed.fetch_add(1, Ordering::AcqRel);
+                            if this.pending() == 0 {
+                                this.drained.notify_waiters();
+                            }
                             break;
                         }
                         Err(e) if !this.stopped.load(Ordering::Acquire) && !matches!(e, ConsensusError::Fatal(_)) => {

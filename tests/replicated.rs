@@ -94,3 +94,25 @@ async fn replayed_dead_letters_are_replicated() {
     assert_eq!((counts.accepted, counts.dead_lettered, counts.completed, open), (2, 1, 1, 0), "{counts:?}");
     node.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Shutdown with terminal entries still to commit: `shutdown` waits (within its grace
+/// period) for the ledger writer to commit them before it stops Raft, so the replicated
+/// ledger holds a terminal entry for every task the node accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_commits_queued_terminal_entries_first() {
+    let node = one_voter("closing").await;
+    let c = node.consensus().expect("raft is on").clone();
+    c.wait_for_leader(DEADLINE).await.unwrap();
+    spawn(&node, "a", &["x"], None, Mode::Slow(20)).await;
+    spawn(&node, "b", &["x"], None, Mode::Slow(20)).await;
+    for _ in 0..100 {
+        node.submit(task(&["x"], "ok")).await.unwrap();
+    }
+    // The tasks are still running: shutdown lets them finish within the grace period,
+    // and their terminal entries are queued only then.
+    let cut = node.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(cut, 0, "the grace period was enough for every task");
+    assert_eq!(node.ledger_backlog(), 0, "nothing left uncommitted");
+    let counts = c.read_local(|l| l.counts());
+    assert_eq!((counts.accepted, counts.completed), (100, 100), "{counts:?}");
+}
