@@ -93,11 +93,18 @@ impl AgentLoad {
     /// Peak-EWMA latency estimate at `now_ns`, decayed since the last sample; `None`
     /// before the first sample.
     pub fn latency_ewma_ns(&self, now_ns: u64, decay_ns: f64) -> Option<f64> {
+        self.latency_ewma_ns_per(now_ns, 1.0 / decay_ns)
+    }
+
+    /// [`latency_ewma_ns`](Self::latency_ewma_ns) with the decay given as its inverse
+    /// (`1 / decay_ns`), for scans over many agents: a multiplication per agent instead
+    /// of a division.
+    pub fn latency_ewma_ns_per(&self, now_ns: u64, inv_decay_ns: f64) -> Option<f64> {
         let est = f64::from_bits(self.latency_ewma_ns.load(Ordering::Relaxed));
         if est == 0.0 {
             return None;
         }
-        let x = now_ns.saturating_sub(self.ewma_stamp_ns.load(Ordering::Relaxed)) as f64 / decay_ns;
+        let x = now_ns.saturating_sub(self.ewma_stamp_ns.load(Ordering::Relaxed)) as f64 * inv_decay_ns;
         // Busy agents were sampled moments ago: skip the decay (under 1 % anyway).
         Some(if x < 0.01 { est } else { est * decay_factor(x) })
     }

@@ -3,7 +3,8 @@
 //! Every strategy sees the candidate list (sorted by agent id, shared from the registry's
 //! query cache) and a predicate saying which candidates are eligible right now (alive, not
 //! tried yet for this task, not refused by a breaker or a full bulkhead). Strategies
-//! read the live load figures of each [`AgentEntry`]; none waits on a mailbox.
+//! read the live load figures of each [`AgentEntry`]; none waits on a mailbox. The
+//! scanning strategies score at most [`SCAN_WINDOW`] candidates per decision.
 //!
 //! | strategy | picks | state |
 //! |---|---|---|
@@ -129,8 +130,23 @@ pub fn build(kind: StrategyKind, p: StrategyParams) -> Option<Arc<dyn Strategy>>
     })
 }
 
+/// Most candidates an O(n) strategy (least-connections, load-aware, P2C's fallback)
+/// scores per decision.
+///
+/// A full scan costs about 5–8 ns per candidate, mostly memory reads: 5–9 µs at 1 000
+/// candidates and 0.5–1 ms at 100 000, on every routing decision. Above this many
+/// candidates the strategy picks the best of the `SCAN_WINDOW` candidates that follow its
+/// rotating cursor (wrapping), the bounded-subset idea of Envoy's least-request balancer
+/// and Finagle's aperture: the cost of a decision stays flat as the cluster grows, and
+/// because the cursor moves on every decision, every agent is in the window of a
+/// `SCAN_WINDOW / n` share of decisions. If no candidate in the window is eligible, the
+/// scan goes on until one is, so a bounded scan never answers "none" when a full scan
+/// would find someone.
+pub const SCAN_WINDOW: usize = 256;
+
 /// Scans the eligible candidates starting at `start` (wrapping) and returns the index
-/// minimising `key`; the rotating start spreads ties.
+/// minimising `key` among the first [`SCAN_WINDOW`] (or the first eligible one after
+/// them, if none of those is); the rotating start spreads ties.
 pub(crate) fn min_by_key_from<K: PartialOrd>(
     candidates: &[Arc<AgentEntry>],
     start: usize,
@@ -138,9 +154,14 @@ pub(crate) fn min_by_key_from<K: PartialOrd>(
     mut key: impl FnMut(&AgentEntry) -> K,
 ) -> Option<usize> {
     let n = candidates.len();
+    let start = if n == 0 { 0 } else { start % n };
     let mut best: Option<(usize, K)> = None;
-    for k in 0..n {
-        let i = (start + k) % n;
+    // Two plain ranges instead of `(start + k) % n`: a division per candidate was a
+    // measurable share of a 1 000-candidate scan.
+    for (scanned, i) in (start..n).chain(0..start).enumerate() {
+        if scanned >= SCAN_WINDOW && best.is_some() {
+            break;
+        }
         let e = &candidates[i];
         if !eligible(e) {
             continue;
@@ -199,5 +220,44 @@ pub(crate) mod test_support {
 
     pub(crate) fn task() -> Task {
         Task::new(CapabilitySet::parse(["x"]).unwrap())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::candidates;
+    use super::*;
+
+    /// Above `SCAN_WINDOW` candidates the scan stops after the window: a better candidate
+    /// outside it is not seen, and it is picked once the rotating start brings it in.
+    #[tokio::test]
+    async fn scans_at_most_the_window() {
+        let n = SCAN_WINDOW * 3;
+        let c = candidates(n).await;
+        for e in c.iter() {
+            e.load.begin();
+        }
+        let outside = SCAN_WINDOW + 10;
+        c[outside].load.end();
+        let all = |_: &AgentEntry| true;
+        let load = |e: &AgentEntry| e.load.in_flight();
+        assert_eq!(min_by_key_from(&c, 0, &all, load), Some(0), "the idle agent is outside the window");
+        assert_eq!(min_by_key_from(&c, 20, &all, load), Some(outside), "inside the window it wins");
+        // Wrapping: a window starting near the end covers the first candidates.
+        c[3].load.end();
+        assert_eq!(min_by_key_from(&c, n - 5, &all, load), Some(3));
+    }
+
+    /// When nobody in the window is eligible the scan goes on, so a bounded scan finds an
+    /// agent whenever a full scan would; with nobody eligible it answers `None`.
+    #[tokio::test]
+    async fn an_ineligible_window_does_not_hide_the_rest() {
+        let n = SCAN_WINDOW * 2;
+        let c = candidates(n).await;
+        let last = n - 1;
+        let only_last = |e: &AgentEntry| e.seq == last as u64;
+        assert_eq!(min_by_key_from(&c, 0, &only_last, |e| e.load.in_flight()), Some(last));
+        let nobody = |_: &AgentEntry| false;
+        assert_eq!(min_by_key_from(&c, 7, &nobody, |e| e.load.in_flight()), None);
     }
 }
