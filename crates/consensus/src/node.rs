@@ -577,6 +577,10 @@ impl ConsensusNode {
         change: &MembershipChange,
         deadline: Instant,
     ) -> Result<Vec<String>, ConsensusError> {
+        // Checked here too, not only in `add_voter`/`remove_voter`: a forwarded change
+        // arrives from the wire.
+        let (MembershipChange::AddVoter(name) | MembershipChange::RemoveVoter(name)) = change;
+        erlmcp_flow_core::NodeName::new(name).map_err(|e| ConsensusError::Config(format!("node name: {e}")))?;
         let raft = &self.inner.raft;
         let work = async {
             let changes = match change {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use erlmcp_flow_consensus::wire::{self, RaftWire, RaftWireReply};
+use erlmcp_flow_consensus::wire::{self, MembershipChange, RaftWire, RaftWireReply};
 use erlmcp_flow_consensus::{
     ConsensusError, ConsensusNode, InProcessTransport, LedgerCommand, LedgerResponse, NodeRole, RaftConfig, node_id_for,
 };
@@ -384,6 +384,17 @@ async fn bad_rpc_input_is_refused_counted_and_harmless() {
     }
     assert_eq!(node.status().current_term, term);
     assert_eq!(node.leader().unwrap().1, leader);
+
+    // A membership change off the wire naming an invalid node is refused by the leader,
+    // which checks the name itself instead of trusting the forwarding node.
+    let bad_change = wire::encode(&RaftWire::Membership(MembershipChange::AddVoter("no such/name".into()))).unwrap();
+    let reply = c.node(&leader).handle_rpc(&bad_change).await.unwrap();
+    match wire::decode::<RaftWireReply>(&reply).unwrap() {
+        RaftWireReply::Membership(Err(ConsensusError::Config(_))) => {}
+        other => panic!("bad membership change not refused: {other:?}"),
+    }
+    assert_eq!(c.node(&leader).status().voters.len(), 3);
+    assert!(c.node(&leader).status().learners.is_empty());
 
     let r = node.submit(submit_cmd(task(), &follower)).await.unwrap();
     assert_eq!(r.response, LedgerResponse::Accepted);
