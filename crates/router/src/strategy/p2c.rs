@@ -71,8 +71,9 @@ impl Strategy for P2cEwma {
                 let (ca, cb) = (self.cost(&candidates[a], sel.now_ns), self.cost(&candidates[b], sel.now_ns));
                 Some(if cb < ca { b } else { a })
             }
-            // Few eligible candidates: choose the cheapest of them directly.
-            _ => min_by_key_from(candidates, 0, sel.eligible, |e| self.cost(e, sel.now_ns)),
+            // Few eligible candidates: choose the cheapest of them directly (from a random
+            // start, so a bounded scan of a large list does not favour its head).
+            _ => min_by_key_from(candidates, rng.random_range(0..n), sel.eligible, |e| self.cost(e, sel.now_ns)),
         }
     }
 }
