@@ -34,7 +34,7 @@ use erlmcp_flow::registry::splitmix64;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::report::DemoReport;
+use crate::report::{DemoReport, RunCounts};
 
 /// Payload marking a task every agent rejects permanently.
 pub(crate) const POISON: &[u8] = b"poison";
@@ -151,10 +151,10 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         report.print_table();
     }
-    Ok(if report.lost == 0 {
+    Ok(if report.run.lost == 0 {
         ExitCode::SUCCESS
     } else {
-        eprintln!("LOST {} TASKS", report.lost);
+        eprintln!("LOST {} TASKS", report.run.lost);
         ExitCode::from(1)
     })
 }
@@ -278,33 +278,19 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
         *reasons.entry(l.reason.to_string()).or_default() += 1;
     }
     let hist = node.router().parts().tasks.latency_histogram();
-    let terminal = stats.flow.completed + stats.flow.failed + stats.flow.dead_lettered;
-    let lost = stats.flow.accepted.max(submitted) - terminal;
+    let run = RunCounts::measure(None, &stats, submitted, elapsed, &hist);
     node.shutdown(Duration::from_secs(5)).await;
     if let Some(path) = scratch_model {
         let _ = std::fs::remove_file(path);
     }
     Ok(DemoReport {
-        accepted: stats.flow.accepted,
-        submitted,
-        completed: stats.flow.completed,
-        failed: stats.flow.failed,
-        dead_lettered: stats.flow.dead_lettered,
-        lost,
-        retries: stats.flow.retries,
-        redeliveries: stats.flow.redeliveries,
-        breaker_opens: stats.flow.breaker_opens,
-        restarts: stats.restarts,
+        run,
         agent_restarts: stats.agent_restarts,
         service_restarts: stats.service_restarts,
         agent_panics: stats.flow.agent_panics,
         timeouts: stats.flow.timeouts,
-        throughput_per_s: terminal as f64 / elapsed.as_secs_f64(),
-        p50_us: hist.value_at_quantile(0.5),
-        p99_us: hist.value_at_quantile(0.99),
         p999_us: hist.value_at_quantile(0.999),
         max_us: hist.max(),
-        elapsed_ms: elapsed.as_millis() as u64,
         strategy: stats.strategy.to_string(),
         agents: args.agents,
         swarms: args.swarms,

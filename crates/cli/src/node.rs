@@ -43,6 +43,7 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::demo::DemoAgent;
+use crate::report::RunCounts;
 
 /// Arguments of `flow node`.
 #[derive(Debug, Clone, Args)]
@@ -108,20 +109,8 @@ pub struct NodeArgs {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct RunReport {
     pub(crate) node: String,
-    pub(crate) submitted: u64,
-    pub(crate) accepted: u64,
-    pub(crate) completed: u64,
-    pub(crate) failed: u64,
-    pub(crate) dead_lettered: u64,
-    pub(crate) lost: u64,
-    pub(crate) retries: u64,
-    pub(crate) redeliveries: u64,
-    pub(crate) breaker_opens: u64,
-    pub(crate) restarts: u64,
-    pub(crate) throughput_per_s: f64,
-    pub(crate) p50_us: u64,
-    pub(crate) p99_us: u64,
-    pub(crate) elapsed_ms: u64,
+    #[serde(flatten)]
+    pub(crate) run: RunCounts,
     /// Completed tasks by the node whose agent ran them.
     pub(crate) per_node: BTreeMap<String, u64>,
 }
@@ -556,29 +545,8 @@ pub(crate) async fn run_workload(
     }
     node.wait_idle(Duration::from_secs(60)).await;
     let elapsed = started.elapsed();
-    let s = node.stats();
     let hist = node.router().parts().tasks.latency_histogram();
-    let accepted = s.flow.accepted - before.flow.accepted;
-    let completed = s.flow.completed - before.flow.completed;
-    let failed = s.flow.failed - before.flow.failed;
-    let dead_lettered = s.flow.dead_lettered - before.flow.dead_lettered;
+    let run = RunCounts::measure(Some(&before), &node.stats(), submitted, elapsed, &hist);
     let per_node = per_node.lock().clone();
-    Ok(RunReport {
-        node: name.to_string(),
-        submitted,
-        accepted,
-        completed,
-        failed,
-        dead_lettered,
-        lost: accepted.max(submitted) - (completed + failed + dead_lettered),
-        retries: s.flow.retries - before.flow.retries,
-        redeliveries: s.flow.redeliveries - before.flow.redeliveries,
-        breaker_opens: s.flow.breaker_opens - before.flow.breaker_opens,
-        restarts: s.restarts - before.restarts,
-        throughput_per_s: (completed + failed + dead_lettered) as f64 / elapsed.as_secs_f64(),
-        p50_us: hist.value_at_quantile(0.5),
-        p99_us: hist.value_at_quantile(0.99),
-        elapsed_ms: elapsed.as_millis() as u64,
-        per_node,
-    })
+    Ok(RunReport { node: name.to_string(), run, per_node })
 }
