@@ -158,17 +158,6 @@ enum LeaderAnswer {
     Voters(Vec<String>),
 }
 
-impl LeaderAnswer {
-    fn answers(&self, req: &LeaderRequest) -> bool {
-        matches!(
-            (self, req),
-            (LeaderAnswer::Written(_), LeaderRequest::Write(_))
-                | (LeaderAnswer::ReadIndex(_), LeaderRequest::ReadIndex)
-                | (LeaderAnswer::Voters(_), LeaderRequest::Membership(_))
-        )
-    }
-}
-
 fn fatal(e: impl std::fmt::Display) -> ConsensusError {
     ConsensusError::Fatal(e.to_string())
 }
@@ -416,19 +405,13 @@ impl ConsensusNode {
             LeaderRequest::ReadIndex => RaftWire::LinearizableRead,
             LeaderRequest::Membership(change) => RaftWire::Membership(change.clone()),
         };
-        let answer = match self.remote_call(leader, leader_name, &wire_req, deadline).await? {
-            RaftWireReply::ClientWrite(r) => r.map(LeaderAnswer::Written),
-            RaftWireReply::LinearizableRead(r) => r.map(LeaderAnswer::ReadIndex),
-            RaftWireReply::Membership(r) => r.map(LeaderAnswer::Voters),
+        let answer = match (req, self.remote_call(leader, leader_name, &wire_req, deadline).await?) {
+            (LeaderRequest::Write(_), RaftWireReply::ClientWrite(r)) => r.map(LeaderAnswer::Written),
+            (LeaderRequest::ReadIndex, RaftWireReply::LinearizableRead(r)) => r.map(LeaderAnswer::ReadIndex),
+            (LeaderRequest::Membership(_), RaftWireReply::Membership(r)) => r.map(LeaderAnswer::Voters),
             _ => return Err(ConsensusError::Unavailable(format!("{leader_name} answered with another kind of reply"))),
         };
-        answer.map_err(Self::remote_failure).and_then(|a| {
-            if a.answers(req) {
-                Ok(a)
-            } else {
-                Err(ConsensusError::Unavailable(format!("{leader_name} answered another request")))
-            }
-        })
+        answer.map_err(Self::remote_failure)
     }
 
     /// Commits `cmd` through the leader (forwarding it when this node is not the leader)
