@@ -165,8 +165,9 @@ pub struct RouterCore {
 }
 
 /// Called once per task when it reaches its terminal outcome on this node, before the
-/// submitter hears of it. A cluster node with the replicated ledger records the terminal
-/// entry from here; the hook must not block (it queues work).
+/// task stops counting as open and before the submitter hears of it. A cluster node with
+/// the replicated ledger queues the terminal entry from here. It runs under a lock of the
+/// task table: it must not block and must not call back into the router (it queues work).
 pub type FinishHook = Arc<dyn Fn(&Task, &TaskOutcome) + Send + Sync>;
 
 impl fmt::Debug for RouterCore {
@@ -397,7 +398,15 @@ impl RouterCore {
 
     fn finish(&self, task: &Arc<Task>, outcome: TaskOutcome) {
         let now = self.parts.clock.now_ns();
-        let Some(finished) = self.parts.tasks.finish(&task.id, outcome.kind(), now) else {
+        // The hook runs before the task stops counting as open, so a shutdown that waits
+        // for idle also finds what the hook queued (the replicated ledger's terminal entry).
+        let hook = self.finish_hook.get();
+        let on_terminal = |t: &Task| {
+            if let Some(hook) = hook {
+                hook(t, &outcome);
+            }
+        };
+        let Some(finished) = self.parts.tasks.finish_then(&task.id, outcome.kind(), now, on_terminal) else {
             RouterMetrics::inc(&self.metrics.late_finishes);
             return;
         };
@@ -411,9 +420,6 @@ impl RouterCore {
         }
         // Log first, so whoever receives the outcome can already look the record up.
         self.parts.correlation.push(finished.record);
-        if let Some(hook) = self.finish_hook.get() {
-            hook(task, &outcome);
-        }
         finished.answer.send(outcome);
     }
 

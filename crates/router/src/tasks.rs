@@ -203,10 +203,25 @@ impl TaskTable {
     /// `None` if it was not open (a shutdown raced with its driver: every task has one
     /// driver at a time).
     pub fn finish(&self, id: &TaskId, kind: TerminalKind, now_ns: u64) -> Option<FinishedTask> {
+        self.finish_then(id, kind, now_ns, |_| {})
+    }
+
+    /// [`finish`](Self::finish), running `on_terminal` exactly once, only for the call that
+    /// ends the task, *before* the task stops counting as open: whoever waits for idle
+    /// ([`wait_idle`](Self::wait_idle), a shutdown) then sees its effect. It runs under
+    /// the shard's lock, so it must be quick and must not touch this table.
+    pub fn finish_then(
+        &self,
+        id: &TaskId,
+        kind: TerminalKind,
+        now_ns: u64,
+        on_terminal: impl FnOnce(&Task),
+    ) -> Option<FinishedTask> {
         let p = self.padded(id);
         let entry: LedgerEntry<OpenTask> = {
             let mut shard = p.shard.lock();
             let entry = shard.ledger.finish(*id, kind).ok()?;
+            on_terminal(&entry.payload.task);
             let us = now_ns.saturating_sub(entry.payload.submitted_ns) / 1_000;
             let _ = shard.latency_us.record(us.clamp(1, MAX_LATENCY_US));
             let open = shard.ledger.open_len() as u64;
