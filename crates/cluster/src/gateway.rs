@@ -10,13 +10,16 @@
 //! * answers `Status`,
 //! * hands Raft RPCs to the node's consensus handler ([`crate::raft_link`]),
 //! * forwards casts (directories, heartbeats, gossip) to the cluster actor,
-//! * decodes every payload itself: a garbage or truncated frame is counted, logged and,
-//!   for a call, answered with `Response::Error`; the node stays up.
+//! * admits every frame through [`Channel::admit`]: a garbage or truncated frame is
+//!   counted, logged and, for a call, answered with `Response::Error`; the node stays up.
+//!
+//! A new kind of cross-node message is one [`Request`] or [`Notice`] variant and one arm
+//! of [`GatewayState::on_call`] or [`GatewayState::on_cast`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use erlmcp_flow_core::{AgentId, Codec};
+use erlmcp_flow_core::{AgentId, Codec, NodeName};
 use erlmcp_flow_gossip::GossipMessage;
 use erlmcp_flow_registry::RegistryHandle;
 use erlmcp_flow_router::delivery::{LocalDelivery, deliver_local};
@@ -24,11 +27,15 @@ use erlmcp_flow_supervision::ActorSlot;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::Semaphore;
 
+use crate::channel::Channel;
 use crate::gossip_link::GossipSlot;
 use crate::membership::ClusterMsg;
 use crate::peers::{ClusterCounters, PeerTable};
 use crate::raft_link::RaftEndpoint;
-use crate::wire::{Envelope, GATEWAY_GROUP, GatewayMsg, Hello, Notice, Request, Response, decode, encode};
+use crate::wire::{GATEWAY_GROUP, GatewayMsg, Hello, Notice, Request, Response};
+
+/// How long a status request waits for the (local) cluster actor's report.
+pub const STATUS_REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Start-up arguments of the gateway.
 #[derive(Clone)]
@@ -71,24 +78,36 @@ impl std::fmt::Debug for GatewayArgs {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gateway;
 
+/// The gateway's state: its arguments and the node's end of the [`Channel`].
+#[derive(Debug, Clone)]
+pub struct GatewayState {
+    args: GatewayArgs,
+    channel: Channel,
+}
+
 impl Actor for Gateway {
     type Msg = GatewayMsg;
-    type State = GatewayArgs;
+    type State = GatewayState;
     type Arguments = GatewayArgs;
 
     async fn pre_start(
         &self,
         myself: ActorRef<GatewayMsg>,
         args: GatewayArgs,
-    ) -> Result<GatewayArgs, ActorProcessingErr> {
+    ) -> Result<GatewayState, ActorProcessingErr> {
         ractor::pg::join(GATEWAY_GROUP.to_string(), vec![myself.get_cell()]);
         args.slot.set(myself);
-        Ok(args)
+        let channel = Channel::new(args.hello.node.clone(), args.peers.clone(), args.codec);
+        Ok(GatewayState { args, channel })
     }
 
-    async fn post_stop(&self, myself: ActorRef<GatewayMsg>, state: &mut GatewayArgs) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        myself: ActorRef<GatewayMsg>,
+        state: &mut GatewayState,
+    ) -> Result<(), ActorProcessingErr> {
         ractor::pg::leave(GATEWAY_GROUP.to_string(), vec![myself.get_cell()]);
-        state.slot.clear_if(&myself);
+        state.args.slot.clear_if(&myself);
         Ok(())
     }
 
@@ -96,56 +115,41 @@ impl Actor for Gateway {
         &self,
         _: ActorRef<GatewayMsg>,
         msg: GatewayMsg,
-        state: &mut GatewayArgs,
+        state: &mut GatewayState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            GatewayMsg::Call(bytes, reply) => state.call(bytes, reply),
-            GatewayMsg::Cast(bytes) => state.cast(bytes),
+            GatewayMsg::Call(frame, reply) => match state.channel.admit::<Request>(&frame) {
+                Ok(envelope) => state.on_call(envelope.from, envelope.body, reply),
+                Err(rejection) => {
+                    if let Some(answer) = rejection.answer() {
+                        state.channel.answer(reply, answer);
+                    }
+                }
+            },
+            GatewayMsg::Cast(frame) => {
+                if let Ok(envelope) = state.channel.admit::<Notice>(&frame) {
+                    state.on_cast(envelope.from, envelope.body);
+                }
+            }
         }
         Ok(())
     }
 }
 
-impl GatewayArgs {
-    fn answer(&self, reply: RpcReplyPort<Vec<u8>>, response: Response) {
-        match encode(&self.codec, &response) {
-            Ok(bytes) => {
-                let _ = reply.send(bytes);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "response too large to send");
-                if let Ok(bytes) = encode(&self.codec, &Response::Error(format!("response not sent: {e}"))) {
-                    let _ = reply.send(bytes);
-                }
-            }
-        }
-    }
-
-    fn call(&self, bytes: Vec<u8>, reply: RpcReplyPort<Vec<u8>>) {
-        let envelope: Envelope<Request> = match decode(&self.codec, &bytes) {
-            Ok(e) => e,
-            Err(e) => {
-                ClusterCounters::inc(&self.peers.counters.bad_frames);
-                tracing::warn!(error = %e, len = bytes.len(), "undecodable request at the gateway");
-                return self.answer(reply, Response::Error(format!("bad request: {e}")));
-            }
-        };
-        if self.peers.is_blocked(&envelope.from) {
-            // Partitioned: the request never arrived.
-            ClusterCounters::inc(&self.peers.counters.partition_drops);
-            return;
-        }
-        match envelope.body {
+impl GatewayState {
+    /// One admitted request: one arm per [`Request`] variant.
+    fn on_call(&self, from: NodeName, request: Request, reply: RpcReplyPort<Vec<u8>>) {
+        match request {
             Request::Hello(peer) => {
                 tracing::debug!(peer = %peer.node, "hello");
-                self.answer(reply, Response::Hello(self.hello.clone()));
+                self.channel.answer(reply, Response::Hello(self.args.hello.clone()));
             }
             Request::Status => {
                 // The cluster actor knows membership; ask it from a task, not this mailbox.
                 let this = self.clone();
                 tokio::spawn(async move {
-                    let report = match this.cluster.get() {
-                        Some(c) => match c.call(ClusterMsg::Report, Some(Duration::from_secs(2))).await {
+                    let report = match this.args.cluster.get() {
+                        Some(c) => match c.call(ClusterMsg::Report, Some(STATUS_REPORT_TIMEOUT)).await {
                             Ok(ractor::rpc::CallResult::Success(r)) => Some(r),
                             _ => None,
                         },
@@ -155,51 +159,39 @@ impl GatewayArgs {
                         Some(r) => Response::Status(Box::new(r)),
                         None => Response::Error("cluster actor unavailable".into()),
                     };
-                    this.answer(reply, response);
+                    this.channel.answer(reply, response);
                 });
             }
-            Request::Execute { agent, task, timeout_ms } => {
-                // Work is taken only from nodes with a session record; Hello and Status are
-                // open to any authenticated session (the status probe never says Hello).
-                if !self.peers.knows(&envelope.from) {
-                    ClusterCounters::inc(&self.peers.counters.unknown_nodes);
-                    tracing::warn!(from = %envelope.from, "request from an unknown node; refused");
-                    return self.answer(reply, Response::Refused(format!("unknown node {}", envelope.from)));
-                }
-                self.execute(agent, task, timeout_ms, reply)
-            }
+            Request::Execute { agent, task, timeout_ms } => self.execute(agent, task, timeout_ms, reply),
             Request::Raft(body) => {
-                if !self.peers.knows(&envelope.from) {
-                    ClusterCounters::inc(&self.peers.counters.unknown_nodes);
-                    return self.answer(reply, Response::Refused(format!("unknown node {}", envelope.from)));
-                }
-                let Some(handler) = self.raft.get().cloned() else {
-                    return self.answer(reply, Response::Refused("raft is not enabled on this node".into()));
+                let Some(handler) = self.args.raft.get().cloned() else {
+                    return self.channel.answer(reply, Response::Refused("raft is not enabled on this node".into()));
                 };
                 // Raft work (log appends, state-machine reads) runs off the gateway's mailbox.
                 let this = self.clone();
                 tokio::spawn(async move {
-                    let response = match handler.handle(envelope.from, body).await {
+                    let response = match handler.handle(from, body).await {
                         Ok(body) => Response::Raft(body),
                         Err(reason) => Response::Error(reason),
                     };
-                    this.answer(reply, response);
+                    this.channel.answer(reply, response);
                 });
             }
         }
     }
 
     fn execute(&self, agent: AgentId, task: erlmcp_flow_core::Task, timeout_ms: u64, reply: RpcReplyPort<Vec<u8>>) {
-        let Some(entry) = self.registry.find(&agent).filter(|e| e.is_local()) else {
-            ClusterCounters::inc(&self.peers.counters.unknown_agents);
-            return self.answer(reply, Response::Refused(format!("no live local agent {agent}")));
+        let counters = &self.args.peers.counters;
+        let Some(entry) = self.args.registry.find(&agent).filter(|e| e.is_local()) else {
+            ClusterCounters::inc(&counters.unknown_agents);
+            return self.channel.answer(reply, Response::Refused(format!("no live local agent {agent}")));
         };
         let Some(actor) = entry.actor() else {
-            return self.answer(reply, Response::Refused(format!("agent {agent} is not local")));
+            return self.channel.answer(reply, Response::Refused(format!("agent {agent} is not local")));
         };
-        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-            ClusterCounters::inc(&self.peers.counters.overloaded);
-            return self.answer(reply, Response::Refused("too many remote deliveries in flight".into()));
+        let Ok(permit) = self.args.in_flight.clone().try_acquire_owned() else {
+            ClusterCounters::inc(&counters.overloaded);
+            return self.channel.answer(reply, Response::Refused("too many remote deliveries in flight".into()));
         };
         let this = self.clone();
         tokio::spawn(async move {
@@ -212,53 +204,28 @@ impl GatewayArgs {
             };
             entry.load.end();
             drop(permit);
-            this.answer(reply, response);
+            this.channel.answer(reply, response);
         });
     }
 
-    fn cast(&self, bytes: Vec<u8>) {
-        let envelope: Envelope<Notice> = match decode(&self.codec, &bytes) {
-            Ok(e) => e,
-            Err(e) => {
-                ClusterCounters::inc(&self.peers.counters.bad_frames);
-                tracing::warn!(error = %e, len = bytes.len(), "undecodable notice at the gateway");
-                return;
-            }
-        };
-        if self.peers.is_blocked(&envelope.from) {
-            ClusterCounters::inc(&self.peers.counters.partition_drops);
-            return;
-        }
-        if !self.peers.knows(&envelope.from) {
-            // Gossip could otherwise plant a made-up member; a real peer's next round makes
-            // up for a message dropped while its session record is being written.
-            ClusterCounters::inc(&self.peers.counters.unknown_nodes);
-            tracing::warn!(from = %envelope.from, "notice from an unknown node; dropped");
-            return;
-        }
-        match envelope.body {
+    /// One admitted notice: one arm per [`Notice`] variant.
+    fn on_cast(&self, from: NodeName, notice: Notice) {
+        match notice {
             Notice::Gossip(payload) => {
-                let message = match GossipMessage::decode(&self.gossip_codec, &payload) {
+                let message = match GossipMessage::decode(&self.args.gossip_codec, &payload) {
                     Ok(m) => m,
-                    Err(e) => {
-                        ClusterCounters::inc(&self.peers.counters.bad_frames);
-                        tracing::warn!(from = %envelope.from, error = %e, "undecodable gossip message");
-                        return;
-                    }
+                    Err(e) => return self.channel.bad_frame(from.as_str(), &e.to_string(), payload.len()),
                 };
                 // With no gossip actor running (it is restarting) the message is dropped:
                 // gossip tolerates loss and the next round makes up for it. The sender is the
-                // envelope's, checked against the cut-off list above.
-                if let Some(gossip) = self.gossip.get() {
-                    let _ = gossip.deliver(envelope.from, message);
+                // envelope's, checked against the cut-off list on admission.
+                if let Some(gossip) = self.args.gossip.get() {
+                    let _ = gossip.deliver(from, message);
                 }
             }
-            Notice::Byzantine(bytes) => match self.byzantine.get() {
-                Some(deliver) => deliver(envelope.from, bytes),
-                None => {
-                    ClusterCounters::inc(&self.peers.counters.bad_frames);
-                    tracing::debug!(from = %envelope.from, "byzantine message, but voting is off here");
-                }
+            Notice::Byzantine(bytes) => match self.args.byzantine.get() {
+                Some(deliver) => deliver(from, bytes),
+                None => self.channel.bad_frame(from.as_str(), "byzantine message, but voting is off here", bytes.len()),
             },
         }
     }

@@ -1,8 +1,8 @@
 //! Gossip over the cluster: the gossip actor's transport, its slot, and its start-up.
 //!
 //! The gossip protocol (`erlmcp_flow_gossip`) is transport-agnostic; here its messages are
-//! encoded with the gossip codec and travel as [`Notice::Gossip`] casts between the nodes'
-//! gateways, so the gateway stays the only cluster-message actor. The partition
+//! encoded with the gossip codec and travel as [`Notice::Gossip`] casts over the
+//! [`Channel`], so the gateway stays the only cluster-message actor and the partition
 //! fault-injection layer applies: nothing is sent to a cut-off peer.
 
 use std::sync::Arc;
@@ -14,8 +14,9 @@ use erlmcp_flow_gossip::{GossipActorArgs, GossipConfig, GossipHandle, GossipMess
 use parking_lot::RwLock;
 use ractor::{ActorCell, SpawnErr};
 
-use crate::peers::{ClusterCounters, PeerTable};
-use crate::wire::{Envelope, GatewayMsg, Notice, encode};
+use crate::channel::{Channel, ChannelError};
+use crate::peers::{PeerTable, Reach};
+use crate::wire::Notice;
 
 /// The current gossip actor's handle (replaced when the actor is restarted).
 #[derive(Debug, Clone, Default)]
@@ -46,31 +47,22 @@ pub fn gossip_config(cfg: &ClusterConfig, phi_threshold: f64) -> GossipConfig {
     g
 }
 
-/// Sends gossip messages through the peers' gateways.
+/// Sends gossip messages over the [`Channel`].
 #[derive(Debug)]
 pub struct ClusterGossipTransport {
-    me: NodeName,
-    peers: Arc<PeerTable>,
-    wire: Codec,
+    channel: Channel,
     gossip: Codec,
 }
 
 impl ClusterGossipTransport {
     /// A transport for node `me`.
     pub fn new(me: NodeName, peers: Arc<PeerTable>, wire: Codec, config: &GossipConfig) -> Self {
-        Self { me, peers, wire, gossip: Codec::new(config.max_message_bytes) }
+        Self { channel: Channel::new(me, peers, wire), gossip: Codec::new(config.max_message_bytes) }
     }
 }
 
 impl GossipTransport for ClusterGossipTransport {
     fn send(&self, to: &NodeName, message: GossipMessage) {
-        if self.peers.is_blocked(to) {
-            ClusterCounters::inc(&self.peers.counters.partition_drops);
-            return;
-        }
-        // Heartbeats must reach a peer we consider unreachable too, or it could never
-        // come back: any session's gateway will do.
-        let Some(gateway) = self.peers.any_gateway(to) else { return };
         let payload = match message.encode(&self.gossip) {
             Ok(p) => p,
             Err(e) => {
@@ -78,11 +70,11 @@ impl GossipTransport for ClusterGossipTransport {
                 return;
             }
         };
-        match encode(&self.wire, &Envelope { from: self.me.clone(), body: Notice::Gossip(payload) }) {
-            Ok(bytes) => {
-                let _ = gateway.cast(GatewayMsg::Cast(bytes));
-            }
-            Err(e) => tracing::warn!(peer = %to, error = %e, "gossip envelope too large; dropped"),
+        // Heartbeats must reach a peer we consider unreachable too, or it could never
+        // come back: any session will do. Gossip tolerates loss; the next round makes up
+        // for a message not sent.
+        if let Err(e @ ChannelError::TooLarge(_)) = self.channel.cast(to, Notice::Gossip(payload), Reach::AnySession) {
+            tracing::warn!(peer = %to, error = %e, "gossip envelope too large; dropped");
         }
     }
 }

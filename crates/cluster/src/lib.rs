@@ -11,7 +11,9 @@
 //! # Layout
 //!
 //! * [`wire`]: the gateway message, requests, responses, notices, directories.
-//! * [`gateway`]: the [`Gateway`] actor.
+//! * [`channel`]: the [`Channel`], the one way every cross-node exchange goes (call, cast,
+//!   and the receive side's admission check).
+//! * [`gateway`]: the [`Gateway`] actor, one handler per request or notice kind.
 //! * [`membership`]: the [`ClusterActor`] (NodeServer, sessions, discovery, dialing,
 //!   liveness, directories, partition fault injection).
 //! * [`gossip_link`]: the gossip actor's transport over the gateways, its slot and start-up.
@@ -26,6 +28,7 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
+pub mod channel;
 pub mod echo;
 pub mod gateway;
 pub mod gossip_link;
@@ -38,12 +41,13 @@ pub mod status;
 pub mod vote_link;
 pub mod wire;
 
+pub use channel::{Channel, ChannelError, Rejection};
 pub use echo::{ECHO_GROUP, EchoActor, spawn_echo};
-pub use gateway::{ByzantineInbox, Gateway, GatewayArgs};
+pub use gateway::{ByzantineInbox, Gateway, GatewayArgs, GatewayState};
 pub use gossip_link::{ClusterGossipTransport, GossipChildArgs, GossipSlot, gossip_config};
 pub use link::RemoteAgentLink;
 pub use membership::{ClusterActor, ClusterArgs, ClusterMsg, RaftReportSource};
-pub use peers::{Peer, PeerTable};
+pub use peers::{Peer, PeerTable, Reach};
 pub use probe::{ProbeError, query_status};
 pub use raft_link::{RaftEndpoint, RaftHandler, RaftLink, RaftLinkError};
 pub use status::{NodeReport, PeerReport, RaftReport};

@@ -1,33 +1,36 @@
 //! [`RemoteAgentLink`]: how the router reaches an agent on another node.
 //!
-//! One attempt is one `Execute` call to the agent's node's gateway. The call gives up when
-//! the node is declared unreachable (session lost, heartbeats stopped, partition), so a
-//! frozen node does not hold tasks until their timeout: the router redelivers them
-//! elsewhere at once.
+//! One attempt is one [`Request::Execute`] call over the [`Channel`] to the agent's node.
+//! The call gives up when the node is declared unreachable (session lost, heartbeats
+//! stopped, partition), so a frozen node does not hold tasks until their timeout: the
+//! router redelivers them elsewhere at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use erlmcp_flow_core::{AgentId, Codec, NodeName, RemoteAgent, RemoteDelivery, RemoteReply, Task};
-use ractor::rpc::CallResult;
+use erlmcp_flow_core::{AgentId, NodeName, RemoteAgent, RemoteDelivery, RemoteReply, Task};
 
-use crate::peers::{ClusterCounters, PeerTable};
-use crate::wire::{Envelope, GatewayMsg, Request, Response, decode, encode};
+use crate::channel::{Channel, ChannelError};
+use crate::wire::{Request, Response};
+
+/// How much longer than the attempt's own timeout the caller waits for the answer. The
+/// agent's node bounds its wait by the timeout itself and answers `TimedOut`; this slack
+/// lets an answer produced just before the deadline cross the wire instead of being
+/// taken for a timeout (which would redeliver a task that completed).
+pub const REMOTE_ANSWER_SLACK: Duration = Duration::from_secs(1);
 
 /// A remote agent, as registered in the local registry.
 #[derive(Debug, Clone)]
 pub struct RemoteAgentLink {
     node: NodeName,
     agent: AgentId,
-    from: NodeName,
-    peers: Arc<PeerTable>,
-    codec: Codec,
+    channel: Channel,
 }
 
 impl RemoteAgentLink {
-    /// Agent `agent` on `node`, reached from `from` through `peers`.
-    pub fn new(node: NodeName, agent: AgentId, from: NodeName, peers: Arc<PeerTable>, codec: Codec) -> Self {
-        Self { node, agent, from, peers, codec }
+    /// Agent `agent` on `node`, reached over `channel`.
+    pub fn new(node: NodeName, agent: AgentId, channel: Channel) -> Self {
+        Self { node, agent, channel }
     }
 }
 
@@ -43,45 +46,21 @@ impl RemoteAgent for RemoteAgentLink {
     fn deliver(&self, task: Arc<Task>, timeout: Duration) -> RemoteDelivery {
         let this = self.clone();
         Box::pin(async move {
-            let request = Envelope {
-                from: this.from.clone(),
-                body: Request::Execute {
-                    agent: this.agent.clone(),
-                    task: Task::clone(&task),
-                    timeout_ms: timeout.as_millis() as u64,
-                },
+            let request = Request::Execute {
+                agent: this.agent.clone(),
+                task: Task::clone(&task),
+                timeout_ms: timeout.as_millis() as u64,
             };
-            let bytes = match encode(&this.codec, &request) {
-                Ok(b) => b,
-                // Refused before it can reach (and drop) the link.
-                Err(e) => return RemoteReply::Refused(format!("request not sent: {e}")),
-            };
-            let Some(gateway) = this.peers.gateway(&this.node) else {
-                return RemoteReply::Lost;
-            };
-            let mut down = this.peers.down_signal(&this.node);
-            down.borrow_and_update();
-            // The remote side bounds its own wait by `timeout`; allow the round trip.
-            let call = gateway.call(|reply| GatewayMsg::Call(bytes, reply), Some(timeout + Duration::from_secs(1)));
-            tokio::select! {
-                r = call => match r {
-                    Ok(CallResult::Success(bytes)) => match decode::<Response>(&this.codec, &bytes) {
-                        Ok(Response::Executed(reply)) => RemoteReply::Reply(reply),
-                        Ok(Response::TimedOut) => RemoteReply::Timeout,
-                        Ok(Response::Lost) => RemoteReply::Lost,
-                        Ok(Response::Refused(why)) | Ok(Response::Error(why)) => RemoteReply::Refused(why),
-                        Ok(other) => RemoteReply::Refused(format!("unexpected response {other:?}")),
-                        Err(e) => {
-                            ClusterCounters::inc(&this.peers.counters.bad_frames);
-                            RemoteReply::Refused(format!("undecodable response: {e}"))
-                        }
-                    },
-                    Ok(CallResult::Timeout) => RemoteReply::Timeout,
-                    Ok(CallResult::SenderError) | Err(_) => RemoteReply::Lost,
-                },
-                _ = down.changed() => {
-                    ClusterCounters::inc(&this.peers.counters.abandoned_deliveries);
-                    RemoteReply::Lost
+            match this.channel.call(&this.node, request, timeout + REMOTE_ANSWER_SLACK).await {
+                Ok(Response::Executed(reply)) => RemoteReply::Reply(reply),
+                Ok(Response::TimedOut) => RemoteReply::Timeout,
+                Ok(Response::Lost) => RemoteReply::Lost,
+                Ok(other) => RemoteReply::Refused(this.channel.unexpected(&this.node, &other).to_string()),
+                Err(ChannelError::Timeout(_)) => RemoteReply::Timeout,
+                Err(ChannelError::Unreachable(_)) => RemoteReply::Lost,
+                // Refused before it can reach (and drop) the link, or refused there.
+                Err(e @ (ChannelError::TooLarge(_) | ChannelError::Refused { .. })) => {
+                    RemoteReply::Refused(e.to_string())
                 }
             }
         })
@@ -91,16 +70,12 @@ impl RemoteAgent for RemoteAgentLink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use erlmcp_flow_core::CapabilitySet;
+    use crate::peers::PeerTable;
+    use erlmcp_flow_core::{CapabilitySet, Codec};
 
     fn link(codec: Codec) -> RemoteAgentLink {
-        RemoteAgentLink::new(
-            NodeName::new("far").unwrap(),
-            AgentId::new("a").unwrap(),
-            NodeName::new("near").unwrap(),
-            Arc::new(PeerTable::default()),
-            codec,
-        )
+        let channel = Channel::new(NodeName::new("near").unwrap(), Arc::new(PeerTable::default()), codec);
+        RemoteAgentLink::new(NodeName::new("far").unwrap(), AgentId::new("a").unwrap(), channel)
     }
 
     fn task(payload_bytes: usize) -> Arc<Task> {

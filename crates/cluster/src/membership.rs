@@ -35,7 +35,6 @@ use erlmcp_flow_core::config::ClusterConfig;
 use erlmcp_flow_core::{Codec, MonoClock, NodeName};
 use erlmcp_flow_registry::{RegistryHandle, RemoteRegistration};
 use erlmcp_flow_supervision::ActorSlot;
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use ractor_cluster::node::NodeServerSessionInformation;
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
@@ -43,6 +42,7 @@ use tokio::net::TcpListener;
 
 use erlmcp_flow_gossip::{AgentRecord, GossipEvent, GossipHandle, MembershipChange, NodeLoad, ReachabilityKind};
 
+use crate::channel::Channel;
 use crate::gossip_link::GossipSlot;
 use crate::link::RemoteAgentLink;
 use crate::peers::{ClusterCounters, PeerTable};
@@ -51,9 +51,10 @@ use crate::status::{NodeReport, PeerReport, RaftReport};
 /// Where the cluster actor finds the node's Raft report for status answers; empty when
 /// Raft is off.
 pub type RaftReportSource = Arc<std::sync::OnceLock<Arc<dyn Fn() -> RaftReport + Send + Sync>>>;
-use crate::wire::{
-    Envelope, GATEWAY_GROUP, GatewayMsg, Hello, Notice, PROTOCOL_VERSION, Request, Response, decode, encode,
-};
+use crate::wire::{GATEWAY_GROUP, GatewayMsg, Hello, PROTOCOL_VERSION, Request, Response, decode, encode};
+
+/// How long a greeting waits for the peer's answer.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Addresses kept for dialing at most (bounds what peers can make us remember).
 const MAX_KNOWN_ADDRESSES: usize = 1024;
@@ -77,8 +78,6 @@ pub enum ClusterMsg {
     Session(SessionEvent),
     /// A greeted gateway answered (or did not).
     Greeted(u64, ActorRef<GatewayMsg>, Result<Hello, String>),
-    /// A notice from a peer, forwarded by the gateway.
-    Notice(NodeName, Notice),
     /// An event of the gossip actor this incarnation follows.
     Gossip(ActorId, GossipEvent),
     /// Timer: heartbeats, liveness, dialing, discovery.
@@ -100,7 +99,6 @@ impl std::fmt::Debug for ClusterMsg {
         match self {
             ClusterMsg::Session(e) => write!(f, "Session({e:?})"),
             ClusterMsg::Greeted(id, _, r) => write!(f, "Greeted({id}, {r:?})"),
-            ClusterMsg::Notice(n, m) => write!(f, "Notice({n}, {m:?})"),
             ClusterMsg::Gossip(_, e) => write!(f, "Gossip({e:?})"),
             ClusterMsg::Tick => f.write_str("Tick"),
             ClusterMsg::Publish => f.write_str("Publish"),
@@ -133,7 +131,7 @@ pub struct ClusterArgs {
     pub codec: Codec,
     /// Node clock.
     pub clock: MonoClock,
-    /// Where this incarnation is published (the gateway forwards notices through it).
+    /// Where this incarnation is published (the gateway asks it for status reports).
     pub slot: ActorSlot<ClusterMsg>,
     /// Ledger counts for status reports.
     pub ledger: Arc<dyn Fn() -> [u64; 4] + Send + Sync>,
@@ -161,6 +159,7 @@ struct Dial {
 /// The cluster actor's state.
 pub struct ClusterState {
     args: ClusterArgs,
+    channel: Channel,
     server: ActorRef<NodeServerMessage>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Sessions that authenticated.
@@ -283,8 +282,10 @@ impl Actor for ClusterActor {
             .collect();
         args.slot.set(myself);
         tracing::info!(node = %args.hello.node, listen = %args.hello.listen, "cluster node up");
+        let channel = Channel::new(args.hello.node.clone(), args.peers.clone(), args.codec);
         Ok(ClusterState {
             args,
+            channel,
             server,
             tasks: vec![accept, ticker, publisher],
             authenticated: HashSet::new(),
@@ -327,7 +328,6 @@ impl Actor for ClusterActor {
         match msg {
             ClusterMsg::Session(event) => state.on_session(event).await,
             ClusterMsg::Greeted(node_id, gateway, result) => state.on_greeted(node_id, gateway, result).await,
-            ClusterMsg::Notice(from, notice) => state.on_notice(from, notice),
             ClusterMsg::Gossip(actor, event) => {
                 if state.following.as_ref().is_some_and(|(a, _)| *a == actor) {
                     state.on_gossip(event).await;
@@ -381,12 +381,6 @@ impl Actor for ClusterActor {
 impl ClusterState {
     fn node(&self) -> &NodeName {
         &self.args.hello.node
-    }
-
-    fn envelope<T: serde::Serialize>(&self, body: T) -> Option<Vec<u8>> {
-        encode(&self.args.codec, &Envelope { from: self.node().clone(), body })
-            .map_err(|e| tracing::error!(error = %e, "cannot encode a cluster message"))
-            .ok()
     }
 
     async fn on_session(&mut self, event: SessionEvent) {
@@ -467,31 +461,28 @@ impl ClusterState {
         }
     }
 
-    /// Greets every remote gateway we have not greeted yet.
+    /// Greets every remote gateway we have not greeted yet (once its session is ready,
+    /// so its node's name is known).
     fn discover(&mut self, myself: &ActorRef<ClusterMsg>) {
         for cell in ractor::pg::get_members(&GATEWAY_GROUP.to_string()) {
             let ActorId::Remote { node_id, .. } = cell.get_id() else { continue };
+            let Some(name) = self.args.peers.by_node_id(node_id) else { continue };
             let known = self
                 .args
                 .peers
-                .by_node_id(node_id)
-                .and_then(|n| self.args.peers.get(&n))
+                .get(&name)
                 .is_some_and(|p| p.gateway.as_ref().is_some_and(|g| g.get_id() == cell.get_id()));
             if known || !self.greeting.insert(node_id) {
                 continue;
             }
             let gateway: ActorRef<GatewayMsg> = cell.into();
-            let Some(bytes) = self.envelope(Request::Hello(self.args.hello.clone())) else { continue };
-            let (me, codec) = (myself.clone(), self.args.codec);
+            let (me, channel, hello) = (myself.clone(), self.channel.clone(), self.args.hello.clone());
+            let timeout = HELLO_TIMEOUT;
             tokio::spawn(async move {
-                let result = match gateway.call(|r| GatewayMsg::Call(bytes, r), Some(Duration::from_secs(2))).await {
-                    Ok(CallResult::Success(b)) => match decode::<Response>(&codec, &b) {
-                        Ok(Response::Hello(h)) => Ok(h),
-                        Ok(other) => Err(format!("unexpected hello answer {other:?}")),
-                        Err(e) => Err(format!("undecodable hello answer: {e}")),
-                    },
-                    Ok(CallResult::Timeout) => Err("hello timed out".into()),
-                    Ok(CallResult::SenderError) | Err(_) => Err("hello failed".into()),
+                let result = match channel.call_gateway(&gateway, &name, Request::Hello(hello), timeout).await {
+                    Ok(Response::Hello(h)) => Ok(h),
+                    Ok(other) => Err(channel.unexpected(&name, &other).to_string()),
+                    Err(e) => Err(e.to_string()),
                 };
                 let _ = me.send_message(ClusterMsg::Greeted(node_id, gateway, result));
             });
@@ -542,16 +533,6 @@ impl ClusterState {
         }
         let base = Duration::from_millis(self.args.cfg.reconnect_base_ms);
         self.dials.entry(addr.to_string()).or_insert(Dial { next_at_ns: 0, backoff: base });
-    }
-
-    fn on_notice(&mut self, from: NodeName, notice: Notice) {
-        match notice {
-            // The gateway hands gossip straight to the gossip actor; a copy here means no
-            // gossip actor was running then: drop it, the protocol tolerates loss.
-            Notice::Gossip(_) => tracing::trace!(%from, "gossip notice without a gossip actor"),
-            // Votes go to the detector through the gateway; never routed here.
-            Notice::Byzantine(_) => tracing::trace!(%from, "byzantine notice at the cluster actor; dropped"),
-        }
     }
 
     /// Follows the current gossip actor: after a (re)start, subscribe, re-add every peer we
@@ -658,13 +639,7 @@ impl ClusterState {
                     capabilities: a.capabilities.clone(),
                     swarms: a.swarms.clone(),
                     weight: a.weight.max(1),
-                    link: Arc::new(RemoteAgentLink::new(
-                        node.clone(),
-                        a.id.clone(),
-                        self.node().clone(),
-                        self.args.peers.clone(),
-                        self.args.codec,
-                    )),
+                    link: Arc::new(RemoteAgentLink::new(node.clone(), a.id.clone(), self.channel.clone())),
                 })
             })
             .collect();
@@ -812,8 +787,8 @@ impl ClusterState {
                 }
             })
             .collect();
-        let c = &self.args.peers.counters;
-        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let mut counters = self.args.peers.counters.named();
+        counters.push(("gossip_inbox_dropped".into(), self.gossip().map(|g| g.inbox_dropped()).unwrap_or(0)));
         NodeReport {
             node: self.node().to_string(),
             incarnation: self.args.hello.incarnation,
@@ -821,17 +796,7 @@ impl ClusterState {
             peers,
             local_agents: entries.iter().filter(|e| e.is_local()).count(),
             remote_agents: entries.iter().filter(|e| !e.is_local()).count(),
-            counters: vec![
-                ("refused_sessions".into(), get(&c.refused_sessions)),
-                ("bad_frames".into(), get(&c.bad_frames)),
-                ("unknown_agents".into(), get(&c.unknown_agents)),
-                ("unknown_nodes".into(), get(&c.unknown_nodes)),
-                ("overloaded".into(), get(&c.overloaded)),
-                ("partition_drops".into(), get(&c.partition_drops)),
-                ("abandoned_deliveries".into(), get(&c.abandoned_deliveries)),
-                ("redials".into(), get(&c.redials)),
-                ("gossip_inbox_dropped".into(), self.gossip().map(|g| g.inbox_dropped()).unwrap_or(0)),
-            ],
+            counters,
             ledger: (self.args.ledger)(),
             raft: self.args.raft.get().map(|f| f()),
         }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use erlmcp_flow_core::NodeName;
+use erlmcp_flow_core::{NodeName, SharedLogLimiter};
 use parking_lot::RwLock;
 use ractor::ActorRef;
 use tokio::sync::watch;
@@ -45,10 +45,20 @@ pub struct ClusterCounters {
     pub overloaded: AtomicU64,
     /// Messages dropped by the partition fault-injection layer.
     pub partition_drops: AtomicU64,
-    /// Remote deliveries abandoned because their node became unreachable.
-    pub abandoned_deliveries: AtomicU64,
+    /// Calls abandoned because their peer became unreachable while they waited.
+    pub abandoned_calls: AtomicU64,
     /// Re-dials attempted.
     pub redials: AtomicU64,
+    /// Connections closed because they had not completed the ractor_cluster handshake
+    /// within `cluster.handshake_timeout_ms`.
+    pub handshake_timeouts: AtomicU64,
+    /// Incoming connections closed at once because `cluster.max_pending_handshakes`
+    /// connections were already waiting for their handshake.
+    pub handshakes_rejected: AtomicU64,
+    /// Connections waiting for their handshake now (a gauge).
+    pub handshakes_pending: AtomicU64,
+    /// Failed `accept` calls on the cluster listener (out of file descriptors, …).
+    pub accept_errors: AtomicU64,
 }
 
 impl ClusterCounters {
@@ -56,6 +66,38 @@ impl ClusterCounters {
     pub fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Every counter by its name in `flow status`.
+    pub fn named(&self) -> Vec<(String, u64)> {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        [
+            ("refused_sessions", get(&self.refused_sessions)),
+            ("bad_frames", get(&self.bad_frames)),
+            ("unknown_agents", get(&self.unknown_agents)),
+            ("unknown_nodes", get(&self.unknown_nodes)),
+            ("overloaded", get(&self.overloaded)),
+            ("partition_drops", get(&self.partition_drops)),
+            ("abandoned_calls", get(&self.abandoned_calls)),
+            ("redials", get(&self.redials)),
+            ("handshake_timeouts", get(&self.handshake_timeouts)),
+            ("handshakes_rejected", get(&self.handshakes_rejected)),
+            ("handshakes_pending", get(&self.handshakes_pending)),
+            ("accept_errors", get(&self.accept_errors)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// Which of a peer's gateways a one-way message may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Only a peer considered reachable (work, votes).
+    Reachable,
+    /// Any peer with a session, reachable or not (heartbeats: a peer declared
+    /// unreachable must still hear from us, or it could never come back).
+    AnySession,
 }
 
 /// See the module docs.
@@ -68,6 +110,8 @@ pub struct PeerTable {
     blocked: RwLock<HashSet<NodeName>>,
     /// Counters.
     pub counters: ClusterCounters,
+    /// Rate limit of repeated transport-error lines (per kind and peer).
+    pub transport_log: SharedLogLimiter<String>,
 }
 
 impl Default for PeerTable {
@@ -77,6 +121,7 @@ impl Default for PeerTable {
             down: RwLock::new(HashMap::new()),
             blocked: RwLock::new(HashSet::new()),
             counters: ClusterCounters::default(),
+            transport_log: SharedLogLimiter::default(),
         }
     }
 }
@@ -94,31 +139,21 @@ impl PeerTable {
         v
     }
 
-    /// Gateways of reachable, unblocked peers.
-    pub fn reachable_gateways(&self) -> Vec<(NodeName, ActorRef<GatewayMsg>)> {
-        let blocked = self.blocked.read();
-        self.peers
-            .read()
-            .iter()
-            .filter(|(n, p)| p.reachable && !blocked.contains(*n))
-            .filter_map(|(n, p)| p.gateway.clone().map(|g| (n.clone(), g)))
-            .collect()
+    /// The gateway of `node`'s current session, if `reach` allows it. The partition
+    /// layer is not consulted here: that is [`crate::channel::Channel`]'s one check.
+    pub(crate) fn gateway(&self, node: &NodeName, reach: Reach) -> Option<ActorRef<GatewayMsg>> {
+        let peers = self.peers.read();
+        let peer = peers.get(node)?;
+        match reach {
+            Reach::Reachable if !peer.reachable => None,
+            _ => peer.gateway.clone(),
+        }
     }
 
-    /// The gateway to use for `node`, unless it is unreachable or cut off.
-    pub fn gateway(&self, node: &NodeName) -> Option<ActorRef<GatewayMsg>> {
-        if self.is_blocked(node) {
-            return None;
-        }
-        self.peers.read().get(node).filter(|p| p.reachable).and_then(|p| p.gateway.clone())
-    }
-
-    /// The gateway of `node`'s current session, reachable or not, unless cut off.
-    pub fn any_gateway(&self, node: &NodeName) -> Option<ActorRef<GatewayMsg>> {
-        if self.is_blocked(node) {
-            return None;
-        }
-        self.peers.read().get(node).and_then(|p| p.gateway.clone())
+    /// Whether an event of `kind` concerning `key` (a peer, an address) is to be logged
+    /// now: `Some(suppressed repeats)` at most once per key per interval.
+    pub fn log_now(&self, kind: &str, key: &str) -> Option<u64> {
+        self.transport_log.check(&format!("{kind} {key}"))
     }
 
     /// Inserts or updates a peer.

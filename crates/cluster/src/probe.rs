@@ -2,15 +2,17 @@
 //! as a short-lived client node, find its gateway, send `Status`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use erlmcp_flow_core::{Codec, NodeName};
 use ractor::Actor;
-use ractor::rpc::CallResult;
 use ractor_cluster::NodeServer;
 
+use crate::channel::{Channel, ChannelError};
+use crate::peers::PeerTable;
 use crate::status::NodeReport;
-use crate::wire::{Envelope, GATEWAY_GROUP, GatewayMsg, Request, Response, decode, encode};
+use crate::wire::{GATEWAY_GROUP, GatewayMsg, Request, Response};
 
 /// Why a status query failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,17 +56,14 @@ pub async fn query_status(addr: SocketAddr, cookie: &str, timeout: Duration) -> 
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let codec = Codec::default();
         let from = NodeName::new(&name).map_err(|e| ProbeError::Unexpected(e.to_string()))?;
-        let bytes = encode(&codec, &Envelope { from, body: Request::Status })
-            .map_err(|e| ProbeError::Unexpected(e.to_string()))?;
-        match gateway.call(|r| GatewayMsg::Call(bytes, r), Some(timeout)).await {
-            Ok(CallResult::Success(b)) => match decode::<Response>(&codec, &b) {
-                Ok(Response::Status(r)) => Ok(*r),
-                Ok(other) => Err(ProbeError::Unexpected(format!("{other:?}"))),
-                Err(e) => Err(ProbeError::Unexpected(e.to_string())),
-            },
-            _ => Err(ProbeError::NoGateway(addr)),
+        let peer = NodeName::new(addr.to_string()).map_err(|e| ProbeError::Unexpected(e.to_string()))?;
+        let channel = Channel::new(from, Arc::new(PeerTable::default()), Codec::default());
+        match channel.call_gateway(&gateway, &peer, Request::Status, timeout).await {
+            Ok(Response::Status(r)) => Ok(*r),
+            Ok(other) => Err(ProbeError::Unexpected(other.kind().to_string())),
+            Err(ChannelError::Refused { reason, .. }) => Err(ProbeError::Unexpected(reason)),
+            Err(_) => Err(ProbeError::NoGateway(addr)),
         }
     }
     .await;

@@ -1,4 +1,4 @@
-//! Raft RPCs over the gateways.
+//! Raft RPCs over the [`Channel`].
 //!
 //! The consensus layer's messages (append-entries, vote, install-snapshot, forwarded client
 //! writes and reads) travel as opaque bytes in [`Request::Raft`] calls between gateways, so
@@ -6,20 +6,16 @@
 //! nothing about ractor_cluster. The receiving gateway hands the bytes to the node's
 //! [`RaftHandler`], which decodes them itself: an undecodable RPC is a counted error
 //! answered to the caller, never a silent drop.
-//!
-//! Calls go only to nodes with a session record, honour the partition fault-injection
-//! layer (a cut-off peer is unreachable both ways) and give up early when the peer is
-//! declared down, like task deliveries do.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use erlmcp_flow_core::{Codec, NodeName};
 use futures::future::BoxFuture;
-use ractor::rpc::CallResult;
 
-use crate::peers::{ClusterCounters, PeerTable};
-use crate::wire::{Envelope, GatewayMsg, Request, Response, decode, encode};
+use crate::channel::{Channel, ChannelError};
+use crate::peers::PeerTable;
+use crate::wire::{Request, Response};
 
 /// The server side of Raft RPCs on a node: takes an encoded request, answers an encoded
 /// response or an error message.
@@ -32,77 +28,32 @@ pub trait RaftHandler: Send + Sync + 'static {
 /// (and always empty when `raft.enabled` is off, so Raft RPCs are refused).
 pub type RaftEndpoint = Arc<OnceLock<Arc<dyn RaftHandler>>>;
 
-/// Why a Raft RPC did not get an answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RaftLinkError {
-    /// No session with the node, it is cut off, or it went down during the call.
-    #[error("node {0} is unreachable")]
-    Unreachable(NodeName),
-    /// No answer in time.
-    #[error("no answer from {0} in time")]
-    Timeout(NodeName),
-    /// The request is over the codec limit; it was not sent.
-    #[error("request not sent: {0}")]
-    TooLarge(String),
-    /// The peer answered with an error (undecodable request, Raft not running there, …).
-    #[error("{node} refused the request: {reason}")]
-    Refused {
-        /// The peer.
-        node: NodeName,
-        /// What it said.
-        reason: String,
-    },
-}
+/// Why a Raft RPC did not get an answer: the channel's error.
+pub type RaftLinkError = ChannelError;
 
-/// The client side: sends Raft RPC bytes to a named node's gateway.
+/// The client side: sends Raft RPC bytes to a named node.
 #[derive(Debug, Clone)]
 pub struct RaftLink {
-    from: NodeName,
-    peers: Arc<PeerTable>,
-    codec: Codec,
+    channel: Channel,
 }
 
 impl RaftLink {
-    /// A link from node `from` through its peer table.
+    /// A link from node `from` through its peer table, framing with `codec` (sized for
+    /// the largest RPC).
     pub fn new(from: NodeName, peers: Arc<PeerTable>, codec: Codec) -> Self {
-        Self { from, peers, codec }
+        Self { channel: Channel::new(from, peers, codec) }
     }
 
     /// This node's name.
     pub fn local(&self) -> &NodeName {
-        &self.from
+        self.channel.me()
     }
 
     /// Sends `body` to `node` and waits at most `timeout` for the answer.
     pub async fn call(&self, node: &NodeName, body: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, RaftLinkError> {
-        let request = Envelope { from: self.from.clone(), body: Request::Raft(body) };
-        let bytes = encode(&self.codec, &request).map_err(|e| RaftLinkError::TooLarge(e.to_string()))?;
-        if self.peers.is_blocked(node) {
-            return Err(RaftLinkError::Unreachable(node.clone()));
-        }
-        let Some(gateway) = self.peers.gateway(node) else {
-            return Err(RaftLinkError::Unreachable(node.clone()));
-        };
-        let mut down = self.peers.down_signal(node);
-        down.borrow_and_update();
-        let call = gateway.call(|reply| GatewayMsg::Call(bytes, reply), Some(timeout));
-        tokio::select! {
-            r = call => match r {
-                Ok(CallResult::Success(bytes)) => match decode::<Response>(&self.codec, &bytes) {
-                    Ok(Response::Raft(body)) => Ok(body),
-                    Ok(Response::Error(reason)) | Ok(Response::Refused(reason)) => {
-                        Err(RaftLinkError::Refused { node: node.clone(), reason })
-                    }
-                    Ok(other) => Err(RaftLinkError::Refused { node: node.clone(), reason: format!("unexpected response {other:?}") }),
-                    Err(e) => {
-                        ClusterCounters::inc(&self.peers.counters.bad_frames);
-                        Err(RaftLinkError::Refused { node: node.clone(), reason: format!("undecodable response: {e}") })
-                    }
-                },
-                Ok(CallResult::Timeout) => Err(RaftLinkError::Timeout(node.clone())),
-                Ok(CallResult::SenderError) | Err(_) => Err(RaftLinkError::Unreachable(node.clone())),
-            },
-            _ = down.changed() => Err(RaftLinkError::Unreachable(node.clone())),
+        match self.channel.call(node, Request::Raft(body), timeout).await? {
+            Response::Raft(body) => Ok(body),
+            other => Err(self.channel.unexpected(node, &other)),
         }
     }
 }
@@ -128,5 +79,20 @@ mod tests {
     async fn unknown_node_is_unreachable() {
         let r = link(1024).call(&NodeName::new("far").unwrap(), vec![1, 2, 3], Duration::from_secs(3600)).await;
         assert_eq!(r, Err(RaftLinkError::Unreachable(NodeName::new("far").unwrap())));
+    }
+
+    /// An RPC to a peer cut off by the partition layer is refused and counted in
+    /// `partition_drops`, like gossip and votes (Raft traffic went uncounted when each
+    /// link checked the partition on its own).
+    #[tokio::test]
+    async fn partitioned_rpc_is_counted() {
+        let far = NodeName::new("far").unwrap();
+        let peers = Arc::new(PeerTable::default());
+        peers.upsert(&far, |p| p.reachable = true);
+        peers.block(&far);
+        let link = RaftLink::new(NodeName::new("near").unwrap(), peers.clone(), Codec::new(1024));
+        let r = link.call(&far, vec![1, 2, 3], Duration::from_secs(3600)).await;
+        assert_eq!(r, Err(RaftLinkError::Unreachable(far)));
+        assert_eq!(peers.counters.partition_drops.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 }

@@ -1,43 +1,37 @@
-//! Byzantine voting messages over the gateways.
+//! Byzantine voting messages over the [`Channel`].
 //!
-//! Votes and proposals are one-way casts ([`Notice::Byzantine`]) to the peer's gateway,
-//! which hands the bytes to the node's detector ([`crate::gateway::ByzantineInbox`]). The
-//! detector verifies every message's MAC itself; this layer only carries bytes, drops
-//! what the partition layer cuts, and refuses oversized payloads before sending.
+//! Votes and proposals are one-way casts ([`Notice::Byzantine`]) to reachable peers; the
+//! receiving gateway hands the bytes to the node's detector
+//! ([`crate::gateway::ByzantineInbox`]), which verifies every message's MAC itself. This
+//! layer only carries bytes.
 
 use std::sync::Arc;
 
 use erlmcp_flow_core::{Codec, NodeName};
 
-use crate::peers::{ClusterCounters, PeerTable};
-use crate::wire::{Envelope, GatewayMsg, Notice, encode};
+use crate::channel::Channel;
+use crate::peers::{PeerTable, Reach};
+use crate::wire::Notice;
 
 /// Sends Byzantine voting messages from one node.
 #[derive(Debug, Clone)]
 pub struct VoteLink {
-    from: NodeName,
-    peers: Arc<PeerTable>,
-    codec: Codec,
+    channel: Channel,
 }
 
 impl VoteLink {
     /// A link from node `from`.
     pub fn new(from: NodeName, peers: Arc<PeerTable>, codec: Codec) -> Self {
-        Self { from, peers, codec }
+        Self { channel: Channel::new(from, peers, codec) }
     }
 
     /// Best-effort cast of `bytes` to `to`; false when it was not sent (cut off, no
     /// session, too large).
     pub fn send(&self, to: &NodeName, bytes: Vec<u8>) -> bool {
-        if self.peers.is_blocked(to) {
-            ClusterCounters::inc(&self.peers.counters.partition_drops);
-            return false;
-        }
-        let Some(gateway) = self.peers.gateway(to) else { return false };
-        match encode(&self.codec, &Envelope { from: self.from.clone(), body: Notice::Byzantine(bytes) }) {
-            Ok(frame) => gateway.cast(GatewayMsg::Cast(frame)).is_ok(),
+        match self.channel.cast(to, Notice::Byzantine(bytes), Reach::Reachable) {
+            Ok(()) => true,
             Err(e) => {
-                tracing::warn!(peer = %to, error = %e, "byzantine message too large; dropped");
+                tracing::debug!(peer = %to, error = %e, "byzantine message not sent");
                 false
             }
         }

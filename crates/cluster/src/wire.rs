@@ -90,6 +90,22 @@ pub enum Response {
     Error(String),
 }
 
+impl Response {
+    /// The variant's name, for logs and errors (never the payload).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::Hello(_) => "Hello",
+            Response::Executed(_) => "Executed",
+            Response::Refused(_) => "Refused",
+            Response::TimedOut => "TimedOut",
+            Response::Lost => "Lost",
+            Response::Status(_) => "Status",
+            Response::Raft(_) => "Raft",
+            Response::Error(_) => "Error",
+        }
+    }
+}
+
 /// A node's identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
