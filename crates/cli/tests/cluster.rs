@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use erlmcp_flow::cluster::wire::{Envelope, GATEWAY_GROUP, GatewayMsg, Notice, Request, Response, decode, encode};
-use erlmcp_flow::core::{AgentId, CapabilitySet, Codec, NodeName, Task};
+use erlmcp_flow::core::{AgentId, CapabilitySet, Codec, DeliveryVerdict, NodeName, Task};
 use ractor::rpc::CallResult;
 use support::*;
 
@@ -172,7 +172,10 @@ fn bad_wire_input_is_answered_and_counted() {
                 timeout_ms: 1000,
             },
         };
-        assert!(matches!(call(encode(&codec, &unknown).unwrap()).await, Response::Refused(_)));
+        assert!(matches!(
+            call(encode(&codec, &unknown).unwrap()).await,
+            Response::Delivered(DeliveryVerdict::Refused(_))
+        ));
         // A garbage cast has no answer; it is counted.
         gateway.cast(GatewayMsg::Cast(vec![1, 2, 3])).unwrap();
         // A real request still works afterwards.
@@ -184,7 +187,10 @@ fn bad_wire_input_is_answered_and_counted() {
                 timeout_ms: 5000,
             },
         };
-        assert!(matches!(call(encode(&codec, &executed).unwrap()).await, Response::Executed(Ok(_))));
+        assert!(matches!(
+            call(encode(&codec, &executed).unwrap()).await,
+            Response::Delivered(DeliveryVerdict::Answered(Ok(_)))
+        ));
         server.stop(None);
     });
     eventually("bad frames counted", || {

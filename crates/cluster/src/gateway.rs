@@ -19,13 +19,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use erlmcp_flow_core::{AgentId, Codec, NodeName};
+use erlmcp_flow_core::{AgentId, AgentRef, Codec, DeliveryVerdict, NodeName, deliver_local};
 use erlmcp_flow_gossip::GossipMessage;
-use erlmcp_flow_registry::RegistryHandle;
-use erlmcp_flow_router::delivery::{LocalDelivery, deliver_local};
+use erlmcp_flow_registry::{AgentEntry, RegistryHandle};
 use erlmcp_flow_supervision::ActorSlot;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::channel::Channel;
 use crate::gossip_link::GossipSlot;
@@ -181,31 +180,36 @@ impl GatewayState {
     }
 
     fn execute(&self, agent: AgentId, task: erlmcp_flow_core::Task, timeout_ms: u64, reply: RpcReplyPort<Vec<u8>>) {
-        let counters = &self.args.peers.counters;
-        let Some(entry) = self.args.registry.find(&agent).filter(|e| e.is_local()) else {
-            ClusterCounters::inc(&counters.unknown_agents);
-            return self.channel.answer(reply, Response::Refused(format!("no live local agent {agent}")));
-        };
-        let Some(actor) = entry.actor() else {
-            return self.channel.answer(reply, Response::Refused(format!("agent {agent} is not local")));
-        };
-        let Ok(permit) = self.args.in_flight.clone().try_acquire_owned() else {
-            ClusterCounters::inc(&counters.overloaded);
-            return self.channel.answer(reply, Response::Refused("too many remote deliveries in flight".into()));
+        let (entry, actor, permit) = match self.admit_delivery(&agent) {
+            Ok(admitted) => admitted,
+            Err(why) => return self.channel.answer(reply, Response::Delivered(DeliveryVerdict::Refused(why))),
         };
         let this = self.clone();
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
             entry.load.begin();
-            let response = match deliver_local(&actor, Arc::new(task), deadline).await {
-                LocalDelivery::Reply(r) => Response::Executed(r),
-                LocalDelivery::Timeout => Response::TimedOut,
-                LocalDelivery::Lost => Response::Lost,
-            };
+            let verdict = deliver_local(&actor, Arc::new(task), deadline).await;
             entry.load.end();
             drop(permit);
-            this.channel.answer(reply, response);
+            this.channel.answer(reply, Response::Delivered(verdict));
         });
+    }
+
+    /// The live local agent `agent` and an in-flight permit, or why the delivery is refused.
+    fn admit_delivery(&self, agent: &AgentId) -> Result<(Arc<AgentEntry>, AgentRef, OwnedSemaphorePermit), String> {
+        let counters = &self.args.peers.counters;
+        let Some(entry) = self.args.registry.find(agent).filter(|e| e.is_local()) else {
+            ClusterCounters::inc(&counters.unknown_agents);
+            return Err(format!("no live local agent {agent}"));
+        };
+        let Some(actor) = entry.actor() else {
+            return Err(format!("agent {agent} is not local"));
+        };
+        let Ok(permit) = self.args.in_flight.clone().try_acquire_owned() else {
+            ClusterCounters::inc(&counters.overloaded);
+            return Err("too many remote deliveries in flight".into());
+        };
+        Ok((entry, actor, permit))
     }
 
     /// One admitted notice: one arm per [`Notice`] variant.

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use erlmcp_flow_core::{AgentId, NodeName, RemoteAgent, RemoteDelivery, RemoteReply, Task};
+use erlmcp_flow_core::{AgentId, DeliveryVerdict, NodeName, RemoteAgent, RemoteDelivery, Task};
 
 use crate::channel::{Channel, ChannelError};
 use crate::wire::{Request, Response};
@@ -52,15 +52,13 @@ impl RemoteAgent for RemoteAgentLink {
                 timeout_ms: timeout.as_millis() as u64,
             };
             match this.channel.call(&this.node, request, timeout + REMOTE_ANSWER_SLACK).await {
-                Ok(Response::Executed(reply)) => RemoteReply::Reply(reply),
-                Ok(Response::TimedOut) => RemoteReply::Timeout,
-                Ok(Response::Lost) => RemoteReply::Lost,
-                Ok(other) => RemoteReply::Refused(this.channel.unexpected(&this.node, &other).to_string()),
-                Err(ChannelError::Timeout(_)) => RemoteReply::Timeout,
-                Err(ChannelError::Unreachable(_)) => RemoteReply::Lost,
+                Ok(Response::Delivered(verdict)) => verdict,
+                Ok(other) => DeliveryVerdict::Refused(this.channel.unexpected(&this.node, &other).to_string()),
+                Err(ChannelError::Timeout(_)) => DeliveryVerdict::TimedOut,
+                Err(ChannelError::Unreachable(_)) => DeliveryVerdict::Lost,
                 // Refused before it can reach (and drop) the link, or refused there.
                 Err(e @ (ChannelError::TooLarge(_) | ChannelError::Refused { .. })) => {
-                    RemoteReply::Refused(e.to_string())
+                    DeliveryVerdict::Refused(e.to_string())
                 }
             }
         })
@@ -87,7 +85,7 @@ mod tests {
     #[tokio::test]
     async fn oversized_request_is_refused_before_sending() {
         let reply = link(Codec::new(1024)).deliver(task(4096), Duration::from_secs(1)).await;
-        assert!(matches!(reply, RemoteReply::Refused(ref why) if why.contains("not sent")), "{reply:?}");
+        assert!(matches!(reply, DeliveryVerdict::Refused(ref why) if why.contains("not sent")), "{reply:?}");
     }
 
     /// The same link with a request under the limit gets as far as looking up the gateway:
@@ -95,6 +93,6 @@ mod tests {
     #[tokio::test]
     async fn small_request_reaches_the_send_step() {
         let reply = link(Codec::new(1024)).deliver(task(16), Duration::from_secs(1)).await;
-        assert!(matches!(reply, RemoteReply::Lost), "{reply:?}");
+        assert!(matches!(reply, DeliveryVerdict::Lost), "{reply:?}");
     }
 }

@@ -8,13 +8,13 @@
 //! happens in our handler, where a bad frame is counted, logged and, for a call, answered
 //! with an error.
 
-use bytes::Bytes;
-use erlmcp_flow_core::{AgentId, AgentReplyError, Codec, CodecError, NodeName, Task};
+use erlmcp_flow_core::{AgentId, Codec, CodecError, DeliveryVerdict, NodeName, Task};
 use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
 
-/// Version of the wire protocol; a peer speaking another version is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the wire protocol; a peer speaking another version is refused. 2: task
+/// deliveries are answered with one [`DeliveryVerdict`].
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The pg group every node's gateway joins.
 pub const GATEWAY_GROUP: &str = "erlmcp_flow.gateway";
@@ -74,14 +74,12 @@ pub enum Request {
 pub enum Response {
     /// The peer's identity.
     Hello(Hello),
-    /// The agent's answer (output, or its error).
-    Executed(Result<Bytes, AgentReplyError>),
-    /// The attempt did not run here: unknown or dead agent, overloaded, shutting down.
+    /// How an [`Request::Execute`] ended: the agent's answer, a time-out, a lost agent, or
+    /// a refusal (unknown or dead agent, overloaded).
+    Delivered(DeliveryVerdict),
+    /// The request is not taken here: its sender has no session record, or the feature it
+    /// needs is off on this node.
     Refused(String),
-    /// The agent did not answer in time.
-    TimedOut,
-    /// The agent died before answering.
-    Lost,
     /// A status report.
     Status(Box<crate::status::NodeReport>),
     /// The answer to a [`Request::Raft`], encoded by the consensus layer.
@@ -95,10 +93,8 @@ impl Response {
     pub fn kind(&self) -> &'static str {
         match self {
             Response::Hello(_) => "Hello",
-            Response::Executed(_) => "Executed",
+            Response::Delivered(_) => "Delivered",
             Response::Refused(_) => "Refused",
-            Response::TimedOut => "TimedOut",
-            Response::Lost => "Lost",
             Response::Status(_) => "Status",
             Response::Raft(_) => "Raft",
             Response::Error(_) => "Error",

@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ractor::{ActorRef, RpcReplyPort};
 
+use crate::delivery::DeliveryVerdict;
 use crate::id::NodeName;
 use crate::task::Task;
 
@@ -83,22 +84,8 @@ impl ractor::Message for AgentMsg {}
 /// A reference to an agent actor.
 pub type AgentRef = ActorRef<AgentMsg>;
 
-/// How a delivery to an agent on another node ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RemoteReply {
-    /// The agent answered.
-    Reply(AgentReply),
-    /// No answer within the timeout.
-    Timeout,
-    /// The node, the link or the agent went away before answering (the task may or may
-    /// not have run; it is redelivered elsewhere).
-    Lost,
-    /// The remote node refused the delivery (unknown agent, overloaded, bad request).
-    Refused(String),
-}
-
-/// A boxed future of a [`RemoteReply`].
-pub type RemoteDelivery = Pin<Box<dyn Future<Output = RemoteReply> + Send + 'static>>;
+/// A boxed future of the [`DeliveryVerdict`] of a delivery to another node.
+pub type RemoteDelivery = Pin<Box<dyn Future<Output = DeliveryVerdict> + Send + 'static>>;
 
 /// An agent living on another node, as seen by this node's router. The cluster layer
 /// implements it (over the nodes' gateway actors); the router only calls `deliver`.

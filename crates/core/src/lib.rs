@@ -10,6 +10,8 @@
 //! * [`task`]: [`Task`] and its builder methods, [`Priority`].
 //! * [`outcome`]: [`TaskOutcome`] (Completed / Failed / DeadLettered) and why attempts fail.
 //! * [`agent`]: the [`Agent`] trait users implement and the [`AgentMsg`] an agent actor takes.
+//! * [`delivery`]: [`deliver_local`] and the [`DeliveryVerdict`] every delivery (local,
+//!   remote, on the wire) ends in.
 //! * [`trace_context`]: strict W3C `traceparent` parsing ([`TraceContext`]).
 //! * [`ledger`]: [`TaskLedger`], the pure state machine behind the no-loss invariant.
 //! * [`clock`]: [`MonoClock`], nanoseconds as `u64` for atomics on hot paths.
@@ -27,6 +29,7 @@ pub mod capability;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod hash;
 pub mod id;
@@ -36,13 +39,12 @@ pub mod outcome;
 pub mod task;
 pub mod trace_context;
 
-pub use agent::{
-    Agent, AgentError, AgentMsg, AgentRef, AgentReply, AgentReplyError, RemoteAgent, RemoteDelivery, RemoteReply,
-};
+pub use agent::{Agent, AgentError, AgentMsg, AgentRef, AgentReply, AgentReplyError, RemoteAgent, RemoteDelivery};
 pub use capability::CapabilitySet;
 pub use clock::MonoClock;
 pub use codec::{Codec, CodecError};
 pub use config::{ConfigError, FlowConfig, RaftConfig, StrategyKind};
+pub use delivery::{DeliveryVerdict, deliver_local};
 pub use error::SubmitError;
 pub use id::{AgentId, Capability, NameError, NodeName, SwarmName, TaskId};
 pub use ledger::{LedgerCounts, LedgerError, OpenState, TaskLedger};

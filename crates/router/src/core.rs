@@ -37,8 +37,8 @@ use std::time::Duration;
 
 use erlmcp_flow_core::config::FlowConfig;
 use erlmcp_flow_core::{
-    AgentError, AgentId, AgentReplyError, AttemptError, DeadLetterReason, FailureReason, MonoClock, RemoteReply,
-    StrategyKind, SubmitError, SwarmName, Task, TaskId, TaskOutcome,
+    AgentError, AgentId, AgentReplyError, AttemptError, DeadLetterReason, DeliveryVerdict, FailureReason, MonoClock,
+    StrategyKind, SubmitError, SwarmName, Task, TaskId, TaskOutcome, deliver_local,
 };
 use erlmcp_flow_registry::{AgentEntry, AgentTarget, Candidates, RegistryHandle, splitmix64};
 use parking_lot::RwLock;
@@ -51,7 +51,6 @@ use crate::backoff::Backoff;
 use crate::breaker::{BreakerCell, CircuitBreakers};
 use crate::correlation::{CorrelationRecord, CorrelationTable};
 use crate::dead_letter::{DeadLetter, DeadLetterQueue};
-use crate::delivery::{LocalDelivery, deliver_local};
 use crate::metrics::{FlowStats, RouterMetrics};
 use crate::retry_budget::RetryBudget;
 use crate::strategy::{AttemptFeedback, LoadFigures, Selection, Strategy, StrategyParams};
@@ -703,25 +702,22 @@ impl RouterCore {
         // `None`: lost with the agent; `Some(Err(()))`: timed out; `Some(Ok(reply))`: answered.
         let mut refused: Option<String> = None;
         let mut local_target = None;
-        let reply = match entry.target() {
+        let verdict = match entry.target() {
             AgentTarget::Local(target) => {
-                let r = match deliver_local(&target, Arc::new(delivery), deadline).await {
-                    LocalDelivery::Reply(r) => Some(Ok(r)),
-                    LocalDelivery::Timeout => Some(Err(())),
-                    LocalDelivery::Lost => None,
-                };
+                let v = deliver_local(&target, Arc::new(delivery), deadline).await;
                 local_target = Some(target);
-                r
+                v
             }
-            AgentTarget::Remote(link) => match link.deliver(Arc::new(delivery), timeout).await {
-                RemoteReply::Reply(r) => Some(Ok(r)),
-                RemoteReply::Timeout => Some(Err(())),
-                RemoteReply::Lost => None,
-                RemoteReply::Refused(why) => {
-                    refused = Some(why);
-                    None
-                }
-            },
+            AgentTarget::Remote(link) => link.deliver(Arc::new(delivery), timeout).await,
+        };
+        let reply = match verdict {
+            DeliveryVerdict::Answered(r) => Some(Ok(r)),
+            DeliveryVerdict::TimedOut => Some(Err(())),
+            DeliveryVerdict::Lost => None,
+            DeliveryVerdict::Refused(why) => {
+                refused = Some(why);
+                None
+            }
         };
         let now = self.parts.clock.now_ns();
         let rtt_ns = now.saturating_sub(started_ns);

@@ -17,7 +17,6 @@
 //! * [`tasks`]: [`TaskTable`], the sharded ledger with reply channels and orphan queue.
 //! * [`correlation`]: the correlation tracker (task ↔ trace, TTL, bounded).
 //! * [`dead_letter`]: the inspectable dead-letter queue.
-//! * [`delivery`]: one task to a local agent actor, watching for its death.
 //! * [`failure_detector`]: hung agents, heartbeats, orphan recovery.
 //! * [`router_actor`]: the Router actor (control plane).
 //! * [`metrics`]: counters and [`FlowStats`].
@@ -31,7 +30,6 @@ pub mod breaker;
 pub mod core;
 pub mod correlation;
 pub mod dead_letter;
-pub mod delivery;
 pub mod failure_detector;
 pub mod metrics;
 pub mod q_learning;
