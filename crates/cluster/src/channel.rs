@@ -36,7 +36,7 @@ use ractor::{ActorRef, RpcReplyPort};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::peers::{ClusterCounters, PeerTable, Reach};
+use crate::peers::{ClusterCounters, PeerTable, Reach, TransportEvent};
 use crate::wire::{Envelope, GatewayMsg, Notice, Request, Response, decode, encode};
 
 /// Why an exchange with a peer did not get an answer.
@@ -141,7 +141,7 @@ impl Channel {
     fn check_partition(&self, to: &NodeName) -> Result<(), ChannelError> {
         if self.peers.is_blocked(to) {
             ClusterCounters::inc(&self.peers.counters.partition_drops);
-            if let Some(suppressed) = self.peers.log_now("partition-send", to.as_str()) {
+            if let Some(suppressed) = self.peers.log_now(TransportEvent::PartitionDrop, to.as_str()) {
                 tracing::debug!(peer = %to, suppressed, "partition: message to a cut-off peer dropped");
             }
             return Err(ChannelError::Unreachable(to.clone()));
@@ -231,14 +231,14 @@ impl Channel {
         let from = &envelope.from;
         if self.peers.is_blocked(from) {
             ClusterCounters::inc(&self.peers.counters.partition_drops);
-            if let Some(suppressed) = self.peers.log_now("partition-receive", from.as_str()) {
+            if let Some(suppressed) = self.peers.log_now(TransportEvent::PartitionDrop, from.as_str()) {
                 tracing::debug!(peer = %from, suppressed, "partition: message from a cut-off peer dropped");
             }
             return Err(Rejection::Partitioned(from.clone()));
         }
         if !envelope.body.open_to_any_session() && !self.peers.knows(from) {
             ClusterCounters::inc(&self.peers.counters.unknown_nodes);
-            if let Some(suppressed) = self.peers.log_now("unknown-sender", from.as_str()) {
+            if let Some(suppressed) = self.peers.log_now(TransportEvent::UnknownSender, from.as_str()) {
                 tracing::warn!(from = %from, suppressed, "message from a node without a session record; refused");
             }
             return Err(Rejection::UnknownNode(from.clone()));
@@ -262,7 +262,7 @@ impl Channel {
     /// Counts and logs (rate-limited) an undecodable frame.
     pub fn bad_frame(&self, from: &str, error: &str, len: usize) {
         ClusterCounters::inc(&self.peers.counters.bad_frames);
-        if let Some(suppressed) = self.peers.log_now("bad-frame", from) {
+        if let Some(suppressed) = self.peers.log_now(TransportEvent::BadFrame, from) {
             tracing::warn!(from, error, len, suppressed, "undecodable cluster frame");
         }
     }

@@ -17,6 +17,9 @@
 //! * [`membership`]: the [`ClusterActor`] (NodeServer, sessions, discovery, dialing,
 //!   liveness, directories, partition fault injection).
 //! * [`gossip_link`]: the gossip actor's transport over the gateways, its slot and start-up.
+//! * [`handshake`]: the [`HandshakeGuard`](handshake::HandshakeGuard): a deadline and a cap
+//!   for connections that have not authenticated (ractor_cluster has neither).
+//! * `listener`: the accept loop of the node's cluster port (cap fast path, backoff).
 //! * [`peers`]: the shared [`PeerTable`].
 //! * [`link`]: [`RemoteAgentLink`], how the router reaches a remote agent.
 //! * [`raft_link`]: Raft RPCs between gateways ([`RaftLink`], [`RaftHandler`]).
@@ -32,7 +35,9 @@ pub mod channel;
 pub mod echo;
 pub mod gateway;
 pub mod gossip_link;
+pub mod handshake;
 pub mod link;
+mod listener;
 pub mod membership;
 pub mod peers;
 pub mod probe;
@@ -47,7 +52,7 @@ pub use gateway::{ByzantineInbox, Gateway, GatewayArgs, GatewayState};
 pub use gossip_link::{ClusterGossipTransport, GossipChildArgs, GossipSlot, gossip_config};
 pub use link::RemoteAgentLink;
 pub use membership::{ClusterActor, ClusterArgs, ClusterMsg, RaftReportSource};
-pub use peers::{Peer, PeerTable, Reach};
+pub use peers::{Peer, PeerTable, Reach, TransportEvent};
 pub use probe::{ProbeError, query_status};
 pub use raft_link::{RaftEndpoint, RaftHandler, RaftLink, RaftLinkError};
 pub use status::{NodeReport, PeerReport, RaftReport};

@@ -35,7 +35,7 @@ use erlmcp_flow_core::config::ClusterConfig;
 use erlmcp_flow_core::{Codec, MonoClock, NodeName};
 use erlmcp_flow_registry::{RegistryHandle, RemoteRegistration};
 use erlmcp_flow_supervision::ActorSlot;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use ractor_cluster::node::NodeServerSessionInformation;
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use tokio::net::TcpListener;
@@ -44,8 +44,9 @@ use erlmcp_flow_gossip::{AgentRecord, GossipEvent, GossipHandle, MembershipChang
 
 use crate::channel::Channel;
 use crate::gossip_link::GossipSlot;
+use crate::handshake::{Closed, HandshakeGuard, HandshakeLimits, Opened};
 use crate::link::RemoteAgentLink;
-use crate::peers::{ClusterCounters, PeerTable};
+use crate::peers::{ClusterCounters, PeerTable, TransportEvent};
 use crate::status::{NodeReport, PeerReport, RaftReport};
 
 /// Where the cluster actor finds the node's Raft report for status answers; empty when
@@ -62,8 +63,8 @@ const MAX_KNOWN_ADDRESSES: usize = 1024;
 /// A session event from the NodeServer.
 #[derive(Debug, Clone)]
 pub enum SessionEvent {
-    /// A TCP session opened.
-    Opened(ActorId),
+    /// A TCP session opened: `(session, its actor, incoming, peer address)`.
+    Opened(ActorId, ActorCell, bool, String),
     /// It passed the cookie challenge.
     Authenticated(ActorId),
     /// It finished the initial exchange: `(session, peer name, ractor node id, peer address, incoming)`.
@@ -162,8 +163,8 @@ pub struct ClusterState {
     channel: Channel,
     server: ActorRef<NodeServerMessage>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Sessions that authenticated.
-    authenticated: HashSet<ActorId>,
+    /// Every session from its opening to its end: the handshake deadline and cap.
+    handshakes: HandshakeGuard<ActorId, (ActorCell, String)>,
     /// Outgoing sessions by the address we dialled.
     connected_addrs: HashMap<String, ActorId>,
     dials: HashMap<String, Dial>,
@@ -192,7 +193,12 @@ fn name_of(ses: &NodeServerSessionInformation) -> Option<NodeName> {
 
 impl NodeEventSubscription for Subscription {
     fn node_session_opened(&self, ses: NodeServerSessionInformation) {
-        let _ = self.0.send_message(ClusterMsg::Session(SessionEvent::Opened(ses.actor.get_id())));
+        let _ = self.0.send_message(ClusterMsg::Session(SessionEvent::Opened(
+            ses.actor.get_id(),
+            ses.actor.get_cell(),
+            ses.is_server,
+            ses.peer_addr.clone(),
+        )));
     }
     fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
         let _ = self.0.send_message(ClusterMsg::Session(SessionEvent::Authenticated(ses.actor.get_id())));
@@ -244,29 +250,19 @@ impl Actor for ClusterActor {
         })?;
         ractor::pg::monitor(GATEWAY_GROUP.to_string(), myself.get_cell());
 
-        let listener = args.listener.clone();
-        let server_for_accept = server.clone();
-        let accept = tokio::spawn(async move {
-            loop {
-                match listener.accept().await {
-                    Ok((stream, peer_addr)) => {
-                        let _ = stream.set_nodelay(true);
-                        let Ok(local_addr) = stream.local_addr() else { continue };
-                        let msg = NodeServerMessage::ConnectionOpened {
-                            stream: Box::new(ractor_cluster::NetworkStream::Raw { peer_addr, local_addr, stream }),
-                            is_server: true,
-                        };
-                        if server_for_accept.cast(msg).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-            }
-        });
+        let max_pending = u64::from(args.cfg.max_pending_handshakes);
+        if let Some(limit) = crate::listener::descriptor_limit()
+            && max_pending.saturating_mul(2) > limit
+        {
+            tracing::warn!(
+                max_pending_handshakes = max_pending,
+                descriptor_limit = limit,
+                "cluster.max_pending_handshakes is over half the file-descriptor limit: idle connections can exhaust it"
+            );
+        }
+        args.peers.counters.handshakes_pending.store(0, std::sync::atomic::Ordering::Relaxed);
+        let accept =
+            crate::listener::spawn_accept_loop(args.listener.clone(), server.clone(), args.peers.clone(), max_pending);
         let tick = Duration::from_millis(args.cfg.heartbeat_interval_ms.min(100));
         let ticker = myself.send_interval(tick, || ClusterMsg::Tick);
         let publisher =
@@ -283,12 +279,16 @@ impl Actor for ClusterActor {
         args.slot.set(myself);
         tracing::info!(node = %args.hello.node, listen = %args.hello.listen, "cluster node up");
         let channel = Channel::new(args.hello.node.clone(), args.peers.clone(), args.codec);
+        let handshakes = HandshakeGuard::new(HandshakeLimits {
+            timeout: Duration::from_millis(args.cfg.handshake_timeout_ms),
+            max_pending_incoming: args.cfg.max_pending_handshakes as usize,
+        });
         Ok(ClusterState {
             args,
             channel,
             server,
             tasks: vec![accept, ticker, publisher],
-            authenticated: HashSet::new(),
+            handshakes,
             connected_addrs: HashMap::new(),
             dials,
             greeting: HashSet::new(),
@@ -385,9 +385,20 @@ impl ClusterState {
 
     async fn on_session(&mut self, event: SessionEvent) {
         match event {
-            SessionEvent::Opened(_) => {}
+            SessionEvent::Opened(id, cell, incoming, peer_addr) => {
+                let now = self.args.clock.now_ns();
+                if self.handshakes.opened(id, (cell.clone(), peer_addr.clone()), incoming, now) == Opened::OverCap {
+                    ClusterCounters::inc(&self.args.peers.counters.handshakes_rejected);
+                    if let Some(suppressed) = self.args.peers.log_now(TransportEvent::HandshakeCap, "sessions") {
+                        tracing::warn!(%peer_addr, suppressed, "too many connections waiting for their handshake; closed");
+                    }
+                    cell.stop(Some("too many pending handshakes".into()));
+                }
+                self.publish_pending_handshakes();
+            }
             SessionEvent::Authenticated(id) => {
-                self.authenticated.insert(id);
+                self.handshakes.authenticated(&id);
+                self.publish_pending_handshakes();
             }
             SessionEvent::Ready(id, name, node_id, peer_addr, incoming) => {
                 if name == *self.node() {
@@ -403,10 +414,13 @@ impl ClusterState {
                 self.args.peers.upsert(&name, |p| p.node_id = Some(node_id));
             }
             SessionEvent::Disconnected(id, name, node_id, peer_addr) => {
-                if !self.authenticated.remove(&id) {
+                if self.handshakes.closed(&id) == Closed::Refused {
                     ClusterCounters::inc(&self.args.peers.counters.refused_sessions);
-                    tracing::warn!(%peer_addr, "session closed before authenticating (wrong cookie?); refused");
+                    if let Some(suppressed) = self.args.peers.log_now(TransportEvent::SessionRefused, &peer_addr) {
+                        tracing::warn!(%peer_addr, suppressed, "session closed before authenticating (wrong cookie?); refused");
+                    }
                 }
+                self.publish_pending_handshakes();
                 self.connected_addrs.retain(|_, s| *s != id);
                 if let Some(name) = name {
                     // Only the peer's current session matters: ractor closes the loser of a
@@ -419,7 +433,9 @@ impl ClusterState {
                         tracing::debug!(peer = %name, "non-member session closed");
                         self.args.peers.upsert(&name, |p| p.node_id = None);
                     } else if current {
-                        tracing::warn!(peer = %name, "session lost; peer unreachable");
+                        if let Some(suppressed) = self.args.peers.log_now(TransportEvent::PeerDown, name.as_str()) {
+                            tracing::warn!(peer = %name, suppressed, "session lost; peer unreachable");
+                        }
                         self.args.peers.upsert(&name, |p| {
                             p.gateway = None;
                             p.node_id = None;
@@ -618,7 +634,9 @@ impl ClusterState {
                     Some(ReachabilityKind::Up) => self.set_reachable(&peer).await,
                     Some(ReachabilityKind::Unreachable) | Some(ReachabilityKind::Left) | None => {
                         if self.args.peers.get(&peer).is_some_and(|p| p.reachable) {
-                            tracing::warn!(%peer, "gossip declares the peer unreachable");
+                            if let Some(suppressed) = self.args.peers.log_now(TransportEvent::PeerDown, peer.as_str()) {
+                                tracing::warn!(%peer, suppressed, "gossip declares the peer unreachable");
+                            }
                             self.set_unreachable(&peer).await;
                         }
                     }
@@ -723,9 +741,38 @@ impl ClusterState {
 
     async fn on_tick(&mut self, myself: &ActorRef<ClusterMsg>) {
         let now = self.args.clock.now_ns();
+        self.expire_handshakes(now);
+        self.args.peers.flush_transport_log();
         self.follow_gossip(myself);
         self.discover(myself);
         self.dial(now);
+    }
+
+    /// Closes the sessions that did not authenticate in time.
+    fn expire_handshakes(&mut self, now: u64) {
+        let due = self.handshakes.expire(now);
+        for (cell, peer_addr) in &due {
+            ClusterCounters::inc(&self.args.peers.counters.handshake_timeouts);
+            if let Some(suppressed) = self.args.peers.log_now(TransportEvent::HandshakeTimeout, "sessions") {
+                tracing::warn!(
+                    %peer_addr,
+                    timeout_ms = self.args.cfg.handshake_timeout_ms,
+                    suppressed,
+                    "connection did not complete its handshake in time; closed"
+                );
+            }
+            cell.stop(Some("handshake timeout".into()));
+        }
+        if !due.is_empty() {
+            self.publish_pending_handshakes();
+        }
+    }
+
+    /// Publishes the number of incoming sessions waiting for their handshake (for the
+    /// accept loop's fast path and `flow status`).
+    fn publish_pending_handshakes(&self) {
+        let pending = self.handshakes.pending_incoming() as u64;
+        self.args.peers.counters.handshakes_pending.store(pending, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn dial(&mut self, now: u64) {
@@ -744,10 +791,12 @@ impl ClusterState {
             d.backoff = (d.backoff * 2).min(max);
             let Ok(target) = addr.parse::<SocketAddr>() else { continue };
             ClusterCounters::inc(&self.args.peers.counters.redials);
-            let server = self.server.clone();
+            let (server, peers) = (self.server.clone(), self.args.peers.clone());
             tokio::spawn(async move {
-                if let Err(e) = ractor_cluster::client_connect(&server, target).await {
-                    tracing::debug!(%target, error = %e, "dial failed; will retry");
+                if let Err(e) = ractor_cluster::client_connect(&server, target).await
+                    && let Some(suppressed) = peers.log_now(TransportEvent::DialFailed, &target.to_string())
+                {
+                    tracing::info!(%target, error = %e, suppressed, "dial failed; will retry");
                 }
             });
         }

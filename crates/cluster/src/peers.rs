@@ -90,6 +90,52 @@ impl ClusterCounters {
     }
 }
 
+/// The repeated transport events whose log lines are rate-limited
+/// ([`PeerTable::log_now`]): at most one line per event and peer (or address) per interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportEvent {
+    /// A message to or from a peer dropped by the partition fault-injection layer.
+    PartitionDrop,
+    /// An undecodable frame.
+    BadFrame,
+    /// A message from a node without a session record.
+    UnknownSender,
+    /// A failed dial.
+    DialFailed,
+    /// A failed `accept` on the cluster port.
+    AcceptFailed,
+    /// A peer's session was lost, or gossip declared it unreachable.
+    PeerDown,
+    /// A session closed before authenticating (a wrong cookie?).
+    SessionRefused,
+    /// A connection closed because too many wait for their handshake.
+    HandshakeCap,
+    /// A connection closed because its handshake took too long.
+    HandshakeTimeout,
+}
+
+impl TransportEvent {
+    /// Its name in log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportEvent::PartitionDrop => "partition_drop",
+            TransportEvent::BadFrame => "bad_frame",
+            TransportEvent::UnknownSender => "unknown_sender",
+            TransportEvent::DialFailed => "dial_failed",
+            TransportEvent::AcceptFailed => "accept_failed",
+            TransportEvent::PeerDown => "peer_down",
+            TransportEvent::SessionRefused => "session_refused",
+            TransportEvent::HandshakeCap => "handshake_cap",
+            TransportEvent::HandshakeTimeout => "handshake_timeout",
+        }
+    }
+
+    /// Injected on purpose (logged at debug level).
+    fn is_fault_injection(self) -> bool {
+        self == TransportEvent::PartitionDrop
+    }
+}
+
 /// Which of a peer's gateways a one-way message may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reach {
@@ -111,7 +157,7 @@ pub struct PeerTable {
     /// Counters.
     pub counters: ClusterCounters,
     /// Rate limit of repeated transport-error lines (per kind and peer).
-    pub transport_log: SharedLogLimiter<String>,
+    pub transport_log: SharedLogLimiter<(TransportEvent, String)>,
 }
 
 impl Default for PeerTable {
@@ -150,10 +196,26 @@ impl PeerTable {
         }
     }
 
-    /// Whether an event of `kind` concerning `key` (a peer, an address) is to be logged
-    /// now: `Some(suppressed repeats)` at most once per key per interval.
-    pub fn log_now(&self, kind: &str, key: &str) -> Option<u64> {
-        self.transport_log.check(&format!("{kind} {key}"))
+    /// Whether an `event` concerning `key` (a peer, an address) is to be logged now:
+    /// `Some(suppressed repeats)` at most once per event and key per interval.
+    pub fn log_now(&self, event: TransportEvent, key: &str) -> Option<u64> {
+        self.transport_log.check(&(event, key.to_string()))
+    }
+
+    /// Logs the repeats suppressed in windows that have ended (called periodically, so a
+    /// burst that stops is still reported with its count).
+    pub fn flush_transport_log(&self) {
+        for (key, suppressed) in self.transport_log.flush() {
+            match key {
+                Some((event, key)) if event.is_fault_injection() => {
+                    tracing::debug!(event = event.as_str(), %key, suppressed, "repeated events not logged")
+                }
+                Some((event, key)) => {
+                    tracing::warn!(event = event.as_str(), %key, suppressed, "repeated events not logged")
+                }
+                None => tracing::warn!(suppressed, "repeated cluster events not logged (too many distinct keys)"),
+            }
+        }
     }
 
     /// Inserts or updates a peer.

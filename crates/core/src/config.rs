@@ -535,6 +535,17 @@ pub struct ClusterConfig {
     /// Remote deliveries a node executes for other nodes at once; beyond it, deliveries
     /// are refused (and retried elsewhere by the caller), 1..=1000000. Default 10000.
     pub max_remote_in_flight: u32,
+    /// Longest time a connection (accepted on the cluster port, or dialled by this node)
+    /// may take to complete ractor_cluster's cookie handshake; then it is closed and
+    /// counted (`handshake_timeouts` in `flow status`). ractor_cluster has no such limit of
+    /// its own: idle connections would otherwise stay open for good. 10..=600000. Default
+    /// 5000.
+    pub handshake_timeout_ms: u64,
+    /// Incoming connections that may wait for their handshake at once; beyond it, new
+    /// ones are closed at once and counted (`handshakes_rejected`), so idle or slow
+    /// connections cannot exhaust the process's file descriptors. Keep it well under the
+    /// descriptor limit (`ulimit -n`). 1..=65536. Default 64.
+    pub max_pending_handshakes: u32,
 }
 
 impl Default for ClusterConfig {
@@ -552,6 +563,8 @@ impl Default for ClusterConfig {
             rumor_ttl: 5,
             directory_interval_ms: 250,
             max_remote_in_flight: 10_000,
+            handshake_timeout_ms: 5_000,
+            max_pending_handshakes: 64,
         }
     }
 }
@@ -834,6 +847,8 @@ impl FlowConfig {
         range!(cl.rumor_ttl, "cluster.rumor_ttl", 1, 32)?;
         positive!(cl.directory_interval_ms, "cluster.directory_interval_ms")?;
         range!(cl.max_remote_in_flight, "cluster.max_remote_in_flight", 1, 1_000_000)?;
+        range!(cl.handshake_timeout_ms, "cluster.handshake_timeout_ms", 10, 600_000)?;
+        range!(cl.max_pending_handshakes, "cluster.max_pending_handshakes", 1, 65_536)?;
 
         if bz.enabled {
             check(self.cluster.enabled, "byzantine.enabled", || "needs cluster.enabled = true".into())?;
@@ -928,6 +943,8 @@ mod tests {
             ("[cluster]\ncookie = \"\"", "cluster.cookie"),
             ("[cluster]\nseeds = [\"nowhere\"]", "cluster.seeds"),
             ("[cluster]\ngossip_fanout = 0", "cluster.gossip_fanout"),
+            ("[cluster]\nhandshake_timeout_ms = 0", "cluster.handshake_timeout_ms"),
+            ("[cluster]\nmax_pending_handshakes = 0", "cluster.max_pending_handshakes"),
             ("[raft]\nstorage = \"sqlite\"", "raft.storage"),
             ("[raft]\nstorage = \"redb\"", "raft.path"),
             ("[raft]\nheartbeat_interval_ms = 0", "raft.heartbeat_interval_ms"),

@@ -23,7 +23,25 @@ pub struct Node {
 impl Node {
     /// Starts `flow node --name <name>` joining `join`, with extra arguments.
     pub fn start(name: &str, join: Option<&str>, extra: &[&str]) -> Node {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flow"));
+        Self::start_with(name, join, extra, None)
+    }
+
+    /// [`Node::start`] with the process's file-descriptor limit set to `fd_limit`
+    /// (`ulimit -n` in a shell that then execs the node, so the pid is the node's).
+    pub fn start_with_fd_limit(name: &str, join: Option<&str>, extra: &[&str], fd_limit: u64) -> Node {
+        Self::start_with(name, join, extra, Some(fd_limit))
+    }
+
+    fn start_with(name: &str, join: Option<&str>, extra: &[&str], fd_limit: Option<u64>) -> Node {
+        let flow = env!("CARGO_BIN_EXE_flow");
+        let mut cmd = match fd_limit {
+            None => Command::new(flow),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), flow]);
+                sh
+            }
+        };
         cmd.args(["node", "--name", name, "--listen", "127.0.0.1:0", "--control"]).args(extra);
         if let Some(j) = join {
             cmd.args(["--join", j]);
@@ -95,6 +113,23 @@ impl Node {
 
     pub fn status(&mut self) -> serde_json::Value {
         self.ask_json("status", "STATUS")
+    }
+
+    /// The counter `name` in this node's status.
+    pub fn counter(&mut self, name: &str) -> u64 {
+        let s = self.status();
+        s["counters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c[0] == name)
+            .and_then(|c| c[1].as_u64())
+            .unwrap_or_else(|| panic!("{}: no counter {name} in {s}", self.name))
+    }
+
+    /// File descriptors the node process holds now (Linux).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map(|d| d.count()).unwrap_or(0)
     }
 
     /// `reachable` of peer `peer` in this node's status, if listed.
