@@ -176,7 +176,6 @@ async fn cluster_args(
     let cluster = ClusterArgs {
         cfg: cfg.clone(),
         hello: hello.clone(),
-        phi_threshold: config.failure_detector.phi_threshold,
         listener: Arc::new(listener),
         registry: registry.clone(),
         peers: peers.clone(),
@@ -651,9 +650,10 @@ impl FlowNode {
         self.inner.listen
     }
 
-    /// What this node knows of peer `node` right now (cluster mode): reachability, phi,
-    /// session. A read of the shared peer table, no mailbox round trip, so it is cheap
-    /// enough to poll.
+    /// What this node knows of peer `node` right now (cluster mode): reachability, session,
+    /// incarnation, listen address. A read of the shared peer table, no mailbox round
+    /// trip, so it is cheap enough to poll. φ and the time since the peer's last heartbeat
+    /// are in [`FlowNode::cluster_report`].
     pub fn peer(&self, node: &NodeName) -> Option<Peer> {
         self.inner.peers.as_ref()?.get(node)
     }

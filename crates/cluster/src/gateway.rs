@@ -27,8 +27,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::channel::Channel;
+use crate::cluster_actor::ClusterMsg;
 use crate::gossip_link::GossipSlot;
-use crate::membership::ClusterMsg;
 use crate::peers::{ClusterCounters, PeerTable};
 use crate::raft_link::RaftEndpoint;
 use crate::wire::{GATEWAY_GROUP, GatewayMsg, Hello, Notice, Request, Response};

@@ -18,6 +18,9 @@ use crate::channel::{Channel, ChannelError};
 use crate::peers::{PeerTable, Reach};
 use crate::wire::Notice;
 
+/// How long a call to the (local) gossip actor waits for its answer.
+pub const GOSSIP_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The current gossip actor's handle (replaced when the actor is restarted).
 #[derive(Debug, Clone, Default)]
 pub struct GossipSlot(Arc<RwLock<Option<GossipHandle>>>);
@@ -116,7 +119,7 @@ impl GossipChildArgs {
         let (handle, _) = GossipHandle::spawn_linked(args, supervisor)
             .await
             .map_err(|e| SpawnErr::StartupFailed(e.to_string().into()))?;
-        let handle = handle.with_call_timeout(Duration::from_secs(2));
+        let handle = handle.with_call_timeout(GOSSIP_CALL_TIMEOUT);
         let cell = handle.actor().get_cell();
         self.slot.set(handle);
         Ok(cell)

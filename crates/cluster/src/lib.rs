@@ -8,13 +8,34 @@
 //! self-decoded wire payloads (an undecodable remote message is otherwise dropped silently
 //! and one message over 16 MiB drops the whole link).
 //!
+//! # Quick start
+//!
+//! A node in a cluster is started through the facade (`FlowNode` with `[cluster]
+//! enabled = true`; `flow node` runs one). Inside, every cross-node exchange is one verb of
+//! the node's [`Channel`]: a call to a node without a session fails at once with a typed
+//! error instead of waiting for its timeout.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::{sync::Arc, time::Duration};
+//! use erlmcp_flow_cluster::{Channel, ChannelError, PeerTable, wire::Request};
+//! use erlmcp_flow_core::{Codec, NodeName};
+//!
+//! let far = NodeName::new("node-2").unwrap();
+//! let channel = Channel::new(NodeName::new("node-1").unwrap(), Arc::new(PeerTable::default()), Codec::default());
+//! let answer = channel.call(&far, Request::Status, Duration::from_secs(60)).await;
+//! assert_eq!(answer, Err(ChannelError::Unreachable(far)));
+//! # }
+//! ```
+//!
 //! # Layout
 //!
 //! * [`wire`]: the gateway message, requests, responses, notices, directories.
 //! * [`channel`]: the [`Channel`], the one way every cross-node exchange goes (call, cast,
 //!   and the receive side's admission check).
 //! * [`gateway`]: the [`Gateway`] actor, one handler per request or notice kind.
-//! * [`membership`]: the [`ClusterActor`] (NodeServer, sessions, discovery, dialing,
+//! * [`cluster_actor`]: the [`ClusterActor`] (NodeServer, sessions, discovery, dialing,
 //!   liveness, directories, partition fault injection).
 //! * [`gossip_link`]: the gossip actor's transport over the gateways, its slot and start-up.
 //! * [`handshake`]: the [`HandshakeGuard`](handshake::HandshakeGuard): a deadline and a cap
@@ -32,13 +53,13 @@
 #![forbid(unsafe_code)]
 
 pub mod channel;
+pub mod cluster_actor;
 pub mod echo;
 pub mod gateway;
 pub mod gossip_link;
 pub mod handshake;
 pub mod link;
 mod listener;
-pub mod membership;
 pub mod peers;
 pub mod probe;
 pub mod raft_link;
@@ -47,11 +68,11 @@ pub mod vote_link;
 pub mod wire;
 
 pub use channel::{Channel, ChannelError, Rejection};
+pub use cluster_actor::{ClusterActor, ClusterArgs, ClusterMsg, RaftReportSource};
 pub use echo::{ECHO_GROUP, EchoActor, spawn_echo};
 pub use gateway::{ByzantineInbox, Gateway, GatewayArgs, GatewayState};
 pub use gossip_link::{ClusterGossipTransport, GossipChildArgs, GossipSlot, gossip_config};
 pub use link::RemoteAgentLink;
-pub use membership::{ClusterActor, ClusterArgs, ClusterMsg, RaftReportSource};
 pub use peers::{Peer, PeerTable, Reach, TransportEvent};
 pub use probe::{ProbeError, query_status};
 pub use raft_link::{RaftEndpoint, RaftHandler, RaftLink, RaftLinkError};

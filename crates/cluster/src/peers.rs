@@ -12,6 +12,9 @@ use tokio::sync::watch;
 use crate::wire::GatewayMsg;
 
 /// One peer.
+///
+/// Suspicion (φ) and the time since its last heartbeat live in the gossip actor's failure
+/// detector; [`NodeReport`](crate::NodeReport) (`flow status`) shows them.
 #[derive(Debug, Clone)]
 pub struct Peer {
     /// Its gateway actor (a ractor_cluster remote proxy) while a session is up.
@@ -24,10 +27,6 @@ pub struct Peer {
     pub listen: String,
     /// Whether we consider it reachable (session up and heartbeats arriving).
     pub reachable: bool,
-    /// Suspicion level from the failure detector (0 when fresh).
-    pub phi: f64,
-    /// Milliseconds since its last heartbeat, when one was seen.
-    pub silent_ms: Option<u64>,
 }
 
 /// Counters of cluster-level trouble.
@@ -227,8 +226,6 @@ impl PeerTable {
             incarnation: 0,
             listen: String::new(),
             reachable: false,
-            phi: 0.0,
-            silent_ms: None,
         });
         f(peer);
     }

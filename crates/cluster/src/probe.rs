@@ -14,6 +14,9 @@ use crate::peers::PeerTable;
 use crate::status::NodeReport;
 use crate::wire::{GATEWAY_GROUP, GatewayMsg, Request, Response};
 
+/// How often the probe looks for the node's gateway in pg while it waits for it.
+const GATEWAY_POLL: Duration = Duration::from_millis(20);
+
 /// Why a status query failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -54,7 +57,7 @@ pub async fn query_status(addr: SocketAddr, cookie: &str, timeout: Duration) -> 
             if tokio::time::Instant::now() >= deadline {
                 return Err(ProbeError::NoGateway(addr));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(GATEWAY_POLL).await;
         };
         let from = NodeName::new(&name).map_err(|e| ProbeError::Unexpected(e.to_string()))?;
         let peer = NodeName::new(addr.to_string()).map_err(|e| ProbeError::Unexpected(e.to_string()))?;

@@ -330,7 +330,7 @@ impl LedgerState {
     /// so replicas can be compared cheaply.
     pub fn digest(&self) -> u64 {
         match crate::wire::encode_unbounded(self) {
-            Ok(bytes) => crate::types::fnv1a64(&bytes),
+            Ok(bytes) => erlmcp_flow_core::hash::fnv1a64(&bytes),
             Err(_) => 0,
         }
     }

@@ -9,6 +9,7 @@
 use std::fmt;
 use std::io::Cursor;
 
+pub use erlmcp_flow_core::hash::fnv1a64;
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{LedgerCommand, LedgerResponse};
@@ -60,13 +61,6 @@ pub type StoredMembership = openraft::StoredMembership<RaftNodeId, NamedNode>;
 pub type StorageError = openraft::StorageError<RaftNodeId>;
 /// The openraft handle.
 pub type Raft = openraft::Raft<TypeConfig>;
-
-/// 64-bit FNV-1a of `bytes`.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
-}
 
 /// The Raft id of the node called `name`: FNV-1a 64 of its UTF-8 bytes, stable across
 /// processes and versions; never 0 (a hash of 0 maps to 1).

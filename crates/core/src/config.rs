@@ -546,6 +546,10 @@ pub struct ClusterConfig {
     /// connections cannot exhaust the process's file descriptors. Keep it well under the
     /// descriptor limit (`ulimit -n`). 1..=65536. Default 64.
     pub max_pending_handshakes: u32,
+    /// How long the greeting of a newly connected node (its name, incarnation and listen
+    /// address, exchanged once the handshake is done) waits for the answer before it is
+    /// retried, ms (> 0). Default 2000.
+    pub hello_timeout_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -565,6 +569,7 @@ impl Default for ClusterConfig {
             max_remote_in_flight: 10_000,
             handshake_timeout_ms: 5_000,
             max_pending_handshakes: 64,
+            hello_timeout_ms: 2_000,
         }
     }
 }
@@ -849,6 +854,7 @@ impl FlowConfig {
         range!(cl.max_remote_in_flight, "cluster.max_remote_in_flight", 1, 1_000_000)?;
         range!(cl.handshake_timeout_ms, "cluster.handshake_timeout_ms", 10, 600_000)?;
         range!(cl.max_pending_handshakes, "cluster.max_pending_handshakes", 1, 65_536)?;
+        positive!(cl.hello_timeout_ms, "cluster.hello_timeout_ms")?;
 
         if bz.enabled {
             check(self.cluster.enabled, "byzantine.enabled", || "needs cluster.enabled = true".into())?;
@@ -945,6 +951,7 @@ mod tests {
             ("[cluster]\ngossip_fanout = 0", "cluster.gossip_fanout"),
             ("[cluster]\nhandshake_timeout_ms = 0", "cluster.handshake_timeout_ms"),
             ("[cluster]\nmax_pending_handshakes = 0", "cluster.max_pending_handshakes"),
+            ("[cluster]\nhello_timeout_ms = 0", "cluster.hello_timeout_ms"),
             ("[raft]\nstorage = \"sqlite\"", "raft.storage"),
             ("[raft]\nstorage = \"redb\"", "raft.path"),
             ("[raft]\nheartbeat_interval_ms = 0", "raft.heartbeat_interval_ms"),

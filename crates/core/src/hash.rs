@@ -1,5 +1,15 @@
-//! Fast hashers for internal tables.
+//! The project's hash functions: stable ones for anything that must agree across
+//! processes, fast ones for internal tables.
 //!
+//! **Stable** (the same value in every process, platform and release, unlike std's
+//! `DefaultHasher`, whose algorithm and seed may change): [`fnv1a64`], the published
+//! 64-bit FNV-1a (Raft node ids, state-machine digests, file checksums); [`splitmix64`],
+//! the finaliser of Steele, Lea and Flood's SplitMix64 (seed derivation); [`stable_hash`],
+//! FNV-1a finished with splitmix64 so that nearby inputs land far apart (consistent-hash
+//! rings, gossip digests); [`StableHasher`], its incremental form. These are the only
+//! copies in the tree.
+//!
+//! **Fast**:
 //! std's default SipHash is built to resist hash flooding by untrusted keys, at several
 //! times the cost of a multiply-rotate hash. The keys of the hot tables here are
 //! [`TaskId`](crate::TaskId)s (random v4 UUIDs: their bits are already uniform) and short
@@ -14,6 +24,65 @@
 //!   upward and collides on names that differ in a high byte).
 
 use std::hash::{BuildHasher, Hasher};
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// 64-bit FNV-1a of `bytes`.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h = StableHasher::new();
+    h.write(bytes);
+    h.fnv1a64()
+}
+
+/// The SplitMix64 finaliser: a bijection of `u64` that spreads every input bit over the
+/// output.
+pub fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// FNV-1a followed by the splitmix64 finaliser: stable and well spread.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    splitmix64(fnv1a64(bytes))
+}
+
+/// [`stable_hash`] over several writes: `finish` equals `stable_hash` of the
+/// concatenated bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct StableHasher(u64);
+
+impl Default for StableHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StableHasher {
+    /// An empty hasher.
+    pub fn new() -> Self {
+        Self(FNV_OFFSET)
+    }
+
+    /// Adds `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(FNV_PRIME);
+        }
+    }
+
+    /// The plain FNV-1a of what was written.
+    pub fn fnv1a64(&self) -> u64 {
+        self.0
+    }
+
+    /// [`stable_hash`] of what was written.
+    pub fn finish(&self) -> u64 {
+        splitmix64(self.0)
+    }
+}
 
 /// Hasher for [`TaskId`](crate::TaskId) keys.
 #[derive(Debug, Default, Clone, Copy)]
@@ -112,6 +181,23 @@ mod tests {
     use super::*;
     use crate::TaskId;
     use std::collections::HashSet;
+
+    /// The stable functions give their published values (FNV-1a 64 test vectors, the
+    /// SplitMix64 sequence from seed 0), and the incremental hasher equals the one-shot
+    /// function over the concatenation: the values every process and release must agree on.
+    #[test]
+    fn stable_functions_keep_their_published_values() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+        assert_eq!(splitmix64(0), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(splitmix64(0x9e37_79b9_7f4a_7c15), 0x6e78_9e6a_a1b9_65f4);
+        assert_eq!(stable_hash(b"node-1"), splitmix64(fnv1a64(b"node-1")));
+        let mut h = StableHasher::new();
+        h.write(b"node");
+        h.write(b"-1");
+        assert_eq!((h.fnv1a64(), h.finish()), (fnv1a64(b"node-1"), stable_hash(b"node-1")));
+    }
 
     /// Distinct task ids and names hash to distinct values (no trivial collisions).
     #[test]

@@ -42,7 +42,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::GossipConfig;
 use crate::vector_clock::{ClockError, VectorClock};
-use crate::version::{StableHasher, Stamp, Version, Versioned};
+use crate::version::{Stamp, Version, Versioned};
+use erlmcp_flow_core::hash::StableHasher;
 
 /// Bytes counted per varint or length prefix when bounding encoded sizes.
 const INT: usize = 10;

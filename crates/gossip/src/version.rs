@@ -27,6 +27,7 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 use erlmcp_flow_core::NodeName;
+use erlmcp_flow_core::hash::StableHasher;
 use serde::{Deserialize, Serialize};
 
 use crate::vector_clock::VectorClock;
@@ -104,31 +105,6 @@ impl Versioned {
 
     fn content_cmp(&self, other: &Versioned) -> Ordering {
         self.version.clock.iter().cmp(other.version.clock.iter()).then_with(|| self.value.cmp(&other.value))
-    }
-}
-
-/// FNV-1a over the input, finished with the splitmix64 mixer: stable across processes,
-/// platforms and releases (std's `DefaultHasher` promises none of that).
-#[derive(Debug)]
-pub(crate) struct StableHasher(u64);
-
-impl StableHasher {
-    pub(crate) fn new() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-
-    pub(crate) fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    pub(crate) fn finish(&self) -> u64 {
-        let mut z = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
     }
 }
 

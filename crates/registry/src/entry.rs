@@ -239,21 +239,6 @@ impl fmt::Debug for AgentEntry {
     }
 }
 
-/// FNV-1a followed by a splitmix64 finaliser: stable across runs, platforms and Rust
-/// versions (unlike `DefaultHasher`), and well spread for ring placement.
-pub fn stable_hash(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    splitmix64(h)
-}
-
-/// The splitmix64 finaliser.
-pub fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
+/// The stable hashes are core's (one copy in the tree); re-exported here for the
+/// strategies and tools that always took them from the registry.
+pub use erlmcp_flow_core::hash::{splitmix64, stable_hash};

@@ -101,7 +101,7 @@ pub enum ModelFileError {
 
 /// FNV-1a, 64 bit.
 pub fn checksum(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    erlmcp_flow_core::hash::fnv1a64(bytes)
 }
 
 fn codec() -> Codec {

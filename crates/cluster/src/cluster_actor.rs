@@ -54,8 +54,9 @@ use crate::status::{NodeReport, PeerReport, RaftReport};
 pub type RaftReportSource = Arc<std::sync::OnceLock<Arc<dyn Fn() -> RaftReport + Send + Sync>>>;
 use crate::wire::{GATEWAY_GROUP, GatewayMsg, Hello, PROTOCOL_VERSION, Request, Response, decode, encode};
 
-/// How long a greeting waits for the peer's answer.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest period of the actor's tick (heartbeats, dials, discovery and handshake
+/// deadlines are looked at every tick; it is `heartbeat_interval_ms` when shorter).
+const MAX_TICK: Duration = Duration::from_millis(100);
 
 /// Addresses kept for dialing at most (bounds what peers can make us remember).
 const MAX_KNOWN_ADDRESSES: usize = 1024;
@@ -120,8 +121,6 @@ pub struct ClusterArgs {
     pub cfg: ClusterConfig,
     /// This node's identity.
     pub hello: Hello,
-    /// Phi threshold (`failure_detector.phi_threshold`).
-    pub phi_threshold: f64,
     /// The node's listener (bound once, reused by every incarnation).
     pub listener: Arc<TcpListener>,
     /// The registry (local agents, and where remote agents are mirrored).
@@ -263,7 +262,7 @@ impl Actor for ClusterActor {
         args.peers.counters.handshakes_pending.store(0, std::sync::atomic::Ordering::Relaxed);
         let accept =
             crate::listener::spawn_accept_loop(args.listener.clone(), server.clone(), args.peers.clone(), max_pending);
-        let tick = Duration::from_millis(args.cfg.heartbeat_interval_ms.min(100));
+        let tick = Duration::from_millis(args.cfg.heartbeat_interval_ms).min(MAX_TICK);
         let ticker = myself.send_interval(tick, || ClusterMsg::Tick);
         let publisher =
             myself.send_interval(Duration::from_millis(args.cfg.directory_interval_ms), || ClusterMsg::Publish);
@@ -493,7 +492,7 @@ impl ClusterState {
             }
             let gateway: ActorRef<GatewayMsg> = cell.into();
             let (me, channel, hello) = (myself.clone(), self.channel.clone(), self.args.hello.clone());
-            let timeout = HELLO_TIMEOUT;
+            let timeout = Duration::from_millis(self.args.cfg.hello_timeout_ms);
             tokio::spawn(async move {
                 let result = match channel.call_gateway(&gateway, &name, Request::Hello(hello), timeout).await {
                     Ok(Response::Hello(h)) => Ok(h),
