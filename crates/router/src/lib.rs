@@ -11,6 +11,7 @@
 //!   P2C on peak-EWMA.
 //! * [`q_learning`]: the Q-learning strategy, its model, persistence and actor.
 //! * [`breaker`]: per-agent [`CircuitBreaker`]s and their maintenance actor.
+//! * [`plan`]: [`RoutePlan`], one task's routing decisions as a synchronous state machine.
 //! * [`backoff`]: exponential backoff with jitter.
 //! * [`retry_budget`]: the lock-free retry budget.
 //! * [`admission`]: the node's in-flight limit, by priority.
@@ -34,6 +35,7 @@ pub mod dead_letter;
 pub mod delivery;
 pub mod failure_detector;
 pub mod metrics;
+pub mod plan;
 pub mod q_learning;
 pub mod retry_budget;
 pub mod router_actor;
@@ -46,6 +48,7 @@ pub use correlation::{CorrelationRecord, CorrelationTable, CorrelationTrackerAct
 pub use dead_letter::{DeadLetter, DeadLetterQueue};
 pub use failure_detector::FailureDetector;
 pub use metrics::FlowStats;
+pub use plan::{AttemptVerdict, RoutePlan};
 pub use q_learning::{QLearningActor, QLearningStrategy, QModel};
 pub use router_actor::{RouterActor, RouterMsg, StrategyFactory};
 pub use strategy::Strategy;
