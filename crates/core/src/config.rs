@@ -389,7 +389,7 @@ pub struct RouterConfig {
     /// Retry budget: retries allowed per first attempt (0.2 = one retry per five tasks),
     /// in [0, 10]. Crash redeliveries are not budgeted. Default 0.2.
     pub retry_budget_ratio: f64,
-    /// Retry budget floor: retries per second always allowed. Default 10.
+    /// Retry budget floor: retries per second always allowed, ≤ 1 000 000. Default 10.
     pub retry_budget_min_per_sec: u32,
     /// Retry budget window, ms, 1000..=60000. Default 10000.
     pub retry_budget_ttl_ms: u64,
@@ -398,7 +398,8 @@ pub struct RouterConfig {
     /// Dead letters kept for inspection (the counts are never dropped), ≥ 1. Default 10000.
     pub dead_letter_capacity: u32,
     /// Recently finished task ids remembered to refuse duplicate submissions (ids still
-    /// open are always refused). Default 10000.
+    /// open are always refused), ≤ 10 000 000 (about 50 bytes each); 0 remembers none.
+    /// Default 10000.
     pub dedup_window: u32,
 }
 
@@ -800,6 +801,8 @@ impl FlowConfig {
         range!(r.bulkhead_max_concurrent, "router.bulkhead_max_concurrent", 1, 65_536)?;
         range!(r.retry_budget_ratio, "router.retry_budget_ratio", 0.0, 10.0)?;
         range!(r.retry_budget_ttl_ms, "router.retry_budget_ttl_ms", 1_000, 60_000)?;
+        range!(r.retry_budget_min_per_sec, "router.retry_budget_min_per_sec", 0, 1_000_000)?;
+        range!(r.dedup_window, "router.dedup_window", 0, 10_000_000)?;
         if let Some(s) = &r.fallback_swarm {
             crate::id::SwarmName::new(s).map_err(|e| invalid("router.fallback_swarm", e.to_string()))?;
         }
@@ -927,6 +930,8 @@ mod tests {
             ("[byzantine]\nquorum_size = 4", "byzantine.quorum_size"),
             ("[byzantine]\nsignature_algorithm = \"md5\"", "byzantine.signature_algorithm"),
             ("[router]\nmax_in_flight = 0", "router.max_in_flight"),
+            ("[router]\nretry_budget_min_per_sec = 4000000000", "router.retry_budget_min_per_sec"),
+            ("[router]\ndedup_window = 4000000000", "router.dedup_window"),
             ("[router]\nfallback_swarm = \"has space\"", "router.fallback_swarm"),
             ("[codec]\nmax_payload_bytes = 999999999", "codec.max_payload_bytes"),
             ("[node]\nname = \"\"", "node.name"),

@@ -608,33 +608,33 @@ impl RouterCore {
                     saturated.push(entry);
                 }
                 None if !saturated.is_empty() => {
-                    // Every usable agent is at its bulkhead limit: wait for the first slot
-                    // to free up on any of (up to 8 of) them.
-                    let waited = {
-                        let waits =
-                            saturated.iter().take(8).map(|e| Box::pin(e.bulkhead.acquire())).collect::<Vec<_>>();
-                        match tokio::time::timeout(self.settings.routing_timeout, futures::future::select_all(waits))
-                            .await
-                        {
-                            Ok((Ok(permit), idx, _)) => {
-                                permit.forget();
-                                Some(idx)
-                            }
-                            Ok((Err(_), _, _)) | Err(_) => None,
+                    // Every usable agent is at its bulkhead limit. Wait for a slot on the
+                    // one the strategy chose first (so waiters spread as the strategy
+                    // spreads tasks): one waiter registration and one timer, the acquire's
+                    // deadline; the semaphore's FIFO queue serves waiters in order.
+                    // (Waiting on several agents at once cost a registration, a wake-up
+                    // and a cancellation on each, per waiting task: the slow path that
+                    // made many callers slower than few.)
+                    let entry = saturated.swap_remove(0);
+                    let until = self.parts.clock.instant_of(deadline.max(now));
+                    let got_slot = match tokio::time::timeout_at(until, entry.bulkhead.acquire()).await {
+                        Ok(Ok(permit)) => {
+                            permit.forget();
+                            true
                         }
+                        Ok(Err(_)) | Err(_) => false,
                     };
-                    let Some(idx) = waited else {
-                        tracing::warn!(task = %task.id, saturated = saturated.len(), "no bulkhead slot within the routing timeout");
+                    if !got_slot {
+                        tracing::warn!(task = %task.id, agent = %entry.id, "no bulkhead slot within the routing timeout");
                         return Acquisition::Unavailable {
                             detail: format!(
                                 "all {} usable agents stayed at their bulkhead limit for {:?}",
-                                saturated.len(),
+                                saturated.len() + 1,
                                 self.settings.routing_timeout
                             ),
                             trial_in_ns: None,
                         };
-                    };
-                    let entry = saturated.swap_remove(idx);
+                    }
                     now = self.parts.clock.now_ns();
                     let breaker = self.parts.breakers.cell(&entry.id);
                     let mut lease = Lease { entry, breaker, probe: false, granted_ns: now };
@@ -643,15 +643,24 @@ impl RouterCore {
                         lease.probe = admission.is_probe();
                         return Acquisition::Leased(lease);
                     }
-                    // Lost its breaker or died while we waited: give the slot back, go on.
+                    // Lost its breaker or died while we waited: give the slot back and
+                    // look at every candidate afresh (a dead one is back in microseconds;
+                    // the others' slots may have freed meanwhile).
                     self.parts.breakers.abandon_on(&lease.breaker, admission.is_probe());
                     drop(lease);
+                    skipped.clear();
+                    saturated.clear();
+                    breaker_refusals = 0;
+                    trial_in_ns = u64::MAX;
                 }
                 // Every usable agent has been tried once: the plan decides on second tries.
                 None if !tried.is_empty() => return Acquisition::AllTried,
                 None => {
                     let down = candidates.iter().filter(|e| !e.is_alive()).count();
-                    if down > 0 && now < deadline {
+                    // One that was down when the strategy looked may be back already.
+                    let revived =
+                        candidates.iter().any(|e| e.is_alive() && !tried.contains(&e.seq) && !skipped.contains(&e.seq));
+                    if (down > 0 || revived) && now < deadline {
                         // Agents restart in microseconds; wait for one rather than spend
                         // an attempt on a crash storm. The first waits only yield: a
                         // restart is a few mailbox hops on this runtime, and the timer's

@@ -18,6 +18,7 @@
 //! * [`tasks`]: [`TaskTable`], the sharded ledger with reply channels and orphan queue.
 //! * [`correlation`]: the correlation tracker (task ↔ trace, TTL, bounded).
 //! * [`dead_letter`]: the inspectable dead-letter queue.
+//! * [`error`]: [`StrategyError`], [`ControlError`] of the control API.
 //! * [`delivery`]: one task to a local agent actor, watching for its death.
 //! * [`failure_detector`]: hung agents, heartbeats, orphan recovery.
 //! * [`router_actor`]: the Router actor (control plane).
@@ -33,6 +34,7 @@ pub mod core;
 pub mod correlation;
 pub mod dead_letter;
 pub mod delivery;
+pub mod error;
 pub mod failure_detector;
 pub mod metrics;
 pub mod plan;
@@ -46,6 +48,7 @@ pub use breaker::{BreakerStatus, CircuitBreaker, CircuitBreakers, CircuitBreaker
 pub use core::{RouterCore, RouterParts, RouterSettings, TaskHandle};
 pub use correlation::{CorrelationRecord, CorrelationTable, CorrelationTrackerActor};
 pub use dead_letter::{DeadLetter, DeadLetterQueue};
+pub use error::{ControlError, StrategyError};
 pub use failure_detector::FailureDetector;
 pub use metrics::FlowStats;
 pub use plan::{AttemptVerdict, RoutePlan};
