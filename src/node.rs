@@ -22,8 +22,8 @@ use erlmcp_flow_router::failure_detector::{DetectorArgs, DetectorMsg};
 use erlmcp_flow_router::q_learning::{QLearningArgs, QLearningMsg, QLearningStrategy, QModel};
 use erlmcp_flow_router::router_actor::RouterArgs;
 use erlmcp_flow_router::{
-    CircuitBreakers, CorrelationRecord, CorrelationTable, DeadLetter, DeadLetterQueue, FlowStats, RouterCore,
-    ControlError, RouterMsg, RouterParts, Strategy, StrategyError, StrategyFactory, TaskHandle, TaskTable,
+    CircuitBreakers, ControlError, CorrelationRecord, CorrelationTable, DeadLetter, DeadLetterQueue, FlowStats,
+    RouterCore, RouterMsg, RouterParts, Strategy, StrategyError, StrategyFactory, TaskHandle, TaskTable,
 };
 use erlmcp_flow_supervision::{ActorSlot, Supervisor, SupervisorMsg, SupervisorSpec, SupervisorStats};
 use ractor::rpc::CallResult;
