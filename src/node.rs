@@ -22,8 +22,8 @@ use erlmcp_flow_router::failure_detector::{DetectorArgs, DetectorMsg};
 use erlmcp_flow_router::q_learning::{QLearningArgs, QLearningMsg, QLearningStrategy, QModel};
 use erlmcp_flow_router::router_actor::RouterArgs;
 use erlmcp_flow_router::{
-    CircuitBreakers, CorrelationRecord, CorrelationTable, DeadLetter, DeadLetterQueue, FlowStats, RouterCore,
-    RouterMsg, RouterParts, Strategy, StrategyFactory, TaskHandle, TaskTable,
+    CircuitBreakers, ControlError, CorrelationRecord, CorrelationTable, DeadLetter, DeadLetterQueue, FlowStats,
+    RouterCore, RouterMsg, RouterParts, Strategy, StrategyError, StrategyFactory, TaskHandle, TaskTable,
 };
 use erlmcp_flow_supervision::{ActorSlot, Supervisor, SupervisorMsg, SupervisorSpec, SupervisorStats};
 use ractor::rpc::CallResult;
@@ -45,7 +45,7 @@ pub enum StartError {
         /// Which.
         kind: StrategyKind,
         /// Why.
-        reason: String,
+        reason: StrategyError,
     },
     /// The supervision tree failed to start.
     #[error("supervision tree failed to start: {0}")]
@@ -240,12 +240,11 @@ impl std::fmt::Debug for FlowNode {
 /// Builds the strategy factory for a config; Q-learning strategies share the node's model.
 pub(crate) fn strategy_factory(cfg: &FlowConfig, q_model: Arc<QModel>) -> StrategyFactory {
     let params = erlmcp_flow_router::RouterSettings::from_config(cfg).strategy_params;
-    Arc::new(move |kind: StrategyKind| -> Result<Arc<dyn Strategy>, String> {
+    Arc::new(move |kind: StrategyKind| -> Result<Arc<dyn Strategy>, StrategyError> {
         if kind == StrategyKind::QLearning {
             return Ok(Arc::new(QLearningStrategy::new(q_model.clone())));
         }
-        erlmcp_flow_router::strategy::build(kind, params)
-            .ok_or_else(|| format!("strategy {kind} is not available in this build"))
+        erlmcp_flow_router::strategy::build(kind, params).ok_or(StrategyError::Unavailable(kind))
     })
 }
 
@@ -554,8 +553,8 @@ impl FlowNode {
     }
 
     /// Switches the routing strategy (through the Router actor).
-    pub async fn set_strategy(&self, kind: StrategyKind) -> Result<(), String> {
-        self.router_call(|r| RouterMsg::SetStrategy(kind, r)).await?
+    pub async fn set_strategy(&self, kind: StrategyKind) -> Result<(), ControlError> {
+        Ok(self.router_call(|r| RouterMsg::SetStrategy(kind, r)).await??)
     }
 
     /// Resubmits queued dead letters as new tasks; returns how many were accepted.
@@ -563,7 +562,7 @@ impl FlowNode {
     /// With the replicated ledger each replayed task (a new task with a fresh id) is
     /// committed like any submission before it is accepted; one that cannot be committed
     /// stays in the dead-letter queue.
-    pub async fn replay_dead_letters(&self) -> Result<usize, String> {
+    pub async fn replay_dead_letters(&self) -> Result<usize, ControlError> {
         if self.inner.replicated.is_none() {
             return self.router_call(RouterMsg::ReplayDeadLetters).await;
         }
@@ -593,12 +592,12 @@ impl FlowNode {
     async fn router_call<T: Send + 'static>(
         &self,
         msg: impl FnOnce(ractor::RpcReplyPort<T>) -> RouterMsg,
-    ) -> Result<T, String> {
+    ) -> Result<T, ControlError> {
         let timeout = Duration::from_secs(5);
-        let router = self.inner.slots.router.wait(timeout).await.ok_or("router unavailable")?;
+        let router = self.inner.slots.router.wait(timeout).await.ok_or(ControlError::RouterUnavailable)?;
         match router.call(msg, Some(timeout)).await {
             Ok(CallResult::Success(v)) => Ok(v),
-            _ => Err("router did not answer".into()),
+            _ => Err(ControlError::NoAnswer),
         }
     }
 

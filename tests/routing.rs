@@ -111,6 +111,32 @@ async fn panic_before_the_future_exists_is_answered() {
     assert!(s.flow.agent_panics >= 1, "the panic was answered as a panic: {s:?}");
 }
 
+/// With every capable agent's breaker open, a task waits for the first half-open trial
+/// that falls within the routing timeout and completes there, instead of being
+/// dead-lettered at once as "refused by circuit breakers" (issue 9 finding 6: that is
+/// how a breaker storm turned into mass dead letters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_breakers_open_task_waits_for_the_half_open_trial() {
+    let node = node(|c| {
+        c.circuit_breaker.failure_threshold = 3;
+        c.circuit_breaker.timeout_ms = 300;
+        c.timeouts.routing_ms = 5_000;
+    })
+    .await;
+    let only = spawn(&node, "only", &["x"], None, Mode::Payload).await;
+    let failed = node.route(task(&["x"], "fail")).await.unwrap();
+    assert!(matches!(failed, TaskOutcome::Failed { .. }), "{failed:?}");
+    let id = AgentId::new("only").unwrap();
+    assert_eq!(node.router().parts().breakers.status(&id), erlmcp_flow::router::BreakerStatus::Open);
+    let started = only.started();
+    let outcome = node.route(task(&["x"], "ok")).await.unwrap();
+    assert_eq!(completed_by(&outcome), "only", "{outcome:?}");
+    assert_eq!(only.started(), started + 1, "one trial request");
+    let s = assert_no_loss(&node).await;
+    assert_eq!(s.flow.dead_lettered, 0);
+    assert_eq!(s.flow.breaker_opens, 1);
+}
+
 /// An agent that keeps failing trips its breaker; while open it gets no traffic; after
 /// the open timeout a half-open probe lets it back in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -107,6 +107,11 @@ pub struct DemoArgs {
     /// With `--nodes`: show the nodes' logs.
     #[arg(long)]
     pub verbose: bool,
+    /// Print the run's timeline to stderr, one line per this many ms (tasks finished,
+    /// throughput over the interval, dead letters, breaker openings so far), then the
+    /// spread of the interval throughputs. For long runs (docs/benchmarks.md).
+    #[arg(long)]
+    pub timeline_ms: Option<u64>,
 }
 
 /// The demo's agent: crashes, fails and works as configured.
@@ -231,6 +236,11 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
         })
     });
 
+    let timeline = args.timeline_ms.map(|ms| {
+        let node = node.clone();
+        tokio::spawn(timeline(node, Duration::from_millis(ms.max(1)), started))
+    });
+
     let mut rng = SmallRng::seed_from_u64(args.seed);
     let mut submitted = 0u64;
     for n in 0..args.tasks {
@@ -264,6 +274,10 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
     let elapsed = started.elapsed();
     if let Some(t) = ticker {
         t.abort();
+    }
+    if let Some(t) = timeline {
+        t.abort();
+        let _ = t.await;
     }
     if let Some(bar) = progress {
         bar.finish_and_clear();
@@ -300,6 +314,50 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
         dead_letter_reasons: reasons,
         agent_restart_intensity: format!("{} in {} ms", intensity.max_restarts, intensity.window_ms),
     })
+}
+
+/// Prints one line per `every` to stderr until aborted; on abort (drop), the spread of
+/// the interval throughputs.
+async fn timeline(node: FlowNode, every: Duration, started: Instant) {
+    struct Summary(Vec<f64>);
+    impl Drop for Summary {
+        fn drop(&mut self) {
+            let mut v = self.0.clone();
+            // The last, partial interval is not counted.
+            v.pop();
+            if v.is_empty() {
+                return;
+            }
+            v.sort_by(f64::total_cmp);
+            eprintln!(
+                "timeline intervals={} per_s min={:.0} median={:.0} max={:.0}",
+                v.len(),
+                v[0],
+                v[v.len() / 2],
+                v[v.len() - 1]
+            );
+        }
+    }
+    let mut summary = Summary(Vec::new());
+    let (mut last_done, mut last_at) = (0u64, Instant::now());
+    loop {
+        tokio::time::sleep(every).await;
+        let s = node.stats().flow;
+        let done = s.completed + s.failed + s.dead_lettered;
+        let now = Instant::now();
+        let per_s = (done - last_done) as f64 / now.duration_since(last_at).as_secs_f64();
+        if done > last_done {
+            summary.0.push(per_s);
+        }
+        eprintln!(
+            "timeline t_s={:.1} done={done} per_s={per_s:.0} dead_lettered={} failed={} breaker_opens={}",
+            started.elapsed().as_secs_f64(),
+            s.dead_lettered,
+            s.failed,
+            s.breaker_opens
+        );
+        (last_done, last_at) = (done, now);
+    }
 }
 
 fn progress_bar(args: &DemoArgs) -> Option<indicatif::ProgressBar> {

@@ -61,7 +61,8 @@ pub enum Admission {
     Probe,
     /// No; open (or half-open with all trial slots taken) for about this long.
     Rejected {
-        /// Nanoseconds until the breaker may let a trial through.
+        /// Nanoseconds until the breaker may let a trial through (at most
+        /// [`TRIAL_POLL_NS`] while a trial is out: its verdict may free the slot at once).
         retry_in_ns: u64,
     },
 }
@@ -76,6 +77,11 @@ impl Admission {
         matches!(self, Admission::Probe)
     }
 }
+
+/// How soon to ask again a half-open breaker whose trial slots are all taken: a trial's
+/// verdict (microseconds away for a local agent) frees its slot, so "soon", not the
+/// stale-trial timeout.
+pub const TRIAL_POLL_NS: u64 = 1_000_000;
 
 #[derive(Debug, Clone, Copy)]
 enum State {
@@ -163,7 +169,8 @@ impl CircuitBreaker {
                     };
                     (Admission::Probe, None)
                 } else {
-                    (Admission::Rejected { retry_in_ns: probed_ns.saturating_add(self.timeout_ns()) - now_ns }, None)
+                    let stale_in_ns = probed_ns.saturating_add(self.timeout_ns()) - now_ns;
+                    (Admission::Rejected { retry_in_ns: stale_in_ns.min(TRIAL_POLL_NS) }, None)
                 }
             }
         }
@@ -610,7 +617,8 @@ mod tests {
             b.on_failure(0, false);
         }
         assert!(b.admit(100 * MS).0.is_probe());
-        assert_eq!(b.admit(150 * MS).0, Admission::Rejected { retry_in_ns: 50 * MS });
+        assert_eq!(b.admit(150 * MS).0, Admission::Rejected { retry_in_ns: TRIAL_POLL_NS }, "ask again soon");
+        assert!(!b.admit(199 * MS).0.is_allowed());
         assert!(b.admit(200 * MS).0.is_probe());
     }
 
@@ -670,6 +678,47 @@ mod tests {
         assert_eq!(t.status(&b), BreakerStatus::Closed, "5 failures in 11 results: 45 %");
         t.on_failure(&b, 0, false);
         assert_eq!(t.status(&b), BreakerStatus::Open, "6 failures in 12 results: 50 %");
+    }
+
+    /// Issue 9 finding 6, the breaker storm under a steady crash load: an agent that
+    /// fails 11 % of its tasks (the demo's 10 % crashes plus 1 % errors, independent
+    /// draws) is healthy, and the default breaker must not open on it by chance. With the
+    /// former defaults (5 consecutive failures, a 20-result window) it opened about once
+    /// per 60 000 results: more than once a second per agent at this node's throughput,
+    /// and each opening kept it out for `timeout_ms` (30 s), so the open breakers piled up
+    /// until every capable agent was refused. An agent failing 60 % of the time still
+    /// opens it within its first window.
+    #[test]
+    fn default_breaker_does_not_open_on_a_steady_low_failure_rate() {
+        use rand::{Rng, SeedableRng};
+        let cfg = CircuitBreakerConfig::default();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(6);
+        let mut b = CircuitBreaker::new(cfg.clone());
+        let mut opens = 0;
+        for i in 0..1_000_000u64 {
+            // One result per 100 µs of node time: an open breaker refuses for a while.
+            let now = i * 100_000;
+            let (admission, _) = b.admit(now);
+            if !admission.is_allowed() {
+                continue;
+            }
+            let failed = rng.random::<f64>() < 0.109;
+            let t = if failed { b.on_failure(now, admission.is_probe()) } else { b.on_success(admission.is_probe()) };
+            if t == Some(Transition::Opened) {
+                opens += 1;
+            }
+        }
+        assert_eq!(opens, 0, "a healthy agent's breaker opened by chance");
+
+        let mut flaky = CircuitBreaker::new(cfg.clone());
+        let opened = (0..cfg.window_size).any(|_| {
+            let failed = rng.random::<f64>() < 0.6;
+            (if failed { flaky.on_failure(0, false) } else { flaky.on_success(false) }) == Some(Transition::Opened)
+        });
+        assert!(opened, "an agent failing 60 % of the time opens its breaker within one window");
+        let mut dead = CircuitBreaker::new(cfg.clone());
+        let to_open = (1..=cfg.window_size).find(|_| dead.on_failure(0, false) == Some(Transition::Opened));
+        assert_eq!(to_open, Some(cfg.failure_threshold), "a dead agent opens it after failure_threshold failures");
     }
 
     /// The table counts opens, publishes events and prunes only closed breakers.

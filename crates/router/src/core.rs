@@ -37,8 +37,8 @@ use std::time::Duration;
 
 use erlmcp_flow_core::config::FlowConfig;
 use erlmcp_flow_core::{
-    AgentError, AgentId, AgentReplyError, AttemptError, DeadLetterReason, DeliveryVerdict, FailureReason, MonoClock,
-    StrategyKind, SubmitError, SwarmName, Task, TaskId, TaskOutcome, deliver_local,
+    AgentError, AgentId, AgentReplyError, DeadLetterReason, DeliveryVerdict, FailureReason, MonoClock, StrategyKind,
+    SubmitError, SwarmName, Task, TaskId, TaskOutcome, deliver_local,
 };
 use erlmcp_flow_registry::{AgentEntry, AgentTarget, Candidates, RegistryHandle, splitmix64};
 use parking_lot::RwLock;
@@ -48,10 +48,11 @@ use tokio::sync::oneshot;
 
 use crate::admission::{AdmissionGate, AdmissionPermit};
 use crate::backoff::Backoff;
-use crate::breaker::{BreakerCell, CircuitBreakers};
+use crate::breaker::{Admission, BreakerCell, CircuitBreakers};
 use crate::correlation::{CorrelationRecord, CorrelationTable};
 use crate::dead_letter::{DeadLetter, DeadLetterQueue};
 use crate::metrics::{FlowStats, RouterMetrics};
+use crate::plan::{AttemptVerdict, Event, Health, PlanLimits, RoutePlan, Step};
 use crate::retry_budget::RetryBudget;
 use crate::strategy::{AttemptFeedback, LoadFigures, Selection, Strategy, StrategyParams};
 use crate::tasks::TaskTable;
@@ -84,6 +85,16 @@ pub struct RouterSettings {
 }
 
 impl RouterSettings {
+    /// The limits a task's [`RoutePlan`] decides within.
+    pub fn plan_limits(&self) -> PlanLimits {
+        PlanLimits {
+            max_attempts: self.max_attempts,
+            max_redeliveries: self.max_redeliveries,
+            backoff: self.backoff,
+            routing_timeout_ns: self.routing_timeout.as_nanos() as u64,
+        }
+    }
+
     /// From a validated config.
     pub fn from_config(cfg: &FlowConfig) -> Self {
         let fd = &cfg.failure_detector;
@@ -193,16 +204,29 @@ impl Drop for Lease {
     }
 }
 
-enum AttemptResult {
-    Completed(bytes::Bytes),
-    Permanent(String),
-    /// Failed after running (or timing out); `backoff` says whether to wait before retrying.
-    Failed {
-        error: AttemptError,
-        backoff: bool,
-    },
-    /// The agent died before answering, with the task queued or running.
-    Lost,
+/// What [`RouterCore::acquire`] found.
+enum Acquisition {
+    /// A usable agent, leased.
+    Leased(Lease),
+    /// Every usable agent is in the plan's `tried` list.
+    AllTried,
+    /// None usable within the routing wait.
+    Unavailable { detail: String, trial_in_ns: Option<u64> },
+}
+
+/// The one translation of a delivery's verdict into the plan's [`AttemptVerdict`].
+fn verdict_of(delivered: DeliveryVerdict, timeout: Duration) -> AttemptVerdict {
+    let reply = match delivered {
+        DeliveryVerdict::Answered(reply) => reply,
+        DeliveryVerdict::TimedOut => return AttemptVerdict::TimedOut { after_ms: timeout.as_millis() as u64 },
+        DeliveryVerdict::Lost | DeliveryVerdict::Refused(_) => return AttemptVerdict::Lost,
+    };
+    match reply {
+        Ok(output) => AttemptVerdict::Completed(output),
+        Err(AgentReplyError::Agent(AgentError::Permanent(message))) => AttemptVerdict::Permanent(message),
+        Err(AgentReplyError::Agent(AgentError::Retryable(message))) => AttemptVerdict::Failed(message),
+        Err(AgentReplyError::Panicked(message)) => AttemptVerdict::Panicked(message),
+    }
 }
 
 /// Marks the task orphaned if its driver is dropped before finishing it.
@@ -427,105 +451,64 @@ impl RouterCore {
         SmallRng::seed_from_u64(splitmix64(self.seed ^ splitmix64(n)))
     }
 
-    /// Routes one task to a terminal outcome (steps 2–11).
+    /// Routes one task to a terminal outcome (steps 2–11): executes the steps of the
+    /// task's [`RoutePlan`] and feeds back what happened; every decision is the plan's.
     async fn pipeline(&self, task: &Arc<Task>) -> TaskOutcome {
         let mut rng = self.rng();
         let strategy = self.strategy();
-        let s = &self.settings;
-        let mut deliveries = 0u32;
-        let mut executed = 0u32;
-        let mut redeliveries = 0u32;
-        let mut last: Option<AttemptError> = None;
-        let mut saw_candidates = false;
-        // Agents already tried for this task, by registration sequence number: comparing
-        // a u64 inline in the entry avoids chasing each candidate's id string.
-        let mut tried: Vec<u64> = Vec::new();
-
-        let primary = task.swarm.clone();
-        let fallback =
-            task.fallback_swarm.clone().or_else(|| s.fallback_swarm.clone()).filter(|f| Some(f) != primary.as_ref());
-        let phases = [Some(primary), fallback.map(Some)];
-
-        for swarm in phases.into_iter().flatten() {
-            let mut phase_attempts = 0u32;
-            while phase_attempts < s.max_attempts {
-                let candidates = self.parts.registry.query(&task.capabilities, swarm.as_ref());
-                if candidates.is_empty() {
-                    last.get_or_insert(AttemptError::NoAgent {
-                        detail: "no agent has the required capabilities".into(),
-                    });
-                    break;
-                }
-                saw_candidates = true;
-                let lease = match self.acquire(task, &candidates, strategy.as_ref(), &mut tried, &mut rng).await {
-                    Ok(lease) => lease,
-                    Err(detail) => {
-                        last = Some(AttemptError::NoAgent { detail });
-                        phase_attempts += 1;
-                        if phase_attempts < s.max_attempts {
-                            tokio::time::sleep(s.backoff.delay(phase_attempts, &mut rng)).await;
-                        }
-                        continue;
-                    }
-                };
-                deliveries += 1;
-                let agent = lease.entry.id.clone();
-                let agent_seq = lease.entry.seq;
-                match self.attempt(task, lease, deliveries, &candidates, strategy.as_ref(), &mut rng).await {
-                    AttemptResult::Completed(output) => {
-                        return TaskOutcome::Completed { agent, output, attempts: deliveries };
-                    }
-                    AttemptResult::Permanent(message) => {
-                        return TaskOutcome::Failed {
-                            reason: FailureReason::Permanent { agent, message },
-                            attempts: deliveries,
-                        };
-                    }
-                    AttemptResult::Lost => {
-                        redeliveries += 1;
-                        RouterMetrics::inc(&self.metrics.redeliveries);
-                        tried.push(agent_seq);
-                        self.parts.tasks.requeue(&task.id);
-                        if redeliveries > s.max_redeliveries {
-                            executed += 1;
-                            phase_attempts += 1;
-                            last = Some(AttemptError::AgentLost { agent });
-                        }
-                    }
-                    AttemptResult::Failed { error, backoff } => {
-                        executed += 1;
-                        phase_attempts += 1;
-                        last = Some(error);
-                        tried.push(agent_seq);
-                        self.parts.tasks.requeue(&task.id);
-                        if phase_attempts >= s.max_attempts {
-                            break;
-                        }
-                        if backoff {
-                            if !self.budget.withdraw(self.parts.clock.now_ns()) {
-                                return TaskOutcome::Failed {
-                                    reason: FailureReason::RetryBudgetExhausted { last: last.expect("set above") },
-                                    attempts: deliveries,
-                                };
-                            }
-                            tokio::time::sleep(s.backoff.delay(phase_attempts, &mut rng)).await;
-                        }
+        let fallback = task.fallback_swarm.clone().or_else(|| self.settings.fallback_swarm.clone());
+        let mut plan = RoutePlan::new(self.settings.plan_limits(), task.swarm.clone(), fallback);
+        let mut step = plan.start();
+        // The lease taken by the last acquisition and the candidates it was chosen from.
+        let mut leased: Option<(Lease, Candidates)> = None;
+        loop {
+            let event = match step {
+                Step::Finish(outcome) => return outcome,
+                Step::Acquire { retry } => {
+                    if retry {
                         RouterMetrics::inc(&self.metrics.retries);
                     }
+                    let candidates = self.parts.registry.query(&task.capabilities, plan.swarm());
+                    if candidates.is_empty() {
+                        Event::NoCandidates
+                    } else {
+                        match self.acquire(task, &candidates, strategy.as_ref(), plan.tried(), &mut rng).await {
+                            Acquisition::Leased(lease) => {
+                                let event = Event::Acquired { agent: lease.entry.id.clone(), seq: lease.entry.seq };
+                                leased = Some((lease, candidates));
+                                event
+                            }
+                            Acquisition::AllTried => Event::AllTried,
+                            Acquisition::Unavailable { detail, trial_in_ns } => {
+                                Event::Unavailable { detail, trial_in_ns }
+                            }
+                        }
+                    }
                 }
-            }
-        }
-
-        let last = last.unwrap_or(AttemptError::NoAgent { detail: "no attempt was possible".into() });
-        if executed == 0 {
-            let reason = if !saw_candidates {
-                DeadLetterReason::NoCapableAgent
-            } else {
-                DeadLetterReason::NoAvailableAgent { detail: last.to_string() }
+                Step::Deliver { attempt } => {
+                    let (lease, candidates) = leased.take().expect("the plan delivers after an acquisition");
+                    let verdict = self.attempt(task, lease, attempt, &candidates, strategy.as_ref(), &mut rng).await;
+                    match &verdict {
+                        AttemptVerdict::Completed(_) | AttemptVerdict::Permanent(_) => {}
+                        AttemptVerdict::Lost => {
+                            RouterMetrics::inc(&self.metrics.redeliveries);
+                            self.parts.tasks.requeue(&task.id);
+                        }
+                        _ => {
+                            self.parts.tasks.requeue(&task.id);
+                        }
+                    }
+                    Event::Attempted(verdict)
+                }
+                Step::WithdrawBudget => Event::Budget(self.budget.withdraw(self.parts.clock.now_ns())),
+                Step::Wait(delay) => {
+                    tokio::time::sleep(delay).await;
+                    Event::Woke
+                }
             };
-            TaskOutcome::DeadLettered { reason, attempts: deliveries }
-        } else {
-            TaskOutcome::Failed { reason: FailureReason::RetriesExhausted { last }, attempts: deliveries }
+            step = plan
+                .on_event(event, self.parts.clock.now_ns(), &mut rng)
+                .expect("a routing plan answers every event it asked for until it finishes");
         }
     }
 
@@ -557,20 +540,22 @@ impl RouterCore {
         }
     }
 
-    /// Steps 3–5: choose an agent that is eligible, admitted by its breaker and has a
-    /// bulkhead slot. `Err` explains why none could be had within the routing timeout.
+    /// Steps 3–5: choose an agent that is eligible (alive, not in `tried`), admitted by its
+    /// breaker and has a bulkhead slot, waiting (up to the routing timeout) for a slot or
+    /// for a crashed agent's restart; the plan decides what a failure means.
     async fn acquire(
         &self,
         task: &Task,
         candidates: &Candidates,
         strategy: &dyn Strategy,
-        tried: &mut Vec<u64>,
+        tried: &[u64],
         rng: &mut SmallRng,
-    ) -> Result<Lease, String> {
+    ) -> Acquisition {
         let mut skipped: Vec<u64> = Vec::new();
         let mut saturated: Vec<Arc<AgentEntry>> = Vec::new();
         let mut breaker_refusals = 0usize;
-        let mut reset = false;
+        // The soonest any refusing breaker lets a trial request through, ns.
+        let mut trial_in_ns = u64::MAX;
         let mut now = self.parts.clock.now_ns();
         let deadline = now + self.settings.routing_timeout.as_nanos() as u64;
         let mut pause = Duration::from_micros(200);
@@ -585,8 +570,9 @@ impl RouterCore {
                     let entry = candidates[i].clone();
                     let breaker = self.parts.breakers.cell(&entry.id);
                     let admission = self.parts.breakers.admit_on(&entry.id, &breaker, now);
-                    if !admission.is_allowed() {
+                    if let Admission::Rejected { retry_in_ns } = admission {
                         breaker_refusals += 1;
+                        trial_in_ns = trial_in_ns.min(retry_in_ns);
                         skipped.push(entry.seq);
                         continue;
                     }
@@ -598,57 +584,71 @@ impl RouterCore {
                         Err(_) => false,
                     };
                     if got_slot {
-                        return Ok(Lease { entry, breaker, probe: admission.is_probe(), granted_ns: now });
+                        return Acquisition::Leased(Lease {
+                            entry,
+                            breaker,
+                            probe: admission.is_probe(),
+                            granted_ns: now,
+                        });
                     }
                     self.parts.breakers.abandon_on(&breaker, admission.is_probe());
                     skipped.push(entry.seq);
                     saturated.push(entry);
                 }
                 None if !saturated.is_empty() => {
-                    // Every usable agent is at its bulkhead limit: wait for the first slot
-                    // to free up on any of (up to 8 of) them.
-                    let waited = {
-                        let waits =
-                            saturated.iter().take(8).map(|e| Box::pin(e.bulkhead.acquire())).collect::<Vec<_>>();
-                        match tokio::time::timeout(self.settings.routing_timeout, futures::future::select_all(waits))
-                            .await
-                        {
-                            Ok((Ok(permit), idx, _)) => {
-                                permit.forget();
-                                Some(idx)
-                            }
-                            Ok((Err(_), _, _)) | Err(_) => None,
+                    // Every usable agent is at its bulkhead limit. Wait for a slot on the
+                    // one the strategy chose first (so waiters spread as the strategy
+                    // spreads tasks): one waiter registration and one timer, the acquire's
+                    // deadline; the semaphore's FIFO queue serves waiters in order.
+                    // (Waiting on several agents at once cost a registration, a wake-up
+                    // and a cancellation on each, per waiting task: the slow path that
+                    // made many callers slower than few.)
+                    let entry = saturated.swap_remove(0);
+                    let until = self.parts.clock.instant_of(deadline.max(now));
+                    let got_slot = match tokio::time::timeout_at(until, entry.bulkhead.acquire()).await {
+                        Ok(Ok(permit)) => {
+                            permit.forget();
+                            true
                         }
+                        Ok(Err(_)) | Err(_) => false,
                     };
-                    let Some(idx) = waited else {
-                        tracing::warn!(task = %task.id, saturated = saturated.len(), "no bulkhead slot within the routing timeout");
-                        return Err(format!(
-                            "all {} usable agents stayed at their bulkhead limit for {:?}",
-                            saturated.len(),
-                            self.settings.routing_timeout
-                        ));
-                    };
-                    let entry = saturated.swap_remove(idx);
+                    if !got_slot {
+                        tracing::warn!(task = %task.id, agent = %entry.id, "no bulkhead slot within the routing timeout");
+                        return Acquisition::Unavailable {
+                            detail: format!(
+                                "all {} usable agents stayed at their bulkhead limit for {:?}",
+                                saturated.len() + 1,
+                                self.settings.routing_timeout
+                            ),
+                            trial_in_ns: None,
+                        };
+                    }
                     now = self.parts.clock.now_ns();
                     let breaker = self.parts.breakers.cell(&entry.id);
                     let mut lease = Lease { entry, breaker, probe: false, granted_ns: now };
                     let admission = self.parts.breakers.admit_on(&lease.entry.id, &lease.breaker, now);
                     if admission.is_allowed() && lease.entry.is_alive() {
                         lease.probe = admission.is_probe();
-                        return Ok(lease);
+                        return Acquisition::Leased(lease);
                     }
-                    // Lost its breaker or died while we waited: give the slot back, go on.
+                    // Lost its breaker or died while we waited: give the slot back and
+                    // look at every candidate afresh (a dead one is back in microseconds;
+                    // the others' slots may have freed meanwhile).
                     self.parts.breakers.abandon_on(&lease.breaker, admission.is_probe());
                     drop(lease);
+                    skipped.clear();
+                    saturated.clear();
+                    breaker_refusals = 0;
+                    trial_in_ns = u64::MAX;
                 }
-                None if !tried.is_empty() && !reset => {
-                    // Every capable agent has been tried once: allow second tries.
-                    tried.clear();
-                    reset = true;
-                }
+                // Every usable agent has been tried once: the plan decides on second tries.
+                None if !tried.is_empty() => return Acquisition::AllTried,
                 None => {
                     let down = candidates.iter().filter(|e| !e.is_alive()).count();
-                    if down > 0 && now < deadline {
+                    // One that was down when the strategy looked may be back already.
+                    let revived =
+                        candidates.iter().any(|e| e.is_alive() && !tried.contains(&e.seq) && !skipped.contains(&e.seq));
+                    if (down > 0 || revived) && now < deadline {
                         // Agents restart in microseconds; wait for one rather than spend
                         // an attempt on a crash storm. The first waits only yield: a
                         // restart is a few mailbox hops on this runtime, and the timer's
@@ -663,17 +663,21 @@ impl RouterCore {
                         now = self.parts.clock.now_ns();
                         continue;
                     }
-                    return Err(format!(
-                        "of {} capable agents, {down} down, {breaker_refusals} refused by circuit breakers, {} already tried",
-                        candidates.len(),
-                        tried.len(),
-                    ));
+                    return Acquisition::Unavailable {
+                        detail: format!(
+                            "of {} capable agents, {down} down, {breaker_refusals} refused by circuit breakers",
+                            candidates.len(),
+                        ),
+                        // Only breakers stand in the way: say when the first lets a trial through.
+                        trial_in_ns: (breaker_refusals > 0 && down == 0).then_some(trial_in_ns),
+                    };
                 }
             }
         }
     }
 
-    /// Steps 6–11 for one delivery.
+    /// Steps 6–11 for one delivery: deliver, wait, and feed the verdict back to the
+    /// breaker, the load figures and the strategy (one table: [`AttemptVerdict::health`]).
     async fn attempt(
         &self,
         task: &Arc<Task>,
@@ -682,7 +686,7 @@ impl RouterCore {
         candidates: &Candidates,
         strategy: &dyn Strategy,
         rng: &mut SmallRng,
-    ) -> AttemptResult {
+    ) -> AttemptVerdict {
         let entry = lease.entry.clone();
         let breaker = lease.breaker.clone();
         let probe = lease.probe;
@@ -699,87 +703,43 @@ impl RouterCore {
         let dispatch = LoadFigures::read(&entry.load, started_ns, decay);
         entry.load.begin();
         let deadline = self.parts.clock.instant_of(started_ns) + timeout;
-        // `None`: lost with the agent; `Some(Err(()))`: timed out; `Some(Ok(reply))`: answered.
-        let mut refused: Option<String> = None;
         let mut local_target = None;
-        let verdict = match entry.target() {
+        let delivered = match entry.target() {
             AgentTarget::Local(target) => {
-                let v = deliver_local(&target, Arc::new(delivery), deadline).await;
+                let d = deliver_local(&target, Arc::new(delivery), deadline).await;
                 local_target = Some(target);
-                v
+                d
             }
             AgentTarget::Remote(link) => link.deliver(Arc::new(delivery), timeout).await,
         };
-        let reply = match verdict {
-            DeliveryVerdict::Answered(r) => Some(Ok(r)),
-            DeliveryVerdict::TimedOut => Some(Err(())),
-            DeliveryVerdict::Lost => None,
-            DeliveryVerdict::Refused(why) => {
-                refused = Some(why);
-                None
-            }
-        };
+        if let DeliveryVerdict::Refused(why) = &delivered {
+            tracing::debug!(agent = %entry.id, %why, "the agent's node refused the delivery");
+        }
+        let verdict = verdict_of(delivered, timeout);
         let now = self.parts.clock.now_ns();
         let rtt_ns = now.saturating_sub(started_ns);
         entry.load.end();
         drop(lease);
 
-        let breakers = &self.parts.breakers;
-        let feedback = |success: bool| {
-            strategy.observe(&AttemptFeedback {
-                agent: &entry,
-                candidates,
-                latency_ns: rtt_ns,
-                success,
-                now_ns: now,
-                dispatch,
-            })
-        };
-        match reply {
-            Some(Ok(Ok(output))) => {
-                breakers.success_on(&entry.id, &breaker, probe);
-                entry.load.observe(now, rtt_ns, true, decay);
-                feedback(true);
-                AttemptResult::Completed(output)
-            }
-            Some(Ok(Err(AgentReplyError::Agent(AgentError::Permanent(message))))) => {
-                // The task is at fault, not the agent.
-                breakers.success_on(&entry.id, &breaker, probe);
-                entry.load.observe(now, rtt_ns, true, decay);
-                feedback(true);
-                AttemptResult::Permanent(message)
-            }
-            Some(Ok(Err(AgentReplyError::Agent(AgentError::Retryable(message))))) => {
-                breakers.failure_on(&entry.id, &breaker, now, probe);
-                entry.load.observe(now, rtt_ns, false, decay);
-                feedback(false);
-                AttemptResult::Failed {
-                    error: AttemptError::AgentError { agent: entry.id.clone(), message },
-                    backoff: true,
-                }
-            }
-            Some(Ok(Err(AgentReplyError::Panicked(message)))) => {
-                RouterMetrics::inc(&self.metrics.agent_panics);
-                breakers.failure_on(&entry.id, &breaker, now, probe);
-                entry.load.observe(now, rtt_ns, false, decay);
-                feedback(false);
-                AttemptResult::Failed {
-                    error: AttemptError::Panicked { agent: entry.id.clone(), message },
-                    backoff: false,
-                }
-            }
-            Some(Err(())) => {
+        match &verdict {
+            AttemptVerdict::Panicked(_) => RouterMetrics::inc(&self.metrics.agent_panics),
+            AttemptVerdict::TimedOut { .. } => {
                 RouterMetrics::inc(&self.metrics.timeouts);
                 tracing::warn!(task = %task.id, agent = %entry.id, alive = entry.is_alive(), incarnation = entry.incarnation(), busy = ?entry.load.busy_since_ns(), in_flight = entry.load.in_flight(), "attempt timed out");
-                breakers.failure_on(&entry.id, &breaker, now, probe);
-                entry.load.observe(now, rtt_ns, false, decay);
-                feedback(false);
-                AttemptResult::Failed {
-                    error: AttemptError::Timeout { agent: entry.id.clone(), after_ms: timeout.as_millis() as u64 },
-                    backoff: true,
-                }
             }
-            None => {
+            _ => {}
+        }
+        let breakers = &self.parts.breakers;
+        let healthy = match verdict.health() {
+            Health::Healthy => {
+                breakers.success_on(&entry.id, &breaker, probe);
+                true
+            }
+            Health::Unhealthy => {
+                breakers.failure_on(&entry.id, &breaker, now, probe);
+                false
+            }
+            Health::Unknown => {
                 breakers.abandon_on(&breaker, probe);
                 // We saw it dead (a kill skips the agent's own cleanup, and the registry
                 // may not have processed the death yet): keep others from trying it.
@@ -788,12 +748,19 @@ impl RouterCore {
                 {
                     entry.mark_down(target.get_id());
                 }
-                if let Some(why) = refused {
-                    tracing::debug!(agent = %entry.id, %why, "remote node refused the delivery");
-                }
-                AttemptResult::Lost
+                return verdict;
             }
-        }
+        };
+        entry.load.observe(now, rtt_ns, healthy, decay);
+        strategy.observe(&AttemptFeedback {
+            agent: &entry,
+            candidates,
+            latency_ns: rtt_ns,
+            success: healthy,
+            now_ns: now,
+            dispatch,
+        });
+        verdict
     }
 
     /// Stops accepting; waits up to `grace` for open tasks, then dead-letters the rest

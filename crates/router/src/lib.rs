@@ -11,12 +11,14 @@
 //!   P2C on peak-EWMA.
 //! * [`q_learning`]: the Q-learning strategy, its model, persistence and actor.
 //! * [`breaker`]: per-agent [`CircuitBreaker`]s and their maintenance actor.
+//! * [`plan`]: [`RoutePlan`], one task's routing decisions as a synchronous state machine.
 //! * [`backoff`]: exponential backoff with jitter.
 //! * [`retry_budget`]: the lock-free retry budget.
 //! * [`admission`]: the node's in-flight limit, by priority.
 //! * [`tasks`]: [`TaskTable`], the sharded ledger with reply channels and orphan queue.
 //! * [`correlation`]: the correlation tracker (task ↔ trace, TTL, bounded).
 //! * [`dead_letter`]: the inspectable dead-letter queue.
+//! * [`error`]: [`StrategyError`], [`ControlError`] of the control API.
 //! * [`failure_detector`]: hung agents, heartbeats, orphan recovery.
 //! * [`router_actor`]: the Router actor (control plane).
 //! * [`metrics`]: counters and [`FlowStats`].
@@ -30,8 +32,10 @@ pub mod breaker;
 pub mod core;
 pub mod correlation;
 pub mod dead_letter;
+pub mod error;
 pub mod failure_detector;
 pub mod metrics;
+pub mod plan;
 pub mod q_learning;
 pub mod retry_budget;
 pub mod router_actor;
@@ -42,8 +46,10 @@ pub use breaker::{BreakerStatus, CircuitBreaker, CircuitBreakers, CircuitBreaker
 pub use core::{RouterCore, RouterParts, RouterSettings, TaskHandle};
 pub use correlation::{CorrelationRecord, CorrelationTable, CorrelationTrackerActor};
 pub use dead_letter::{DeadLetter, DeadLetterQueue};
+pub use error::{ControlError, StrategyError};
 pub use failure_detector::FailureDetector;
 pub use metrics::FlowStats;
+pub use plan::{AttemptVerdict, RoutePlan};
 pub use q_learning::{QLearningActor, QLearningStrategy, QModel};
 pub use router_actor::{RouterActor, RouterMsg, StrategyFactory};
 pub use strategy::Strategy;

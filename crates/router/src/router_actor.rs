@@ -13,16 +13,17 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::core::RouterCore;
 use crate::dead_letter::DeadLetter;
+use crate::error::StrategyError;
 use crate::metrics::FlowStats;
 use crate::strategy::Strategy;
 
 /// Builds strategies on request (Q-learning needs the node's model).
-pub type StrategyFactory = Arc<dyn Fn(StrategyKind) -> Result<Arc<dyn Strategy>, String> + Send + Sync>;
+pub type StrategyFactory = Arc<dyn Fn(StrategyKind) -> Result<Arc<dyn Strategy>, StrategyError> + Send + Sync>;
 
 /// Messages of the Router actor.
 pub enum RouterMsg {
     /// Switch strategy.
-    SetStrategy(StrategyKind, RpcReplyPort<Result<(), String>>),
+    SetStrategy(StrategyKind, RpcReplyPort<Result<(), StrategyError>>),
     /// Current counters.
     Stats(RpcReplyPort<FlowStats>),
     /// Queued dead letters.
