@@ -72,21 +72,28 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(unsafe_code)]
 
+mod elections;
 pub mod error;
+mod fence;
 pub mod ledger;
+pub mod log_limit;
 mod network;
 pub mod node;
+pub mod pre_vote;
 pub mod state_machine;
 pub mod store_mem;
 pub mod store_redb;
+mod supervisor;
 pub mod transport;
 pub mod types;
 pub mod wire;
 
 pub use erlmcp_flow_core::RaftConfig;
 pub use error::{ConsensusError, TransportError};
-pub use ledger::{LedgerCommand, LedgerResponse, LedgerState, OpenTask};
+pub use ledger::{LedgerCommand, LedgerResponse, LedgerState, OpenTask, TaskEntry};
+pub use log_limit::LogLimiter;
 pub use node::{ConsensusNode, NodeRole, RaftStatus};
+pub use supervisor::CoreHealth;
 pub use transport::{InProcessTransport, RaftTransport};
 pub use types::{NamedNode, RaftNodeId, TypeConfig, node_id_for};
 pub use wire::{CommitReceipt, MembershipChange, RaftWire, RaftWireReply};

@@ -2,6 +2,8 @@
 //! 127.0.0.1 with ephemeral ports, driven over stdin/stdout, always killed at the end.
 #![allow(dead_code)]
 
+pub mod raft;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -23,12 +25,20 @@ pub struct Node {
 impl Node {
     /// Starts `flow node --name <name>` joining `join`, with extra arguments.
     pub fn start(name: &str, join: Option<&str>, extra: &[&str]) -> Node {
+        Self::start_logging(name, join, extra, None)
+    }
+
+    /// [`Node::start`], with the node's log (its default filter, stderr) written to `log`
+    /// when given.
+    pub fn start_logging(name: &str, join: Option<&str>, extra: &[&str], log: Option<&std::path::Path>) -> Node {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flow"));
         cmd.args(["node", "--name", name, "--listen", "127.0.0.1:0", "--control"]).args(extra);
         if let Some(j) = join {
             cmd.args(["--join", j]);
         }
-        if std::env::var_os("FLOW_TEST_LOGS").is_some() {
+        if let Some(path) = log {
+            cmd.env_remove("FLOW_LOG").stderr(std::fs::File::create(path).expect("log file"));
+        } else if std::env::var_os("FLOW_TEST_LOGS").is_some() {
             cmd.env("FLOW_LOG", "info").stderr(Stdio::inherit());
         } else {
             cmd.stderr(Stdio::null());
@@ -80,6 +90,11 @@ impl Node {
                 return line;
             }
         }
+    }
+
+    /// The next line, whatever it says (`ERR` lines included); panics after [`DEADLINE`].
+    pub fn next_line(&mut self) -> String {
+        self.lines.recv_timeout(DEADLINE).unwrap_or_else(|_| panic!("{}: no line within {DEADLINE:?}", self.name))
     }
 
     pub fn ask(&mut self, command: &str, prefix: &str) -> String {
