@@ -137,7 +137,7 @@ fn unconfirmed_submits_are_indeterminate_and_all_finish_after_the_heal() {
         r[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
     };
     let (refused, indeterminate) = (listed("refused_ids"), listed("indeterminate_ids"));
-    eprintln!("accepted {} refused {} indeterminate {}", r["accepted"], refused.len(), indeterminate.len());
+    eprintln!("acknowledged {} refused {} indeterminate {}", r["submitted"], refused.len(), indeterminate.len());
     assert!(!refused.is_empty() || !indeterminate.is_empty(), "the fault made some submits fail: {r}");
     let l = ledger_quiescent(&mut nodes[li]);
     for id in &refused {
@@ -154,10 +154,11 @@ fn unconfirmed_submits_are_indeterminate_and_all_finish_after_the_heal() {
     }
     let n = |k: &str| l[k].as_u64().unwrap();
     assert_eq!(n("completed") + n("failed") + n("dead_lettered"), n("accepted"), "{l}");
+    // `submitted`: the tasks the clients saw acknowledged.
     assert_eq!(
         n("accepted"),
-        r["accepted"].as_u64().unwrap() + finished.len() as u64,
-        "the ledger took each accepted task and each indeterminate one that committed, once: {l} {r}"
+        r["submitted"].as_u64().unwrap() + finished.len() as u64,
+        "the ledger took each acknowledged task and each indeterminate one that committed, once: {l} {r}"
     );
 }
 
@@ -263,6 +264,152 @@ fn an_unreachable_peer_is_logged_once_per_interval_not_per_rpc() {
         about_victim.len(),
         about_victim.iter().take(10).copied().collect::<Vec<_>>().join("\n")
     );
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A measurement, not a check (`--ignored`; see `docs/benchmarks.md`): five voters on
+/// redb, one of them submitting batches of tasks for `FLOW_CHURN_SECS` (default 60) while
+/// a seeded nemesis faults a follower that is neither the leader nor the submitter every
+/// 3 s (2 s of fault, 1 s of watching), in turn: SIGSTOP for 2 s, SIGKILL and restart on its redb file, cut off with
+/// `block` for 2 s. Prints one JSON line: terms gained, leaderships seen, throughput,
+/// client outcomes and the most ERROR/WARN log lines of any node (a leadership is a
+/// (term, leader) pair seen by a follower; 1 means no election). `FLOW_BIN` measures
+/// another build; `FLOW_PRE_VOTE=0` turns pre-vote off.
+#[test]
+#[ignore]
+fn churn_under_a_nemesis_schedule() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    let secs: u64 = std::env::var("FLOW_CHURN_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let pre_vote = std::env::var("FLOW_PRE_VOTE").map(|v| v != "0").unwrap_or(true);
+    let dir = scratch_dir("churn");
+    let config = dir.join("flow.toml");
+    std::fs::write(&config, "[raft]\npre_vote = false\n").unwrap();
+    let names = ["n1", "n2", "n3", "n4", "n5"];
+    let path = |n: &str| dir.join(format!("{n}.redb")).to_string_lossy().into_owned();
+    let log = |n: &str| dir.join(format!("{n}.log"));
+    let node_args = |n: &str| {
+        let mut a = raft_args(&names);
+        a.extend(["--raft-path".into(), path(n), "--agent-restarts".into(), "1000".into()]);
+        if !pre_vote {
+            a.extend(["--config".into(), config.to_string_lossy().into_owned()]);
+        }
+        a
+    };
+    let first = Node::start_logging(names[0], None, &args(&node_args(names[0])), Some(&log(names[0])));
+    let seed = first.listen.clone();
+    let nodes: Vec<Arc<Mutex<Node>>> = std::iter::once(first)
+        .chain(names[1..].iter().map(|n| Node::start_logging(n, Some(&seed), &args(&node_args(n)), Some(&log(n)))))
+        .map(|n| Arc::new(Mutex::new(n)))
+        .collect();
+    for n in &nodes {
+        n.lock().unwrap().ask("wait-agents 15 20000", "OK");
+    }
+    leader_seen_by(&mut nodes[1].lock().unwrap(), None);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (completed, refused, indeterminate) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let submitter = {
+        let (node, stop, completed, refused, indeterminate) =
+            (nodes[0].clone(), stop.clone(), completed.clone(), refused.clone(), indeterminate.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let r = run_tasks(&mut node.lock().unwrap(), 5_000, |_| {});
+                completed.fetch_add(r["completed"].as_u64().unwrap(), Ordering::Relaxed);
+                refused.fetch_add(r["refused"].as_u64().unwrap_or(0), Ordering::Relaxed);
+                indeterminate.fetch_add(r["indeterminate"].as_u64().unwrap_or(0), Ordering::Relaxed);
+            }
+        })
+    };
+    let started = Instant::now();
+    let view = |i: usize| -> Option<(u64, Option<String>)> {
+        let v = raft(&mut nodes[i].lock().unwrap());
+        Some((v["term"].as_u64()?, v["leader"].as_str().map(str::to_string)))
+    };
+    let mut seen: Vec<(u64, Option<String>)> = Vec::new();
+    let mut observe = |i: usize, seen: &mut Vec<(u64, Option<String>)>| {
+        if let Some(v) = view(i)
+            && v.1.is_some()
+            && seen.last() != Some(&v)
+        {
+            seen.push(v);
+        }
+    };
+    let mut faults = 0u64;
+    let mut rng = 7u64;
+    while started.elapsed() < Duration::from_secs(secs) {
+        // A follower that is neither the leader nor the submitter.
+        let leader = seen.last().and_then(|v| v.1.clone());
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let candidates: Vec<usize> = (1..names.len()).filter(|i| Some(names[*i]) != leader.as_deref()).collect();
+        let victim = candidates[(rng >> 33) as usize % candidates.len()];
+        let watcher = (1..names.len()).find(|i| *i != victim).unwrap();
+        match faults % 3 {
+            0 => {
+                nodes[victim].lock().unwrap().signal("-STOP");
+                std::thread::sleep(Duration::from_secs(2));
+                nodes[victim].lock().unwrap().signal("-CONT");
+            }
+            1 => {
+                let mut n = nodes[victim].lock().unwrap();
+                n.kill();
+                *n = Node::start_logging(names[victim], Some(&seed), &args(&node_args(names[victim])), Some(&log(names[victim])));
+            }
+            _ => {
+                let others: Vec<&str> = names.iter().copied().filter(|n| *n != names[victim]).collect();
+                nodes[victim].lock().unwrap().ask(&format!("block {}", others.join(" ")), "OK");
+                for (i, n) in nodes.iter().enumerate().skip(1) {
+                    if i != victim {
+                        n.lock().unwrap().ask(&format!("block {}", names[victim]), "OK");
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(2));
+                nodes[victim].lock().unwrap().ask(&format!("unblock {}", others.join(" ")), "OK");
+                for (i, n) in nodes.iter().enumerate().skip(1) {
+                    if i != victim {
+                        n.lock().unwrap().ask(&format!("unblock {}", names[victim]), "OK");
+                    }
+                }
+            }
+        }
+        faults += 1;
+        let until = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < until {
+            observe(watcher, &mut seen);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    submitter.join().unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    observe(1, &mut seen);
+    let lines = |level: &str| {
+        names
+            .iter()
+            .map(|n| std::fs::read_to_string(log(n)).unwrap_or_default().lines().filter(|l| l.contains(level)).count())
+            .max()
+            .unwrap()
+    };
+    let terms: Vec<u64> = seen.iter().map(|v| v.0).collect();
+    let report = serde_json::json!({
+        "binary": std::env::var("FLOW_BIN").unwrap_or_else(|_| "this build".into()),
+        "pre_vote": pre_vote,
+        "secs": elapsed,
+        "faults": faults,
+        "term_first": terms.first(),
+        "term_last": terms.last(),
+        "term_gain": terms.last().zip(terms.first()).map(|(l, f)| l - f),
+        "leaderships_seen": seen.len(),
+        "completed": completed.load(Ordering::Relaxed),
+        "throughput_per_s": completed.load(Ordering::Relaxed) as f64 / elapsed,
+        "refused": refused.load(Ordering::Relaxed),
+        "indeterminate": indeterminate.load(Ordering::Relaxed),
+        "max_error_lines_per_node": lines("ERROR"),
+        "max_warn_lines_per_node": lines("WARN"),
+    });
+    println!("CHURN {report}");
     drop(nodes);
     let _ = std::fs::remove_dir_all(&dir);
 }

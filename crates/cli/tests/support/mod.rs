@@ -31,7 +31,9 @@ impl Node {
     /// [`Node::start`], with the node's log (its default filter, stderr) written to `log`
     /// when given.
     pub fn start_logging(name: &str, join: Option<&str>, extra: &[&str], log: Option<&std::path::Path>) -> Node {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flow"));
+        // `FLOW_BIN` runs another build of `flow` (a before/after measurement).
+        let exe = std::env::var("FLOW_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_flow").to_string());
+        let mut cmd = Command::new(exe);
         cmd.args(["node", "--name", name, "--listen", "127.0.0.1:0", "--control"]).args(extra);
         if let Some(j) = join {
             cmd.args(["--join", j]);
