@@ -1,17 +1,23 @@
 //! `flow node`: run one cluster node, optionally driven by commands on stdin.
 //!
 //! On start it prints `READY {"node":..,"listen":..}` on stdout. With `--control` it then
-//! reads one command per line and answers with one line each:
+//! reads one command per line and answers with one line each. Queries (`status`, `raft`,
+//! `ledger`, `task`, `leader`, `byz-stats`) are answered at once, even while an action
+//! (say a `run`) is in progress; actions run in order, one at a time. Every command
+//! answers within a bound (15 s for queries, 2 min for actions, 1 h for `run` and
+//! `raft-bench`) with `ERR …` if it runs out, and `quit` answers at once.
 //!
 //! | command | answer |
 //! |---|---|
 //! | `spawn <n> <prefix> <caps,…> <swarm or -> <crash_rate> <work_us>` | `OK spawned <n>` |
 //! | `wait-agents <total> <timeout_ms>` | `OK agents <seen>` or `ERR …` |
-//! | `run <tasks> <caps,…> <concurrency> <seed>` | `PROGRESS <done>` lines every 20 ms, then `RESULT {json}` |
+//! | `run <tasks> <caps,…> <concurrency> <seed> [retry_ms]` | `PROGRESS <done>` lines every 20 ms, then `RESULT {json}` (clients retry a refused or indeterminate submit with the same id for `retry_ms`, default 30 000; `refused`/`indeterminate` count and list the rest) |
 //! | `status` | `STATUS {json}` (membership, reachability, phi per peer) |
 //! | `block <node>…` / `unblock <node>…` | `OK` (partition fault injection) |
 //! | `leader <swarm>` | `LEADER <agent@node>` or `LEADER none` |
-//! | `raft` | `RAFT {json}` (the status report's Raft view: role, term, leader, indexes, members, ledger counts, digest; plus `backlog` and `adopted`) |
+//! | `raft` | `RAFT {json}` (the status report's Raft view: role, term, leader, indexes, members, ledger counts, digest, `core_up`, `core_restarts`; plus `backlog`, `adopted`, `reclaimed`, `elections_started`, `pre_votes_refused`) |
+//! | `task <id>` | `TASK {json}` (the task's ledger entry, read linearizably: `{"state":"open","owner":..}`, `{"state":"finished","kind":..}` or `{"state":"unknown"}`) |
+//! | `raft-fault core` | `OK` (fault injection: the next Raft log write fails, so openraft's core quits on a fatal error and the node restarts it) |
 //! | `raft-elect` | `OK` once this node has started an election |
 //! | `raft-add <node>` / `raft-remove <node>` | `OK voters …` once the membership change committed (on any node: forwarded to the leader) |
 //! | `raft-bench <commits> <concurrency>` | `RAFTBENCH {json}` (commit latency percentiles and throughput of KV puts) |
@@ -281,7 +287,8 @@ async fn control_loop(node: &FlowNode, name: &str) -> anyhow::Result<()> {
                 return Ok(());
             }
             Some(q) if QUERIES.contains(&q) => {
-                let (node, name, out, incarnations) = (node.clone(), name.to_string(), out.clone(), incarnations.clone());
+                let (node, name, out, incarnations) =
+                    (node.clone(), name.to_string(), out.clone(), incarnations.clone());
                 tokio::spawn(async move { answer(&node, &name, &line, &incarnations, &out).await });
             }
             _ => {
@@ -640,7 +647,8 @@ pub(crate) async fn run_workload(
                             // After an indeterminate attempt, a later refusal (or "already
                             // submitted": the earlier attempt committed and this node drives
                             // it) still leaves the task possibly accepted.
-                            let reported = if e.may_have_been_accepted() { &e } else { maybe_accepted.as_ref().unwrap_or(&e) };
+                            let reported =
+                                if e.may_have_been_accepted() { &e } else { maybe_accepted.as_ref().unwrap_or(&e) };
                             outcomes.lock().record(task.id, reported);
                             break None;
                         }

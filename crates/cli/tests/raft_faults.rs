@@ -133,9 +133,8 @@ fn unconfirmed_submits_are_indeterminate_and_all_finish_after_the_heal() {
             break serde_json::from_str::<serde_json::Value>(r).unwrap();
         }
     };
-    let listed = |k: &str| -> Vec<String> {
-        r[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
-    };
+    let listed =
+        |k: &str| -> Vec<String> { r[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect() };
     let (refused, indeterminate) = (listed("refused_ids"), listed("indeterminate_ids"));
     eprintln!("acknowledged {} refused {} indeterminate {}", r["submitted"], refused.len(), indeterminate.len());
     assert!(!refused.is_empty() || !indeterminate.is_empty(), "the fault made some submits fail: {r}");
@@ -275,7 +274,8 @@ fn an_unreachable_peer_is_logged_once_per_interval_not_per_rpc() {
 /// `block` for 2 s. Prints one JSON line: terms gained, leaderships seen, throughput,
 /// client outcomes and the most ERROR/WARN log lines of any node (a leadership is a
 /// (term, leader) pair seen by a follower; 1 means no election). `FLOW_BIN` measures
-/// another build; `FLOW_PRE_VOTE=0` turns pre-vote off.
+/// another build; `FLOW_PRE_VOTE=0` turns pre-vote off; `FLOW_CHURN_NO_FAULTS=1` runs
+/// the same workload without faults (the baseline).
 #[test]
 #[ignore]
 fn churn_under_a_nemesis_schedule() {
@@ -310,7 +310,8 @@ fn churn_under_a_nemesis_schedule() {
     }
     leader_seen_by(&mut nodes[1].lock().unwrap(), None);
     let stop = Arc::new(AtomicBool::new(false));
-    let (completed, refused, indeterminate) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (completed, refused, indeterminate) =
+        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let submitter = {
         let (node, stop, completed, refused, indeterminate) =
             (nodes[0].clone(), stop.clone(), completed.clone(), refused.clone(), indeterminate.clone());
@@ -329,7 +330,7 @@ fn churn_under_a_nemesis_schedule() {
         Some((v["term"].as_u64()?, v["leader"].as_str().map(str::to_string)))
     };
     let mut seen: Vec<(u64, Option<String>)> = Vec::new();
-    let mut observe = |i: usize, seen: &mut Vec<(u64, Option<String>)>| {
+    let observe = |i: usize, seen: &mut Vec<(u64, Option<String>)>| {
         if let Some(v) = view(i)
             && v.1.is_some()
             && seen.last() != Some(&v)
@@ -339,14 +340,18 @@ fn churn_under_a_nemesis_schedule() {
     };
     let mut faults = 0u64;
     let mut rng = 7u64;
+    let quiet = std::env::var_os("FLOW_CHURN_NO_FAULTS").is_some();
     while started.elapsed() < Duration::from_secs(secs) {
-        // A follower that is neither the leader nor the submitter.
+        // A follower that is neither the leader (as a follower sees it now) nor the submitter.
+        observe(1, &mut seen);
+        observe(2, &mut seen);
         let leader = seen.last().and_then(|v| v.1.clone());
         rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let candidates: Vec<usize> = (1..names.len()).filter(|i| Some(names[*i]) != leader.as_deref()).collect();
         let victim = candidates[(rng >> 33) as usize % candidates.len()];
         let watcher = (1..names.len()).find(|i| *i != victim).unwrap();
         match faults % 3 {
+            _ if quiet => std::thread::sleep(Duration::from_secs(2)),
             0 => {
                 nodes[victim].lock().unwrap().signal("-STOP");
                 std::thread::sleep(Duration::from_secs(2));
@@ -355,7 +360,12 @@ fn churn_under_a_nemesis_schedule() {
             1 => {
                 let mut n = nodes[victim].lock().unwrap();
                 n.kill();
-                *n = Node::start_logging(names[victim], Some(&seed), &args(&node_args(names[victim])), Some(&log(names[victim])));
+                *n = Node::start_logging(
+                    names[victim],
+                    Some(&seed),
+                    &args(&node_args(names[victim])),
+                    Some(&log(names[victim])),
+                );
             }
             _ => {
                 let others: Vec<&str> = names.iter().copied().filter(|n| *n != names[victim]).collect();
@@ -374,7 +384,7 @@ fn churn_under_a_nemesis_schedule() {
                 }
             }
         }
-        faults += 1;
+        faults += u64::from(!quiet);
         let until = Instant::now() + Duration::from_secs(1);
         while Instant::now() < until {
             observe(watcher, &mut seen);
@@ -393,6 +403,9 @@ fn churn_under_a_nemesis_schedule() {
             .unwrap()
     };
     let terms: Vec<u64> = seen.iter().map(|v| v.0).collect();
+    // Elections started and pre-votes refused (builds with pre-vote report them).
+    let count = |k: &str| -> u64 { nodes.iter().map(|n| raft(&mut n.lock().unwrap())[k].as_u64().unwrap_or(0)).sum() };
+    let (elections, refused_pre_votes) = (count("elections_started"), count("pre_votes_refused"));
     let report = serde_json::json!({
         "binary": std::env::var("FLOW_BIN").unwrap_or_else(|_| "this build".into()),
         "pre_vote": pre_vote,
@@ -402,6 +415,8 @@ fn churn_under_a_nemesis_schedule() {
         "term_last": terms.last(),
         "term_gain": terms.last().zip(terms.first()).map(|(l, f)| l - f),
         "leaderships_seen": seen.len(),
+        "elections_started": elections,
+        "pre_votes_refused": refused_pre_votes,
         "completed": completed.load(Ordering::Relaxed),
         "throughput_per_s": completed.load(Ordering::Relaxed) as f64 / elapsed,
         "refused": refused.load(Ordering::Relaxed),
@@ -411,5 +426,9 @@ fn churn_under_a_nemesis_schedule() {
     });
     println!("CHURN {report}");
     drop(nodes);
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("FLOW_CHURN_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("logs in {}", dir.display());
+    }
 }

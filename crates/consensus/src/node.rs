@@ -448,7 +448,10 @@ impl ConsensusNode {
             match attempt {
                 Ok(answer) => return Ok(answer),
                 Err(e) if e.is_retryable() => {
-                    let written = matches!(e, ConsensusError::Indeterminate(_) | ConsensusError::Transport(TransportError::Timeout(_)));
+                    let written = matches!(
+                        e,
+                        ConsensusError::Indeterminate(_) | ConsensusError::Transport(TransportError::Timeout(_))
+                    );
                     maybe_written |= written && matches!(req, LeaderRequest::Write(_));
                     last_err = e;
                 }

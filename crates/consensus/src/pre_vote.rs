@@ -188,7 +188,10 @@ mod tests {
     #[test]
     fn pre_vote_mirrors_openraft_vote_rules() {
         let up_to_date = Some(log(3, 10));
-        assert_eq!(judge_pre_vote(up_to_date.as_ref(), &VoterView { is_leader: true, ..voter() }), PreVoteAnswer::RefusedLeader);
+        assert_eq!(
+            judge_pre_vote(up_to_date.as_ref(), &VoterView { is_leader: true, ..voter() }),
+            PreVoteAnswer::RefusedLeader
+        );
         assert_eq!(judge_pre_vote(up_to_date.as_ref(), &voter()), PreVoteAnswer::RefusedLeaderAlive);
         let expired = VoterView { since_vote_refreshed: Some(Duration::from_millis(201)), ..voter() };
         assert_eq!(judge_pre_vote(up_to_date.as_ref(), &expired), PreVoteAnswer::Granted);

@@ -39,7 +39,12 @@ impl Node {
             cmd.args(["--join", j]);
         }
         if let Some(path) = log {
-            cmd.env_remove("FLOW_LOG").stderr(std::fs::File::create(path).expect("log file"));
+            // The node's default filter, unless `FLOW_TEST_LOG_FILTER` names another.
+            match std::env::var_os("FLOW_TEST_LOG_FILTER") {
+                Some(f) => cmd.env("FLOW_LOG", f),
+                None => cmd.env_remove("FLOW_LOG"),
+            };
+            cmd.stderr(std::fs::File::options().create(true).append(true).open(path).expect("log file"));
         } else if std::env::var_os("FLOW_TEST_LOGS").is_some() {
             cmd.env("FLOW_LOG", "info").stderr(Stdio::inherit());
         } else {
