@@ -16,6 +16,7 @@
 //! * [`config`]: [`FlowConfig`], the TOML configuration with validation.
 //! * [`codec`]: [`Codec`], bincode 2 with size limits, for anything crossing a process.
 //! * [`hash`]: fast hashers for the hot tables.
+//! * [`log_limit`]: [`LogLimiter`], one log line per key per interval for repeated events.
 //! * [`error`]: [`SubmitError`], what the node answers to a refused submission.
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
@@ -30,6 +31,7 @@ pub mod error;
 pub mod hash;
 pub mod id;
 pub mod ledger;
+pub mod log_limit;
 pub mod outcome;
 pub mod task;
 pub mod trace_context;
@@ -44,6 +46,7 @@ pub use config::{ConfigError, FlowConfig, RaftConfig, StrategyKind};
 pub use error::SubmitError;
 pub use id::{AgentId, Capability, NameError, NodeName, SwarmName, TaskId};
 pub use ledger::{LedgerCounts, LedgerError, OpenState, TaskLedger};
+pub use log_limit::{LogLimiter, SharedLogLimiter};
 pub use outcome::{AttemptError, DeadLetterReason, FailureReason, TaskOutcome, TerminalKind};
 pub use task::{Priority, Task};
 pub use trace_context::{TraceContext, TraceContextError};
