@@ -52,8 +52,6 @@
 //!   fault injection the tests use).
 //! - [`pre_vote`]: pre-vote (Raft thesis §9.6) on openraft 0.9, which has none: the pure
 //!   election timer and vote rules; `elections`: the task that drives them.
-//! - [`log_limit`]: [`LogLimiter`], one log line per key per interval with a count (for
-//!   transport errors that repeat once per RPC).
 //! - [`types`]: openraft's type configuration; node names and ids ([`node_id_for`]).
 //!
 //! # Why openraft
@@ -92,7 +90,6 @@ mod elections;
 pub mod error;
 mod fence;
 pub mod ledger;
-pub mod log_limit;
 mod network;
 pub mod node;
 pub mod pre_vote;
@@ -107,7 +104,6 @@ pub mod wire;
 pub use erlmcp_flow_core::RaftConfig;
 pub use error::{ConsensusError, TransportError};
 pub use ledger::{LedgerCommand, LedgerResponse, LedgerState, OpenTask, TaskEntry};
-pub use log_limit::LogLimiter;
 pub use node::{ConsensusNode, NodeRole, RaftStatus};
 pub use supervisor::CoreHealth;
 pub use transport::{InProcessTransport, RaftTransport};

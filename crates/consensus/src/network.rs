@@ -12,8 +12,9 @@
 //! **Logging.** openraft logs every failed replication RPC itself (twice, at WARN and
 //! ERROR, under `openraft::replication`), which for a peer that is down is several lines a
 //! second for as long as it is down. This layer logs transport failures once per peer per
-//! [`TRANSPORT_LOG_INTERVAL`] with the count left out ([`LogLimiter`]), and the `flow`
-//! binary's default filter turns openraft's per-RPC lines off
+//! `DEFAULT_LOG_INTERVAL` (5 s) with the count left out (`erlmcp_flow_core`'s
+//! `SharedLogLimiter`, the limiter the cluster layer uses too), and the `flow` binary's
+//! default filter turns openraft's per-RPC lines off
 //! (`openraft::replication=off`); a library user should do the same in their filter.
 
 use std::sync::Arc;
@@ -29,14 +30,12 @@ use openraft::raft::{
     VoteResponse,
 };
 
+use erlmcp_flow_core::log_limit::{DEFAULT_LOG_INTERVAL, DEFAULT_LOG_KEYS, SharedLogLimiter};
+
 use crate::error::TransportError;
-use crate::log_limit::LogLimiter;
 use crate::transport::RaftTransport;
 use crate::types::{NamedNode, RaftNodeId, TypeConfig};
 use crate::wire::{self, MAX_RPC_BYTES, RaftWire, RaftWireReply};
-
-/// At most one log line per peer per this interval about failed Raft RPCs to it.
-pub(crate) const TRANSPORT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Creates one [`PeerConnection`] per replication target.
 #[derive(Clone)]
@@ -46,7 +45,7 @@ pub(crate) struct NetworkFactory {
     backoff_first: Duration,
     /// Longest back-off (the election timeout's upper bound).
     backoff_max: Duration,
-    failures: Arc<LogLimiter<String>>,
+    failures: Arc<SharedLogLimiter<String>>,
 }
 
 impl NetworkFactory {
@@ -55,7 +54,11 @@ impl NetworkFactory {
             transport,
             backoff_first: Duration::from_millis(cfg.heartbeat_interval_ms),
             backoff_max: Duration::from_millis(cfg.election_timeout_max_ms.max(cfg.heartbeat_interval_ms)),
-            failures: Arc::new(LogLimiter::new(TRANSPORT_LOG_INTERVAL)),
+            failures: Arc::new(SharedLogLimiter::new(
+                erlmcp_flow_core::MonoClock::new(),
+                DEFAULT_LOG_INTERVAL,
+                DEFAULT_LOG_KEYS,
+            )),
         }
     }
 }
@@ -82,7 +85,7 @@ pub(crate) struct PeerConnection {
     transport: Arc<dyn RaftTransport>,
     backoff_first: Duration,
     backoff_max: Duration,
-    failures: Arc<LogLimiter<String>>,
+    failures: Arc<SharedLogLimiter<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,10 +124,7 @@ impl PeerConnection {
         }
         let reply = self.transport.call(self.target, &self.target_name, Bytes::from(bytes), option.hard_ttl()).await;
         let reply = match reply {
-            Ok(r) => {
-                self.failures.clear(&self.target_name);
-                r
-            }
+            Ok(r) => r,
             Err(e) => {
                 self.log_failure(&e);
                 return Err(match e {
@@ -137,13 +137,12 @@ impl PeerConnection {
     }
 
     fn log_failure(&self, e: &TransportError) {
-        if let Some(left_out) = self.failures.admit(&self.target_name, std::time::Instant::now()) {
+        if let Some(suppressed) = self.failures.check(self.target_name.as_str()) {
             tracing::warn!(
                 peer = %self.target_name,
                 error = %e,
-                similar_since_last_report = left_out,
-                "raft rpc to peer failed (reported at most once per {:?})",
-                TRANSPORT_LOG_INTERVAL
+                suppressed,
+                "raft rpc to peer failed (reported at most once per {DEFAULT_LOG_INTERVAL:?})"
             );
         }
     }
