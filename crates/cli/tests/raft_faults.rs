@@ -268,14 +268,15 @@ fn an_unreachable_peer_is_logged_once_per_interval_not_per_rpc() {
 }
 
 /// A measurement, not a check (`--ignored`; see `docs/benchmarks.md`): five voters on
-/// redb, one of them submitting batches of tasks for `FLOW_CHURN_SECS` (default 60) while
-/// a seeded nemesis faults a follower that is neither the leader nor the submitter every
-/// 3 s (2 s of fault, 1 s of watching), in turn: SIGSTOP for 2 s, SIGKILL and restart on its redb file, cut off with
-/// `block` for 2 s. Prints one JSON line: terms gained, leaderships seen, throughput,
-/// client outcomes and the most ERROR/WARN log lines of any node (a leadership is a
-/// (term, leader) pair seen by a follower; 1 means no election). `FLOW_BIN` measures
-/// another build; `FLOW_PRE_VOTE=0` turns pre-vote off; `FLOW_CHURN_NO_FAULTS=1` runs
-/// the same workload without faults (the baseline).
+/// redb, one of them submitting batches of 5 000 tasks (`FLOW_CHURN_CLIENTS` concurrent
+/// clients, default 64) for `FLOW_CHURN_SECS` (default 60) while a seeded nemesis faults
+/// a follower that is neither the leader nor the submitter every 3 s (2 s of fault, 1 s
+/// of watching), in turn: SIGSTOP, SIGKILL and restart on its redb file, cut off with
+/// `block`. Prints one JSON line: terms gained, leaderships seen (a (term, leader) pair
+/// seen by a follower; 1 means no election), elections started after a granted pre-vote,
+/// throughput, client outcomes and the most ERROR/WARN log lines of any node.
+/// `FLOW_BIN` measures another build; `FLOW_PRE_VOTE=0` turns pre-vote off;
+/// `FLOW_CHURN_NO_FAULTS=1` runs the same workload without faults (the baseline).
 #[test]
 #[ignore]
 fn churn_under_a_nemesis_schedule() {
@@ -285,6 +286,7 @@ fn churn_under_a_nemesis_schedule() {
 
     let secs: u64 = std::env::var("FLOW_CHURN_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     let pre_vote = std::env::var("FLOW_PRE_VOTE").map(|v| v != "0").unwrap_or(true);
+    let clients: u64 = std::env::var("FLOW_CHURN_CLIENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(64);
     let dir = scratch_dir("churn");
     let config = dir.join("flow.toml");
     std::fs::write(&config, "[raft]\npre_vote = false\n").unwrap();
@@ -317,7 +319,13 @@ fn churn_under_a_nemesis_schedule() {
             (nodes[0].clone(), stop.clone(), completed.clone(), refused.clone(), indeterminate.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let r = run_tasks(&mut node.lock().unwrap(), 5_000, |_| {});
+                let mut node = node.lock().unwrap();
+                node.send(&format!("run 5000 compute {clients} 7"));
+                let r: serde_json::Value = loop {
+                    if let Some(r) = node.expect("").strip_prefix("RESULT ") {
+                        break serde_json::from_str(r).unwrap();
+                    }
+                };
                 completed.fetch_add(r["completed"].as_u64().unwrap(), Ordering::Relaxed);
                 refused.fetch_add(r["refused"].as_u64().unwrap_or(0), Ordering::Relaxed);
                 indeterminate.fetch_add(r["indeterminate"].as_u64().unwrap_or(0), Ordering::Relaxed);
@@ -409,6 +417,7 @@ fn churn_under_a_nemesis_schedule() {
     let report = serde_json::json!({
         "binary": std::env::var("FLOW_BIN").unwrap_or_else(|_| "this build".into()),
         "pre_vote": pre_vote,
+        "clients": clients,
         "secs": elapsed,
         "faults": faults,
         "term_first": terms.first(),
