@@ -178,18 +178,19 @@ async fn node_main(args: NodeArgs) -> anyhow::Result<ExitCode> {
     }
     config.validate()?;
     let node = FlowNode::start(config.clone()).await?;
+    let out = Output::spawn();
     let listen = node.listen_addr().context("cluster listener")?;
     if args.agents > 0 {
         let name = config.node.name.clone();
         let spawn = format!("spawn {} {name}-agent {} - 0 {}", args.agents, args.capabilities, args.work_us);
         let words: Vec<&str> = spawn.split_whitespace().collect();
-        command(&node, &name, &words, &Arc::new(AtomicU64::new(0)), &Output::new()).await?;
+        command(&node, &name, &words, &Arc::new(AtomicU64::new(0)), &out).await?;
     }
     let echo = if args.echo { Some(erlmcp_flow::cluster::spawn_echo().await?) } else { None };
     println!("READY {}", serde_json::json!({ "node": config.node.name, "listen": listen.to_string() }));
 
     if args.control {
-        control_loop(&node, &config.node.name).await?;
+        control_loop(&node, &config.node.name, &out).await?;
     } else {
         wait_for_signal().await;
     }
@@ -228,21 +229,54 @@ const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(3_600);
 /// Actions waiting for their turn; a full queue makes the reader wait.
 const ACTION_QUEUE: usize = 64;
 
-/// The control protocol's output: whole lines, from any task.
+/// What the output's writer task is asked to do.
+enum OutputMsg {
+    Line(Vec<u8>),
+    /// Answer once every line sent before has been written and flushed.
+    Sync(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The control protocol's output: whole lines, from any task. One writer task owns
+/// stdout and writes each line in one piece, so a task cancelled mid-answer (the progress
+/// ticker of a finished `run`, a timed-out command) cannot leave half a line behind.
 #[derive(Clone)]
-pub(crate) struct Output(Arc<tokio::sync::Mutex<tokio::io::Stdout>>);
+pub(crate) struct Output(tokio::sync::mpsc::Sender<OutputMsg>);
 
 impl Output {
-    fn new() -> Self {
-        Self(Arc::new(tokio::sync::Mutex::new(tokio::io::stdout())))
+    /// Starts the writer task.
+    fn spawn() -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<OutputMsg>(1024);
+        tokio::spawn(async move {
+            let mut out = tokio::io::stdout();
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    OutputMsg::Line(bytes) => {
+                        let _ = out.write_all(&bytes).await;
+                        let _ = out.flush().await;
+                    }
+                    OutputMsg::Sync(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        Self(tx)
     }
 
-    /// Writes one line (a newline is added) and flushes.
+    /// Queues one line (a newline is added).
     pub(crate) async fn line(&self, text: &str) {
-        let mut out = self.0.lock().await;
-        let _ = out.write_all(text.as_bytes()).await;
-        let _ = out.write_all(b"\n").await;
-        let _ = out.flush().await;
+        let mut bytes = Vec::with_capacity(text.len() + 1);
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.push(b'\n');
+        let _ = self.0.send(OutputMsg::Line(bytes)).await;
+    }
+
+    /// Waits until every line queued so far is written.
+    async fn sync(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.0.send(OutputMsg::Sync(done)).await.is_ok() {
+            let _ = written.await;
+        }
     }
 }
 
@@ -266,9 +300,9 @@ async fn answer(node: &FlowNode, name: &str, line: &str, incarnations: &Arc<Atom
 /// Reads commands from stdin until `quit` or end of input. Queries are answered at once
 /// (concurrently with a running action); actions run in order, one at a time; every
 /// command answers within its bound, so the loop never hangs on a stuck subsystem.
-async fn control_loop(node: &FlowNode, name: &str) -> anyhow::Result<()> {
+async fn control_loop(node: &FlowNode, name: &str, out: &Output) -> anyhow::Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let out = Output::new();
+    let out = out.clone();
     let incarnations = Arc::new(AtomicU64::new(0));
     let (actions, mut queue) = tokio::sync::mpsc::channel::<String>(ACTION_QUEUE);
     let runner = {
@@ -282,8 +316,9 @@ async fn control_loop(node: &FlowNode, name: &str) -> anyhow::Result<()> {
     while let Some(line) = lines.next_line().await? {
         match line.split_whitespace().next() {
             Some("quit") => {
-                out.line("OK bye").await;
                 runner.abort();
+                out.line("OK bye").await;
+                out.sync().await;
                 return Ok(());
             }
             Some(q) if QUERIES.contains(&q) => {
@@ -300,6 +335,7 @@ async fn control_loop(node: &FlowNode, name: &str) -> anyhow::Result<()> {
     }
     drop(actions);
     let _ = runner.await;
+    out.sync().await;
     Ok(())
 }
 
