@@ -361,7 +361,7 @@ impl FlowNode {
             if config.raft.enabled {
                 let r = start_replicated(&config, node_name.clone(), gateway.peers.clone(), &slots, &core).await?;
                 tree.raft = Some(RaftDutyArgs {
-                    adopter: Arc::new(tokio::sync::Mutex::new(r.adopter(core.clone(), gateway.peers.clone()))),
+                    reconciler: Arc::new(tokio::sync::Mutex::new(r.reconciler(core.clone(), gateway.peers.clone()))),
                     interval: Duration::from_millis(config.raft.election_timeout_max_ms.max(100)),
                     slot: slots.raft_duty.clone(),
                 });
@@ -441,9 +441,20 @@ impl FlowNode {
     /// With the replicated ledger (`raft.enabled`) the task is accepted only once its
     /// `Submit` entry has committed; a node cut off from the Raft leader answers
     /// [`SubmitError::NotLeader`] or [`SubmitError::Unavailable`] and accepts nothing.
+    ///
+    /// A submit whose commit is not confirmed in time answers
+    /// [`SubmitError::Indeterminate`]: the task may still be accepted and run (this node
+    /// drives it if its entry commits later); look it up with [`FlowNode::task_entry`].
     pub async fn submit(&self, task: Task) -> Result<TaskHandle, SubmitError> {
+        let _held = self.hold_submit(&task);
         self.commit_submit(&task).await?;
         self.inner.core.submit(task).await
+    }
+
+    /// Marks the task as submitted here until the router holds it, so that the
+    /// reconciliation of open ledger entries does not claim it meanwhile.
+    fn hold_submit(&self, task: &Task) -> Option<crate::replicated::SubmitHold> {
+        self.inner.replicated.as_ref().map(|r| r.submits.hold(task.id))
     }
 
     /// Submits a task, failing with `Overloaded` at the in-flight limit instead of waiting.
@@ -468,6 +479,7 @@ impl FlowNode {
     /// than `submit` and awaiting the handle). Dropping the future midway does not lose
     /// the task: the failure detector takes it over.
     pub async fn route(&self, task: Task) -> Result<TaskOutcome, SubmitError> {
+        let _held = self.hold_submit(&task);
         self.commit_submit(&task).await?;
         self.inner.core.route(task).await
     }
@@ -487,6 +499,20 @@ impl FlowNode {
     ) -> Result<erlmcp_flow_consensus::CommitReceipt, erlmcp_flow_consensus::ConsensusError> {
         match self.consensus() {
             Some(c) => c.submit(cmd).await,
+            None => Err(erlmcp_flow_consensus::ConsensusError::Unavailable("raft is not enabled".into())),
+        }
+    }
+
+    /// What the replicated ledger says about task `id`, read linearizably: open (and who
+    /// drives it), finished (and how), or unknown (never accepted). How a client learns
+    /// what became of a task whose submission answered [`SubmitError::Indeterminate`].
+    /// `Unavailable` when Raft is off.
+    pub async fn task_entry(
+        &self,
+        id: TaskId,
+    ) -> Result<erlmcp_flow_consensus::TaskEntry, erlmcp_flow_consensus::ConsensusError> {
+        match self.consensus() {
+            Some(c) => c.linearizable_read(move |l| l.entry(&id)).await,
             None => Err(erlmcp_flow_consensus::ConsensusError::Unavailable("raft is not enabled".into())),
         }
     }
@@ -514,6 +540,20 @@ impl FlowNode {
     /// Terminal entries not yet committed to the replicated ledger (0 without Raft).
     pub fn ledger_backlog(&self) -> u64 {
         self.inner.replicated.as_ref().map_or(0, |r| r.writer.pending())
+    }
+
+    /// Whether this node's replicated ledger can serve: false while its Raft core is down
+    /// (restarting after a fatal error) or stopped; true without Raft. What a readiness
+    /// probe (`/readyz`) reports.
+    pub fn is_ready(&self) -> bool {
+        self.consensus().is_none_or(|c| c.is_ready())
+    }
+
+    /// Open ledger entries of this node's own that nothing held (an indeterminate submit
+    /// that committed later, a leftover of a previous incarnation), claimed and driven here
+    /// (0 without Raft).
+    pub fn reclaimed_tasks(&self) -> u64 {
+        self.inner.replicated.as_ref().map_or(0, |r| r.reclaimed.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Tasks of dead nodes this node adopted as Raft leader (0 without Raft).
@@ -574,12 +614,18 @@ impl FlowNode {
             task.attempt = 0;
             // Once committed, the task must reach the router: `submit` waits for an
             // admission slot rather than refuse (and leave an open ledger entry behind).
+            let _held = self.hold_submit(&task);
             let replayed = match self.commit_submit(&task).await {
                 Ok(()) => self.inner.core.submit(task).await.map(|_| ()),
                 Err(e) => Err(e),
             };
             match replayed {
                 Ok(()) => accepted += 1,
+                // It may commit later; then this node drives it (replaying the letter
+                // again could run it twice).
+                Err(e @ SubmitError::Indeterminate { .. }) => {
+                    tracing::warn!(error = %e, "dead letter replay not confirmed; the ledger decides");
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "dead letter not replayed");
                     queue.push(letter);
@@ -771,22 +817,26 @@ impl FlowNode {
 struct Replicated {
     node: ConsensusNode,
     writer: Arc<crate::replicated::LedgerWriter>,
+    submits: Arc<crate::replicated::SubmitsInProgress>,
     adopted: Arc<AtomicU64>,
+    reclaimed: Arc<AtomicU64>,
     me: String,
     grace: Duration,
 }
 
 impl Replicated {
-    fn adopter(&self, core: Arc<RouterCore>, peers: Arc<PeerTable>) -> crate::replicated::Adopter {
-        crate::replicated::Adopter {
+    fn reconciler(&self, core: Arc<RouterCore>, peers: Arc<PeerTable>) -> crate::replicated::Reconciler {
+        crate::replicated::Reconciler {
             me: self.me.clone(),
             node: self.node.clone(),
             core,
             peers,
+            submits: self.submits.clone(),
+            writer: self.writer.clone(),
             grace: self.grace,
             gone_since: Default::default(),
-            claimed_own: false,
             adopted: self.adopted.clone(),
+            reclaimed: self.reclaimed.clone(),
         }
     }
 }
@@ -818,7 +868,9 @@ async fn start_replicated(
     Ok(Replicated {
         node,
         writer,
+        submits: Default::default(),
         adopted: Arc::new(AtomicU64::new(0)),
+        reclaimed: Arc::new(AtomicU64::new(0)),
         me: me.as_str().to_string(),
         // Longer than a phi-accrual detection of a frozen node plus a re-dial: a node that
         // merely blinked keeps its tasks.

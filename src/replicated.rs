@@ -12,9 +12,25 @@
 //!    [`LedgerWriter`], which commits it, retrying through elections until it lands.
 //!    The ledger takes the first terminal entry of a task and answers `AlreadyFinished` to
 //!    any later one, so every acknowledged task has exactly one terminal state.
-//! 4. **requeue**: the leader's [`RaftDuty`](crate::tree) adopts the open tasks of nodes
-//!    that died (`RequeueNode`) and drives them itself; a node that restarts adopts its
-//!    own leftovers the same way.
+//! 4. **reconcile**: every node's [`RaftDuty`](crate::tree) compares, every interval, the
+//!    ledger's open entries it owns with the tasks it holds locally (a submit in progress,
+//!    a task the router drives, a terminal entry the writer has not committed yet). An
+//!    open entry of its own that nothing holds (a `Submit` whose commit the client saw as
+//!    indeterminate and that committed later, or a leftover of a previous incarnation) is
+//!    claimed through the log (`RequeueNode` onto itself, which answers the ids still open
+//!    at that point of the log) and driven; one the router refuses is dead-lettered with
+//!    the reason. A held task is never claimed, so reconciliation cannot race a live
+//!    submit.
+//! 5. **adopt**: the leader also adopts the open tasks of nodes that are gone
+//!    (`RequeueNode` onto itself after a grace period) and drives them.
+//!
+//! A submit whose commit is not confirmed by `raft.client_timeout_ms` answers
+//! [`SubmitError::Indeterminate`], never a refusal: its entry may still commit, and then
+//! step 4 finishes it. The client learns the outcome by id
+//! ([`FlowNode::task_entry`](crate::FlowNode::task_entry): open, finished and how, or
+//! unknown); the result value of a task driven by reconciliation is not kept anywhere
+//! (the ledger records terminal states, not results): a client that needs the value
+//! resubmits with the same id while the entry is unknown, or treats the task as done.
 //!
 //! Execution is at least once (a task whose owner died mid-delivery may run again on the
 //! adopting leader); the ledger's terminal state is exactly once.
@@ -23,7 +39,7 @@
 //! retries and the leader requeues by owner, so assignments would only double the log
 //! traffic. The ledger supports them for callers that want the audit trail.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,8 +49,8 @@ use erlmcp_flow_cluster::{PeerTable, RaftHandler, RaftLink, RaftLinkError, RaftR
 use erlmcp_flow_consensus::{
     ConsensusError, ConsensusNode, LedgerCommand, LedgerResponse, NodeRole, RaftNodeId, RaftTransport, TransportError,
 };
-use erlmcp_flow_core::{NodeName, SubmitError, Task, TaskOutcome};
-use erlmcp_flow_router::RouterCore;
+use erlmcp_flow_core::{DeadLetterReason, NodeName, SubmitError, Task, TaskId, TaskOutcome};
+use erlmcp_flow_router::{DeadLetter, RouterCore};
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, Semaphore};
@@ -78,11 +94,44 @@ impl RaftHandler for ConsensusHandler {
     }
 }
 
-/// Maps a consensus refusal onto the submit error a caller sees.
-pub(crate) fn submit_error(e: ConsensusError) -> SubmitError {
+/// Maps a consensus error for the `Submit` of task `id` onto the error its caller sees.
+pub(crate) fn submit_error(e: ConsensusError, id: TaskId) -> SubmitError {
     match e {
         ConsensusError::NotLeader { leader } => SubmitError::NotLeader { leader },
+        ConsensusError::Indeterminate(reason) => SubmitError::Indeterminate { task: id, reason },
         other => SubmitError::Unavailable(other.to_string()),
+    }
+}
+
+/// Ids of the tasks whose submission is in progress on this node (from before their
+/// `Submit` is committed until the router holds them): reconciliation leaves them alone.
+#[derive(Debug, Default)]
+pub(crate) struct SubmitsInProgress {
+    ids: Mutex<HashSet<TaskId>>,
+}
+
+impl SubmitsInProgress {
+    /// Marks `id` as in progress until the guard is dropped.
+    pub(crate) fn hold(self: &Arc<Self>, id: TaskId) -> SubmitHold {
+        self.ids.lock().insert(id);
+        SubmitHold { owner: self.clone(), id }
+    }
+
+    fn contains(&self, id: &TaskId) -> bool {
+        self.ids.lock().contains(id)
+    }
+}
+
+/// See [`SubmitsInProgress::hold`].
+#[derive(Debug)]
+pub(crate) struct SubmitHold {
+    owner: Arc<SubmitsInProgress>,
+    id: TaskId,
+}
+
+impl Drop for SubmitHold {
+    fn drop(&mut self) {
+        self.owner.ids.lock().remove(&self.id);
     }
 }
 
@@ -102,6 +151,8 @@ pub(crate) fn raft_report(node: &ConsensusNode) -> RaftReport {
         ledger: [counts.accepted, counts.completed, counts.failed, counts.dead_lettered, open],
         digest,
         decode_errors: s.decode_errors,
+        core_up: s.core_up,
+        core_restarts: s.core_restarts,
     }
 }
 
@@ -114,13 +165,18 @@ pub(crate) struct LedgerWriterStats {
     pub committed: AtomicU64,
 }
 
-/// Commits terminal entries in the background, retrying through elections.
+/// Commits terminal entries in the background, retrying through elections, leader
+/// changes and restarts of the Raft core until each one commits. Nothing is dropped while
+/// the node runs; only a node shutdown stops it (what is left then is the leader's to
+/// requeue once the node is gone).
 ///
 /// The queue holds one entry per finished task that is not yet committed, so it is bounded
 /// by the tasks this node accepted (themselves bounded by `router.max_in_flight` at a time
 /// plus whatever an outage of the leader lets pile up, a few bytes each).
 pub(crate) struct LedgerWriter {
     queue: Mutex<VecDeque<LedgerCommand>>,
+    /// Ids whose terminal entry is queued or committing (reconciliation leaves them alone).
+    uncommitted: Mutex<HashSet<TaskId>>,
     notify: Notify,
     /// Woken whenever the last queued entry has committed.
     drained: Notify,
@@ -136,6 +192,7 @@ impl LedgerWriter {
     pub(crate) fn start(node: ConsensusNode) -> Arc<Self> {
         let writer = Arc::new(Self {
             queue: Mutex::new(VecDeque::new()),
+            uncommitted: Mutex::new(HashSet::new()),
             notify: Notify::new(),
             drained: Notify::new(),
             stopped: AtomicBool::new(false),
@@ -148,9 +205,17 @@ impl LedgerWriter {
 
     /// Queues `cmd` for commit.
     pub(crate) fn push(&self, cmd: LedgerCommand) {
+        if let Some(id) = cmd.task_id() {
+            self.uncommitted.lock().insert(id);
+        }
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
         self.queue.lock().push_back(cmd);
         self.notify.notify_one();
+    }
+
+    /// Whether a terminal entry for `id` is queued or committing.
+    pub(crate) fn holds(&self, id: &TaskId) -> bool {
+        self.uncommitted.lock().contains(id)
     }
 
     /// Entries not yet committed.
@@ -203,19 +268,25 @@ impl LedgerWriter {
                 loop {
                     match node.submit(cmd.clone()).await {
                         Ok(_) => {
+                            if let Some(id) = cmd.task_id() {
+                                this.uncommitted.lock().remove(&id);
+                            }
                             this.stats.committed.fetch_add(1, Ordering::AcqRel);
                             if this.pending() == 0 {
                                 this.drained.notify_waiters();
                             }
                             break;
                         }
-                        Err(e) if !this.stopped.load(Ordering::Acquire) && !matches!(e, ConsensusError::Fatal(_)) => {
+                        // Any error while the node runs (no leader, a leader change, a
+                        // restarting core, an unconfirmed commit) is retried: `Finish` is
+                        // idempotent by task id.
+                        Err(e) if !this.stopped.load(Ordering::Acquire) => {
                             tracing::debug!(error = %e, "terminal entry not committed yet; retrying");
                             tokio::time::sleep(pause).await;
                             pause = (pause * 2).min(Duration::from_millis(500));
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "terminal entry dropped: the node is stopping");
+                            tracing::warn!(error = %e, "terminal entry left to the leader's requeue: the node is stopping");
                             break;
                         }
                     }
@@ -246,44 +317,83 @@ pub(crate) async fn commit_submit(node: &ConsensusNode, task: &Task, owner: &str
             LedgerResponse::Duplicate => Ok(()),
             other => Err(SubmitError::Unavailable(format!("unexpected ledger answer {other:?}"))),
         },
-        Err(e) => Err(submit_error(e)),
+        Err(e) => Err(submit_error(e, task.id)),
     }
 }
 
-/// The leader's duty: adopt the open tasks of nodes that are gone, and (on any node) its
-/// own leftovers from a previous incarnation. Called periodically by the Raft actor.
-pub(crate) struct Adopter {
+/// Reconciles the replicated ledger with what this node drives (see the module docs,
+/// steps 4 and 5). Called periodically by the Raft actor, on every node.
+pub(crate) struct Reconciler {
     pub(crate) me: String,
     pub(crate) node: ConsensusNode,
     pub(crate) core: Arc<RouterCore>,
     pub(crate) peers: Arc<PeerTable>,
+    pub(crate) submits: Arc<SubmitsInProgress>,
+    pub(crate) writer: Arc<LedgerWriter>,
     /// How long a node must be unreachable (or unknown) before its tasks are adopted.
     pub(crate) grace: Duration,
     /// When each owner was first seen gone.
     pub(crate) gone_since: HashMap<String, Instant>,
-    /// Whether this incarnation has claimed its own leftovers yet.
-    pub(crate) claimed_own: bool,
+    /// Tasks of dead nodes this node adopted and started driving.
     pub(crate) adopted: Arc<AtomicU64>,
+    /// Open entries of this node's own that nothing held, claimed and started here.
+    pub(crate) reclaimed: Arc<AtomicU64>,
 }
 
-impl Adopter {
-    /// One round; returns how many tasks were adopted.
+impl Reconciler {
+    /// One round; returns how many tasks it started driving.
     pub(crate) async fn tick(&mut self) -> usize {
-        let mut adopted = 0;
-        if !self.claimed_own && self.node.leader().is_some() {
-            // Tasks owned by this node's name from before a restart: nobody drives them.
-            match self.requeue(self.me.clone()).await {
-                Ok(n) => {
-                    adopted += n;
-                    self.claimed_own = true;
-                }
-                Err(e) => tracing::debug!(error = %e, "own leftovers not claimed yet"),
-            }
-        }
-        if self.node.status().state != NodeRole::Leader {
+        if self.node.leader().is_none() || !self.node.is_ready() {
             self.gone_since.clear();
-            return adopted;
+            return 0;
         }
+        let mut driven = self.reconcile_own().await;
+        if self.node.status().state == NodeRole::Leader {
+            driven += self.adopt_dead_nodes().await;
+        } else {
+            self.gone_since.clear();
+        }
+        driven
+    }
+
+    /// Whether this node holds task `id`: a submit in progress, a task the router drives,
+    /// or a terminal entry not committed yet.
+    fn holds(&self, id: &TaskId) -> bool {
+        self.submits.contains(id) || self.core.parts().tasks.task(id).is_some() || self.writer.holds(id)
+    }
+
+    /// Claims and drives this node's own open entries that nothing holds.
+    async fn reconcile_own(&self) -> usize {
+        let me = self.me.as_str();
+        let loose: HashSet<TaskId> = self
+            .node
+            .read_local(|l| l.open_tasks().filter(|(_, t)| t.owner == me).map(|(id, _)| *id).collect::<Vec<_>>())
+            .into_iter()
+            .filter(|id| !self.holds(id))
+            .collect();
+        if loose.is_empty() {
+            return 0;
+        }
+        // Through the log: answers the ids still open (and ours) at this point of it, so
+        // an entry finished meanwhile is not run again. An id held by the time it answers
+        // (a client resubmitting it) is refused by the router's duplicate check below.
+        let tasks = match self.claim(me.to_string()).await {
+            Ok(tasks) => tasks,
+            Err(e) => {
+                tracing::debug!(error = %e, "own open entries not claimed yet");
+                return 0;
+            }
+        };
+        let n = self.drive(tasks.into_iter().filter(|t| loose.contains(&t.id))).await;
+        if n > 0 {
+            tracing::info!(tasks = n, "drove open ledger entries of this node that nothing held");
+        }
+        self.reclaimed.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+
+    /// The leader's duty: adopt the open tasks of nodes gone for longer than the grace.
+    async fn adopt_dead_nodes(&mut self) -> usize {
         let owners: Vec<String> = self.node.read_local(|l| {
             let mut o: Vec<String> = l.open_tasks().map(|(_, t)| t.owner.clone()).collect();
             o.sort();
@@ -292,6 +402,7 @@ impl Adopter {
         });
         let now = Instant::now();
         self.gone_since.retain(|n, _| owners.contains(n));
+        let mut adopted = 0;
         for owner in owners {
             if owner == self.me {
                 continue;
@@ -308,9 +419,11 @@ impl Adopter {
             if now.duration_since(since) < self.grace {
                 continue;
             }
-            match self.requeue(owner.clone()).await {
-                Ok(n) => {
+            match self.claim(owner.clone()).await {
+                Ok(tasks) => {
+                    let n = self.drive(tasks.into_iter()).await;
                     adopted += n;
+                    self.adopted.fetch_add(n as u64, Ordering::Relaxed);
                     self.gone_since.remove(&owner);
                     tracing::warn!(node = %owner, tasks = n, "adopted the open tasks of a dead node");
                 }
@@ -320,9 +433,10 @@ impl Adopter {
         adopted
     }
 
-    async fn requeue(&self, owner: String) -> Result<usize, ConsensusError> {
+    /// Commits `RequeueNode { owner → this node }` and returns the tasks it moved.
+    async fn claim(&self, owner: String) -> Result<Vec<Task>, ConsensusError> {
         let receipt = self.node.submit(LedgerCommand::RequeueNode { node: owner, new_owner: self.me.clone() }).await?;
-        let LedgerResponse::Requeued(ids) = receipt.response else { return Ok(0) };
+        let LedgerResponse::Requeued(ids) = receipt.response else { return Ok(Vec::new()) };
         // The entry may have been applied on the leader only so far; read the tasks from
         // a local state machine that has applied it.
         self.node
@@ -331,19 +445,36 @@ impl Adopter {
             .applied_index_at_least(Some(receipt.log_index), "requeue applied")
             .await
             .map_err(|e| ConsensusError::Unavailable(e.to_string()))?;
-        let tasks: Vec<Task> =
-            self.node.read_local(|l| ids.iter().filter_map(|id| l.get(id).map(|t| t.task.clone())).collect());
-        let n = tasks.len();
+        Ok(self.node.read_local(|l| ids.iter().filter_map(|id| l.get(id).map(|t| t.task.clone())).collect()))
+    }
+
+    /// Starts driving `tasks` here (their outcomes reach the ledger through the finish
+    /// hook); returns how many started. A task the router refuses for good is finished as
+    /// dead-lettered, with the reason in the dead-letter queue.
+    async fn drive(&self, tasks: impl Iterator<Item = Task>) -> usize {
+        let mut started = 0;
         for task in tasks {
-            // Driven here from now on; its outcome reaches the ledger through the finish hook.
-            match self.core.submit(task).await {
-                Ok(_handle) => {}
-                Err(SubmitError::DuplicateTask(_)) => {} // already routing here
-                Err(e) => tracing::warn!(error = %e, "adopted task not accepted by the router"),
+            let id = task.id;
+            match self.core.submit(task.clone()).await {
+                Ok(_handle) => started += 1,
+                // Already routing or just finished here.
+                Err(SubmitError::DuplicateTask(_)) => {}
+                // Stopping: the leader requeues it once this node is gone.
+                Err(SubmitError::NodeStopped) => {}
+                Err(e) => {
+                    tracing::warn!(task = %id, error = %e, "open ledger entry cannot be routed; dead-lettering it");
+                    let parts = self.core.parts();
+                    parts.dead_letters.push(DeadLetter {
+                        task: Arc::new(task),
+                        reason: DeadLetterReason::NoAvailableAgent { detail: format!("refused by the router: {e}") },
+                        attempts: 0,
+                        at_ns: parts.clock.now_ns(),
+                    });
+                    self.writer.push(LedgerCommand::Finish { id, kind: erlmcp_flow_core::TerminalKind::DeadLettered });
+                }
             }
         }
-        self.adopted.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
+        started
     }
 }
 
@@ -352,7 +483,7 @@ impl Adopter {
 /// Messages of the [`RaftDuty`] actor.
 #[derive(Debug)]
 pub enum RaftDutyMsg {
-    /// Run one adoption round.
+    /// Run one reconciliation round.
     Tick,
     /// Fault injection: panic (supervision tests).
     InjectPanic,
@@ -363,7 +494,7 @@ impl ractor::Message for RaftDutyMsg {}
 /// Start-up arguments of [`RaftDuty`].
 #[derive(Clone)]
 pub struct RaftDutyArgs {
-    pub(crate) adopter: Arc<tokio::sync::Mutex<Adopter>>,
+    pub(crate) reconciler: Arc<tokio::sync::Mutex<Reconciler>>,
     pub(crate) interval: Duration,
     pub(crate) slot: erlmcp_flow_supervision::ActorSlot<RaftDutyMsg>,
 }
@@ -377,10 +508,12 @@ impl std::fmt::Debug for RaftDutyArgs {
 /// The `raft` child of the FlowSupervisor: the shell around the node's consensus duties.
 ///
 /// The openraft instance itself is node-owned (its log and state machine must outlive any
-/// actor incarnation, and openraft runs its own tasks); this actor does what the Raft
-/// leader must do on the node's behalf: every interval it adopts the open tasks of nodes
-/// that are gone and drives them (see `Adopter` in `src/replicated.rs`). A crash loses nothing: the next
-/// incarnation picks up from the replicated ledger.
+/// actor incarnation, and openraft runs its own tasks; its core has its own supervisor,
+/// which restarts it on the same stores after a fatal error); this actor reconciles the
+/// ledger every interval: it drives this node's open entries that nothing holds, and on
+/// the leader adopts the open tasks of nodes that are gone (see `Reconciler` in
+/// `src/replicated.rs`). A crash loses nothing: the next incarnation picks up from the
+/// replicated ledger.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RaftDuty;
 
@@ -427,9 +560,9 @@ impl ractor::Actor for RaftDuty {
         match msg {
             RaftDutyMsg::Tick => {
                 // A round can wait on commits; run it off the mailbox, one at a time.
-                if let Ok(mut adopter) = state.args.adopter.clone().try_lock_owned() {
+                if let Ok(mut reconciler) = state.args.reconciler.clone().try_lock_owned() {
                     tokio::spawn(async move {
-                        adopter.tick().await;
+                        reconciler.tick().await;
                     });
                 }
             }

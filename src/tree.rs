@@ -10,7 +10,7 @@
 //! ├── Gossip               (cluster mode) directory, load, addresses, heartbeats, reachability
 //! ├── Cluster              (cluster mode) NodeServer, sessions, dialing, directory mirroring
 //! ├── Gateway              (cluster mode) the node's only cluster-message actor
-//! ├── Raft                 (raft.enabled) the leader's duties: adopt dead nodes' tasks
+//! ├── Raft                 (raft.enabled) reconcile the ledger: drive own loose entries; the leader adopts dead nodes' tasks
 //! ├── ByzantineDetector    (byzantine.enabled) signed quorum votes, dishonesty scores, blacklist
 //! ├── AgentSupervisor      one_for_one, supervision.agents: 5 restarts in 60 s
 //! │   └── agents …

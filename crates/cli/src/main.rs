@@ -72,8 +72,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Benchmarks kill nodes on purpose; their expected warnings would bury the results.
     // ractor_cluster's own warnings repeat ours ("session lost") in its Debug formatting.
-    let default_filter =
-        if matches!(cli.command, Command::Bench { .. }) { "error" } else { "warn,ractor_cluster=error" };
+    // openraft logs every failed replication RPC (twice, and once more for the progress
+    // update); the consensus layer reports those once per peer per interval instead.
+    let default_filter = if matches!(cli.command, Command::Bench { .. }) {
+        "error"
+    } else {
+        "warn,ractor_cluster=error,openraft::replication=off,openraft::engine::handler::replication_handler=error"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FLOW_LOG").unwrap_or_else(|_| default_filter.into()),
@@ -116,6 +121,11 @@ fn status(addr: std::net::SocketAddr, cookie: &str, json: bool) -> anyhow::Resul
     );
     match &report.raft {
         Some(r) => {
+            if !r.core_up {
+                println!("raft: CORE DOWN (restarting after a fatal error; {} restarts so far)", r.core_restarts);
+            } else if r.core_restarts > 0 {
+                println!("raft: core restarted {} times after fatal errors", r.core_restarts);
+            }
             println!(
                 "raft: {} term {} leader {} commit index {} (applied {}, last log {}); voters [{}]{}",
                 r.state,

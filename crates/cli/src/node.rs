@@ -1,17 +1,23 @@
 //! `flow node`: run one cluster node, optionally driven by commands on stdin.
 //!
 //! On start it prints `READY {"node":..,"listen":..}` on stdout. With `--control` it then
-//! reads one command per line and answers with one line each:
+//! reads one command per line and answers with one line each. Queries (`status`, `raft`,
+//! `ledger`, `task`, `leader`, `byz-stats`) are answered at once, even while an action
+//! (say a `run`) is in progress; actions run in order, one at a time. Every command
+//! answers within a bound (15 s for queries, 2 min for actions, 1 h for `run` and
+//! `raft-bench`) with `ERR …` if it runs out, and `quit` answers at once.
 //!
 //! | command | answer |
 //! |---|---|
 //! | `spawn <n> <prefix> <caps,…> <swarm or -> <crash_rate> <work_us>` | `OK spawned <n>` |
 //! | `wait-agents <total> <timeout_ms>` | `OK agents <seen>` or `ERR …` |
-//! | `run <tasks> <caps,…> <concurrency> <seed>` | `PROGRESS <done>` lines every 20 ms, then `RESULT {json}` |
+//! | `run <tasks> <caps,…> <concurrency> <seed> [retry_ms]` | `PROGRESS <done>` lines every 20 ms, then `RESULT {json}` (clients retry a refused or indeterminate submit with the same id for `retry_ms`, default 30 000; `refused`/`indeterminate` count and list the rest) |
 //! | `status` | `STATUS {json}` (membership, reachability, phi per peer) |
 //! | `block <node>…` / `unblock <node>…` | `OK` (partition fault injection) |
 //! | `leader <swarm>` | `LEADER <agent@node>` or `LEADER none` |
-//! | `raft` | `RAFT {json}` (the status report's Raft view: role, term, leader, indexes, members, ledger counts, digest; plus `backlog` and `adopted`) |
+//! | `raft` | `RAFT {json}` (the status report's Raft view: role, term, leader, indexes, members, ledger counts, digest, `core_up`, `core_restarts`; plus `backlog`, `adopted`, `reclaimed`, `elections_started`, `pre_votes_refused`) |
+//! | `task <id>` | `TASK {json}` (the task's ledger entry, read linearizably: `{"state":"open","owner":..}`, `{"state":"finished","kind":..}` or `{"state":"unknown"}`) |
+//! | `raft-fault core` | `OK` (fault injection: the next Raft log write fails, so openraft's core quits on a fatal error and the node restarts it) |
 //! | `raft-elect` | `OK` once this node has started an election |
 //! | `raft-add <node>` / `raft-remove <node>` | `OK voters …` once the membership change committed (on any node: forwarded to the leader) |
 //! | `raft-bench <commits> <concurrency>` | `RAFTBENCH {json}` (commit latency percentiles and throughput of KV puts) |
@@ -34,7 +40,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
-use erlmcp_flow::core::NodeName;
+use erlmcp_flow::core::{NodeName, TaskId};
 use erlmcp_flow::prelude::*;
 use erlmcp_flow::registry::splitmix64;
 use rand::SeedableRng;
@@ -113,7 +119,20 @@ pub(crate) struct RunReport {
     pub(crate) run: RunCounts,
     /// Completed tasks by the node whose agent ran them.
     pub(crate) per_node: BTreeMap<String, u64>,
+    /// Tasks the node refused (never accepted: not in the ledger), after the client's
+    /// retries.
+    pub(crate) refused: u64,
+    /// Tasks whose submission may or may not have been accepted (a Raft commit not
+    /// confirmed before its deadline): each ends in the ledger, terminal, or not at all.
+    pub(crate) indeterminate: u64,
+    /// Ids of the refused tasks (at most [`MAX_LISTED_IDS`]).
+    pub(crate) refused_ids: Vec<String>,
+    /// Ids of the indeterminate tasks (at most [`MAX_LISTED_IDS`]), to look up with `task <id>`.
+    pub(crate) indeterminate_ids: Vec<String>,
 }
+
+/// Most task ids a run report lists per kind of client outcome.
+pub(crate) const MAX_LISTED_IDS: usize = 10_000;
 
 pub(crate) fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     erlmcp_flow::quiet_agent_panics();
@@ -159,18 +178,19 @@ async fn node_main(args: NodeArgs) -> anyhow::Result<ExitCode> {
     }
     config.validate()?;
     let node = FlowNode::start(config.clone()).await?;
+    let out = Output::spawn();
     let listen = node.listen_addr().context("cluster listener")?;
     if args.agents > 0 {
         let name = config.node.name.clone();
         let spawn = format!("spawn {} {name}-agent {} - 0 {}", args.agents, args.capabilities, args.work_us);
         let words: Vec<&str> = spawn.split_whitespace().collect();
-        command(&node, &name, &words, &Arc::new(AtomicU64::new(0))).await?;
+        command(&node, &name, &words, &Arc::new(AtomicU64::new(0)), &out).await?;
     }
     let echo = if args.echo { Some(erlmcp_flow::cluster::spawn_echo().await?) } else { None };
     println!("READY {}", serde_json::json!({ "node": config.node.name, "listen": listen.to_string() }));
 
     if args.control {
-        control_loop(&node, &config.node.name).await?;
+        control_loop(&node, &config.node.name, &out).await?;
     } else {
         wait_for_signal().await;
     }
@@ -196,25 +216,126 @@ async fn wait_for_signal() {
     }
 }
 
-async fn control_loop(node: &FlowNode, name: &str) -> anyhow::Result<()> {
+/// Commands answered at once, even while an action (a workload, say) is running: they
+/// only read. Everything else is an action and runs in order, one at a time.
+const QUERIES: [&str; 6] = ["status", "raft", "ledger", "task", "leader", "byz-stats"];
+
+/// How long a query may take before it answers an error.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long an action other than a workload may take before it answers an error.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a workload (`run`, `raft-bench`) may take before it answers an error.
+const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(3_600);
+/// Actions waiting for their turn; a full queue makes the reader wait.
+const ACTION_QUEUE: usize = 64;
+
+/// What the output's writer task is asked to do.
+enum OutputMsg {
+    Line(Vec<u8>),
+    /// Answer once every line sent before has been written and flushed.
+    Sync(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The control protocol's output: whole lines, from any task. One writer task owns
+/// stdout and writes each line in one piece, so a task cancelled mid-answer (the progress
+/// ticker of a finished `run`, a timed-out command) cannot leave half a line behind.
+#[derive(Clone)]
+pub(crate) struct Output(tokio::sync::mpsc::Sender<OutputMsg>);
+
+impl Output {
+    /// Starts the writer task.
+    fn spawn() -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<OutputMsg>(1024);
+        tokio::spawn(async move {
+            let mut out = tokio::io::stdout();
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    OutputMsg::Line(bytes) => {
+                        let _ = out.write_all(&bytes).await;
+                        let _ = out.flush().await;
+                    }
+                    OutputMsg::Sync(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        Self(tx)
+    }
+
+    /// Queues one line (a newline is added).
+    pub(crate) async fn line(&self, text: &str) {
+        let mut bytes = Vec::with_capacity(text.len() + 1);
+        bytes.extend_from_slice(text.as_bytes());
+        bytes.push(b'\n');
+        let _ = self.0.send(OutputMsg::Line(bytes)).await;
+    }
+
+    /// Waits until every line queued so far is written.
+    async fn sync(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.0.send(OutputMsg::Sync(done)).await.is_ok() {
+            let _ = written.await;
+        }
+    }
+}
+
+/// Runs one command within its bound and answers it (`ERR …` on failure or time-out).
+async fn answer(node: &FlowNode, name: &str, line: &str, incarnations: &Arc<AtomicU64>, out: &Output) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let bound = match words.first().copied() {
+        Some(q) if QUERIES.contains(&q) => QUERY_TIMEOUT,
+        Some("run" | "raft-bench") => WORKLOAD_TIMEOUT,
+        _ => ACTION_TIMEOUT,
+    };
+    let text = match tokio::time::timeout(bound, command(node, name, &words, incarnations, out)).await {
+        Ok(Ok(Some(a))) => a,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => format!("ERR {e:#}"),
+        Err(_) => format!("ERR {:?} not answered within {bound:?}", words.first().copied().unwrap_or("")),
+    };
+    out.line(&text).await;
+}
+
+/// Reads commands from stdin until `quit` or end of input. Queries are answered at once
+/// (concurrently with a running action); actions run in order, one at a time; every
+/// command answers within its bound, so the loop never hangs on a stuck subsystem.
+async fn control_loop(node: &FlowNode, name: &str, out: &Output) -> anyhow::Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut out = tokio::io::stdout();
+    let out = out.clone();
     let incarnations = Arc::new(AtomicU64::new(0));
+    let (actions, mut queue) = tokio::sync::mpsc::channel::<String>(ACTION_QUEUE);
+    let runner = {
+        let (node, name, out, incarnations) = (node.clone(), name.to_string(), out.clone(), incarnations.clone());
+        tokio::spawn(async move {
+            while let Some(line) = queue.recv().await {
+                answer(&node, &name, &line, &incarnations, &out).await;
+            }
+        })
+    };
     while let Some(line) = lines.next_line().await? {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let answer = match command(node, name, &words, &incarnations).await {
-            Ok(Some(a)) => a,
-            Ok(None) => {
-                out.write_all(b"OK bye\n").await?;
-                out.flush().await?;
+        match line.split_whitespace().next() {
+            Some("quit") => {
+                runner.abort();
+                out.line("OK bye").await;
+                out.sync().await;
                 return Ok(());
             }
-            Err(e) => format!("ERR {e:#}"),
-        };
-        out.write_all(answer.as_bytes()).await?;
-        out.write_all(b"\n").await?;
-        out.flush().await?;
+            Some(q) if QUERIES.contains(&q) => {
+                let (node, name, out, incarnations) =
+                    (node.clone(), name.to_string(), out.clone(), incarnations.clone());
+                tokio::spawn(async move { answer(&node, &name, &line, &incarnations, &out).await });
+            }
+            _ => {
+                if actions.send(line).await.is_err() {
+                    break;
+                }
+            }
+        }
     }
+    drop(actions);
+    let _ = runner.await;
+    out.sync().await;
     Ok(())
 }
 
@@ -223,6 +344,7 @@ async fn command(
     name: &str,
     words: &[&str],
     incarnations: &Arc<AtomicU64>,
+    out: &Output,
 ) -> anyhow::Result<Option<String>> {
     let num = |i: usize| -> anyhow::Result<u64> {
         words.get(i).context("missing argument")?.parse::<u64>().with_context(|| format!("argument {i}"))
@@ -277,20 +399,21 @@ async fn command(
             let caps = CapabilitySet::parse(words.get(2).context("missing capabilities")?.split(','))?;
             let concurrency = num(3)?.max(1) as usize;
             let seed = num(4)?;
+            // How long a client retries a refused submission (same task id); default 30 s.
+            let retry = Duration::from_millis(if words.len() > 5 { num(5)? } else { 30_000 });
             let progress = node.clone();
             let base = node.stats().flow;
+            let out = out.clone();
             let ticker = tokio::spawn(async move {
-                let mut out = tokio::io::stdout();
                 loop {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     let s = progress.stats().flow;
                     let done = (s.completed + s.failed + s.dead_lettered)
                         - (base.completed + base.failed + base.dead_lettered);
-                    let _ = out.write_all(format!("PROGRESS {done}\n").as_bytes()).await;
-                    let _ = out.flush().await;
+                    out.line(&format!("PROGRESS {done}")).await;
                 }
             });
-            let report = run_workload(node, name, tasks, caps, concurrency, seed).await;
+            let report = run_workload(node, name, tasks, caps, concurrency, seed, retry).await;
             ticker.abort();
             let _ = ticker.await;
             format!("RESULT {}", serde_json::to_string(&report?)?)
@@ -329,7 +452,29 @@ async fn command(
             let mut v = serde_json::to_value(report)?;
             v["backlog"] = node.ledger_backlog().into();
             v["adopted"] = node.adopted_tasks().into();
+            v["reclaimed"] = node.reclaimed_tasks().into();
+            if let Some(s) = node.raft_status() {
+                v["elections_started"] = s.elections_started.into();
+                v["pre_votes_refused"] = s.pre_votes_refused.into();
+            }
             format!("RAFT {v}")
+        }
+        Some("raft-fault") => {
+            // Fault injection: `raft-fault core` makes this node's next Raft log write fail,
+            // so openraft's core quits on a fatal storage error (as a failing disk would).
+            let c = node.consensus().context("raft is not enabled on this node")?;
+            match words.get(1).copied() {
+                Some("core") => c.inject_storage_fault(),
+                other => bail!("unknown raft fault {other:?} (known: core)"),
+            }
+            "OK".into()
+        }
+        Some("task") => {
+            // A task's entry in the replicated ledger, read linearizably: how a client learns
+            // what became of a task whose submission was indeterminate.
+            let id: TaskId = words.get(1).context("missing task id")?.parse().context("task id")?;
+            let entry = node.task_entry(id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            format!("TASK {}", serde_json::to_string(&entry)?)
         }
         Some("raft-elect") => {
             // Campaign now. A campaign against a live leader fails (its followers refuse
@@ -493,15 +638,17 @@ pub(crate) async fn run_workload(
     caps: CapabilitySet,
     concurrency: usize,
     seed: u64,
+    retry: Duration,
 ) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let before = node.stats();
     let per_node = Arc::new(parking_lot::Mutex::new(BTreeMap::<String, u64>::new()));
     let next = Arc::new(AtomicU64::new(0));
+    let outcomes = Arc::new(parking_lot::Mutex::new(ClientOutcomes::default()));
     let mut workers = Vec::with_capacity(concurrency);
     for w in 0..concurrency {
-        let (node, caps, per_node, next, name) =
-            (node.clone(), caps.clone(), per_node.clone(), next.clone(), name.to_string());
+        let (node, caps, per_node, next, name, outcomes) =
+            (node.clone(), caps.clone(), per_node.clone(), next.clone(), name.to_string(), outcomes.clone());
         workers.push(tokio::spawn(async move {
             let mut rng = SmallRng::seed_from_u64(splitmix64(splitmix64(seed) ^ w as u64));
             let mut submitted = 0u64;
@@ -514,17 +661,31 @@ pub(crate) async fn run_workload(
                 // With the replicated ledger a submit is refused while no leader can commit
                 // it (an election after the leader died): the client retries the same task
                 // (same id, so a commit whose answer was lost is not entered twice).
-                let retry_until = Instant::now() + Duration::from_secs(30);
+                // A refused or indeterminate submission is retried with the same id until
+                // the retry window closes (the ledger takes an id once, so a retry of an
+                // indeterminate submission that did commit is acknowledged, not doubled).
+                let retry_until = Instant::now() + retry;
+                let mut maybe_accepted = None;
                 let outcome = loop {
                     match node.route(task.clone()).await {
                         Ok(o) => break Some(o),
-                        Err(SubmitError::NotLeader { .. } | SubmitError::Unavailable(_))
-                            if Instant::now() < retry_until =>
-                        {
+                        Err(
+                            e @ (SubmitError::NotLeader { .. }
+                            | SubmitError::Unavailable(_)
+                            | SubmitError::Indeterminate { .. }),
+                        ) if Instant::now() < retry_until => {
+                            if e.may_have_been_accepted() {
+                                maybe_accepted = Some(e);
+                            }
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "task refused");
+                            // After an indeterminate attempt, a later refusal (or "already
+                            // submitted": the earlier attempt committed and this node drives
+                            // it) still leaves the task possibly accepted.
+                            let reported =
+                                if e.may_have_been_accepted() { &e } else { maybe_accepted.as_ref().unwrap_or(&e) };
+                            outcomes.lock().record(task.id, reported);
                             break None;
                         }
                     }
@@ -548,5 +709,38 @@ pub(crate) async fn run_workload(
     let hist = node.router().parts().tasks.latency_histogram();
     let run = RunCounts::measure(Some(&before), &node.stats(), submitted, elapsed, &hist);
     let per_node = per_node.lock().clone();
-    Ok(RunReport { node: name.to_string(), run, per_node })
+    let outcomes = std::mem::take(&mut *outcomes.lock());
+    Ok(RunReport {
+        node: name.to_string(),
+        run,
+        per_node,
+        refused: outcomes.refused,
+        indeterminate: outcomes.indeterminate,
+        refused_ids: outcomes.refused_ids,
+        indeterminate_ids: outcomes.indeterminate_ids,
+    })
+}
+
+/// What the clients of a run were told about the tasks that did not run for them.
+#[derive(Debug, Default)]
+struct ClientOutcomes {
+    refused: u64,
+    indeterminate: u64,
+    refused_ids: Vec<String>,
+    indeterminate_ids: Vec<String>,
+}
+
+impl ClientOutcomes {
+    fn record(&mut self, id: TaskId, e: &SubmitError) {
+        let (count, ids) = if e.may_have_been_accepted() {
+            (&mut self.indeterminate, &mut self.indeterminate_ids)
+        } else {
+            (&mut self.refused, &mut self.refused_ids)
+        };
+        *count += 1;
+        if ids.len() < MAX_LISTED_IDS {
+            ids.push(id.to_string());
+        }
+        tracing::warn!(task = %id, error = %e, "task not accepted");
+    }
 }

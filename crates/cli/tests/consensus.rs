@@ -13,69 +13,8 @@ use std::time::{Duration, Instant};
 use erlmcp_flow::cluster::wire::{Envelope, GatewayMsg, Request, Response, decode, encode};
 use erlmcp_flow::core::{Codec, NodeName};
 use erlmcp_flow_lincheck::{CheckResult, Op, OpResult, Outcome, Recorder, check};
+use support::raft::*;
 use support::*;
-
-/// `flow node` arguments making `names` the Raft voters (plus `extra`).
-fn raft_args(names: &[&str]) -> Vec<String> {
-    vec!["--raft-voters".into(), names.join(","), "--agents".into(), "3".into(), "--work-us".into(), "500".into()]
-}
-
-/// Starts `names` as Raft voters, the first node seeding, each with 3 agents.
-fn raft_cluster(names: &[&str], extra: impl Fn(&str) -> Vec<String>) -> Vec<Node> {
-    let args = |n: &str| {
-        let mut a = raft_args(names);
-        a.extend(extra(n));
-        a
-    };
-    let first = args(names[0]);
-    let mut nodes = vec![Node::start(names[0], None, &first.iter().map(String::as_str).collect::<Vec<_>>())];
-    let seed = nodes[0].listen.clone();
-    for n in &names[1..] {
-        let a = args(n);
-        nodes.push(Node::start(n, Some(&seed), &a.iter().map(String::as_str).collect::<Vec<_>>()));
-    }
-    for node in nodes.iter_mut() {
-        node.ask(&format!("wait-agents {} 20000", 3 * names.len()), "OK");
-    }
-    nodes
-}
-
-fn raft(node: &mut Node) -> serde_json::Value {
-    node.ask_json("raft", "RAFT")
-}
-
-/// Waits until `node` knows a leader (other than `not`) and returns its name.
-fn leader_seen_by(node: &mut Node, not: Option<&str>) -> String {
-    let mut leader = None;
-    eventually("a leader is elected", || {
-        leader = raft(node)["leader"].as_str().filter(|l| Some(*l) != not).map(str::to_string);
-        leader.is_some()
-    });
-    leader.unwrap()
-}
-
-/// Waits until every node in `nodes` has applied the same index, then asserts their
-/// state machines have the same digest.
-fn assert_replicas_identical(nodes: &mut [Node]) {
-    let mut last = Vec::new();
-    eventually("replicas apply the same log", || {
-        last = nodes.iter_mut().map(raft).collect::<Vec<_>>();
-        last.windows(2).all(|w| w[0]["last_applied"] == w[1]["last_applied"] && w[0]["last_applied"].as_u64() > Some(0))
-    });
-    for w in last.windows(2) {
-        assert_eq!(w[0]["digest"], w[1]["digest"], "same log, same state: {last:?}");
-    }
-}
-
-/// Waits until the replicated ledger (read linearizably through `node`) has no open task.
-fn ledger_quiescent(node: &mut Node) -> serde_json::Value {
-    let mut l = serde_json::Value::Null;
-    eventually("every acknowledged task has its terminal entry", || {
-        l = node.ask_json("ledger", "LEDGER");
-        l["open"] == 0
-    });
-    l
-}
 
 /// The Raft leader's process is SIGKILLed while node-1 submits 10 000 tasks (the
 /// `flow demo --nodes 3 --kill leader` scenario): a new leader takes over, every
@@ -101,13 +40,6 @@ fn leader_killed_under_load_loses_no_acknowledged_task() {
     assert_eq!(n("open"), 0, "{r}");
     assert_eq!(n("completed") + n("failed") + n("dead_lettered"), 10_000, "exactly one terminal state each: {r}");
     assert_eq!(r["replicas_agree"], true, "{r}");
-}
-
-fn scratch_dir(tag: &str) -> std::path::PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let dir = std::env::temp_dir().join(format!("flow-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A voter on redb is SIGKILLed, the others commit more, and it restarts on the same file:

@@ -71,4 +71,9 @@ pub struct RaftReport {
     pub digest: u64,
     /// Undecodable Raft RPCs received.
     pub decode_errors: u64,
+    /// Whether the node's openraft core runs (false while it is restarted after a fatal
+    /// error: the node cannot serve the ledger meanwhile).
+    pub core_up: bool,
+    /// Restarts of the openraft core after fatal errors.
+    pub core_restarts: u64,
 }

@@ -21,8 +21,8 @@ pub enum TransportError {
     },
 }
 
-/// Errors of [`ConsensusNode`](crate::ConsensusNode). `NotLeader`, `Unavailable` and
-/// `Transport` are retryable; `Decode`, `Encode`, `Config` are the caller's input;
+/// Errors of [`ConsensusNode`](crate::ConsensusNode). `NotLeader`, `Unavailable`,
+/// `Indeterminate` and `Transport` are retryable; `Decode`, `Encode`, `Config` are the caller's input;
 /// `Storage` and `Fatal` mean the node has stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ConsensusError {
@@ -33,8 +33,15 @@ pub enum ConsensusError {
         leader: Option<String>,
     },
     /// No leader could commit the request in time (election, partition, quorum lost).
+    /// For a write: it was not handed to any leader's log, so it did not and will not
+    /// commit.
     #[error("consensus unavailable: {0}")]
     Unavailable(String),
+    /// A write reached a leader's log (or may have: its answer was lost) but its commit
+    /// was not confirmed in time. It may still commit later; retrying the same command is
+    /// safe for idempotent commands (the ledger's `Submit` and `Finish` are, by task id).
+    #[error("write may have committed (not confirmed): {0}")]
+    Indeterminate(String),
     /// Bytes that are not a valid message (counted in `RaftStatus::decode_errors`).
     #[error("cannot decode: {0}")]
     Decode(String),
@@ -58,6 +65,12 @@ pub enum ConsensusError {
 impl ConsensusError {
     /// Whether the same request may succeed later (elsewhere or after an election).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ConsensusError::NotLeader { .. } | ConsensusError::Unavailable(_) | ConsensusError::Transport(_))
+        matches!(
+            self,
+            ConsensusError::NotLeader { .. }
+                | ConsensusError::Unavailable(_)
+                | ConsensusError::Indeterminate(_)
+                | ConsensusError::Transport(_)
+        )
     }
 }

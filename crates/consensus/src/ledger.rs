@@ -153,6 +153,28 @@ pub struct OpenTask {
     pub deliveries: u32,
 }
 
+/// What the ledger says about one task id ([`LedgerState::entry`]): how a client learns
+/// what became of a task whose submission was indeterminate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TaskEntry {
+    /// Accepted and not finished yet: `owner` drives it.
+    Open {
+        /// The node driving it.
+        owner: String,
+        /// Assignments recorded so far.
+        deliveries: u32,
+    },
+    /// Finished with this terminal state (remembered for the last
+    /// [`FINISHED_WINDOW`] finished ids).
+    Finished {
+        /// How it ended.
+        kind: TerminalKind,
+    },
+    /// Never accepted, or finished longer ago than the window remembers.
+    Unknown,
+}
+
 /// The replicated state. See the module docs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerState {
@@ -309,6 +331,17 @@ impl LedgerState {
     /// How `id` ended, when it is among the remembered finished ids.
     pub fn finished_kind(&self, id: &TaskId) -> Option<TerminalKind> {
         self.finished.get(id).copied()
+    }
+
+    /// What the ledger says about `id`.
+    pub fn entry(&self, id: &TaskId) -> TaskEntry {
+        if let Some(open) = self.open.get(id) {
+            return TaskEntry::Open { owner: open.owner.clone(), deliveries: open.deliveries };
+        }
+        match self.finished.get(id) {
+            Some(kind) => TaskEntry::Finished { kind: *kind },
+            None => TaskEntry::Unknown,
+        }
     }
 
     /// Whether the ledger knows `id` (open or recently finished).

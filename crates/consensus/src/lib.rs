@@ -45,7 +45,13 @@
 //! - `network`: openraft's `RaftNetwork` on top of a `RaftTransport`.
 //! - [`wire`]: the request/reply enums between nodes and their size-limited codec.
 //! - [`node`]: [`ConsensusNode`], the API: start, initialize, submit (forwarding to the
-//!   leader), linearizable and local reads, membership changes, status, shutdown.
+//!   leader), linearizable and local reads, membership changes, status, readiness,
+//!   shutdown.
+//! - `supervisor`: restarts the openraft core on the same stores after a fatal error
+//!   ([`CoreHealth`]); `fence`: store handles fenced by core incarnation (and the storage
+//!   fault injection the tests use).
+//! - [`pre_vote`]: pre-vote (Raft thesis §9.6) on openraft 0.9, which has none: the pure
+//!   election timer and vote rules; `elections`: the task that drives them.
 //! - [`types`]: openraft's type configuration; node names and ids ([`node_id_for`]).
 //!
 //! # Why openraft
@@ -62,7 +68,15 @@
 //!
 //! - A `submit` that returned `Ok` is committed by a quorum and applied by every replica
 //!   exactly once; `Submit` and `Finish` are idempotent by task id, so clients retry
-//!   with the same id after `Unavailable`/`NotLeader`/transport errors.
+//!   with the same id after `Unavailable`/`NotLeader`/`Indeterminate`/transport errors.
+//! - `NotLeader` and `Unavailable` on a write mean it reached no leader's log: it did not
+//!   and will not commit. `Indeterminate` means it may have (a leader took it but did
+//!   not confirm the commit in time); it may still commit later.
+//! - A fatal error of openraft's core does not end the node: the core is restarted on the
+//!   same stores, and the node answers `Unavailable` (and [`ConsensusNode::is_ready`]
+//!   false) meanwhile.
+//! - With `raft.pre_vote` (the default) a node campaigns only after a majority said it
+//!   would vote for it: a paused, cut-off or restarted node does not unseat a live leader.
 //! - A node on the minority side of a partition cannot commit: its `submit` answers
 //!   `NotLeader` or `Unavailable` within `raft.client_timeout_ms`.
 //! - Everything is bounded: request size ([`wire::MAX_RPC_BYTES`]), command size
@@ -72,21 +86,26 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(unsafe_code)]
 
+mod elections;
 pub mod error;
+mod fence;
 pub mod ledger;
 mod network;
 pub mod node;
+pub mod pre_vote;
 pub mod state_machine;
 pub mod store_mem;
 pub mod store_redb;
+mod supervisor;
 pub mod transport;
 pub mod types;
 pub mod wire;
 
 pub use erlmcp_flow_core::RaftConfig;
 pub use error::{ConsensusError, TransportError};
-pub use ledger::{LedgerCommand, LedgerResponse, LedgerState, OpenTask};
+pub use ledger::{LedgerCommand, LedgerResponse, LedgerState, OpenTask, TaskEntry};
 pub use node::{ConsensusNode, NodeRole, RaftStatus};
+pub use supervisor::CoreHealth;
 pub use transport::{InProcessTransport, RaftTransport};
 pub use types::{NamedNode, RaftNodeId, TypeConfig, node_id_for};
 pub use wire::{CommitReceipt, MembershipChange, RaftWire, RaftWireReply};

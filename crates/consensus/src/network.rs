@@ -2,11 +2,20 @@
 //! [`RaftWire`] request, carried as bytes, and its [`RaftWireReply`] decoded.
 //!
 //! Error mapping: a peer that cannot be reached (or does not answer in time) is
-//! `Unreachable`, so openraft backs off replication to it for one heartbeat interval
-//! rather than its default 500 ms (which would slow catching up after a partition heals);
-//! an error reply from the peer's Raft is a `RemoteError`; a garbled reply is a
+//! `Unreachable`, so openraft backs off replication to it: one heartbeat interval at
+//! first, doubling per failed attempt up to `election_timeout_max_ms` (a healed peer is
+//! caught up within one such interval; a dead one costs a few attempts a second, not
+//! twenty). An error reply from the peer's Raft is a `RemoteError`; a garbled reply is a
 //! `NetworkError`. An AppendEntries batch whose encoding is over the wire limit answers
 //! `PayloadTooLarge` so openraft retries with fewer entries.
+//!
+//! **Logging.** openraft logs every failed replication RPC itself (twice, at WARN and
+//! ERROR, under `openraft::replication`), which for a peer that is down is several lines a
+//! second for as long as it is down. This layer logs transport failures once per peer per
+//! `DEFAULT_LOG_INTERVAL` (5 s) with the count left out (`erlmcp_flow_core`'s
+//! `SharedLogLimiter`, the limiter the cluster layer uses too), and the `flow` binary's
+//! default filter turns openraft's per-RPC lines off
+//! (`openraft::replication=off`); a library user should do the same in their filter.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +30,8 @@ use openraft::raft::{
     VoteResponse,
 };
 
+use erlmcp_flow_core::log_limit::{DEFAULT_LOG_INTERVAL, DEFAULT_LOG_KEYS, SharedLogLimiter};
+
 use crate::error::TransportError;
 use crate::transport::RaftTransport;
 use crate::types::{NamedNode, RaftNodeId, TypeConfig};
@@ -29,8 +40,27 @@ use crate::wire::{self, MAX_RPC_BYTES, RaftWire, RaftWireReply};
 /// Creates one [`PeerConnection`] per replication target.
 #[derive(Clone)]
 pub(crate) struct NetworkFactory {
-    pub(crate) transport: Arc<dyn RaftTransport>,
-    pub(crate) backoff: Duration,
+    transport: Arc<dyn RaftTransport>,
+    /// First back-off after an unreachable peer (the heartbeat interval).
+    backoff_first: Duration,
+    /// Longest back-off (the election timeout's upper bound).
+    backoff_max: Duration,
+    failures: Arc<SharedLogLimiter<String>>,
+}
+
+impl NetworkFactory {
+    pub(crate) fn new(transport: Arc<dyn RaftTransport>, cfg: &erlmcp_flow_core::RaftConfig) -> Self {
+        Self {
+            transport,
+            backoff_first: Duration::from_millis(cfg.heartbeat_interval_ms),
+            backoff_max: Duration::from_millis(cfg.election_timeout_max_ms.max(cfg.heartbeat_interval_ms)),
+            failures: Arc::new(SharedLogLimiter::new(
+                erlmcp_flow_core::MonoClock::new(),
+                DEFAULT_LOG_INTERVAL,
+                DEFAULT_LOG_KEYS,
+            )),
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -41,7 +71,9 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             target_name: node.name.clone(),
             transport: self.transport.clone(),
-            backoff: self.backoff,
+            backoff_first: self.backoff_first,
+            backoff_max: self.backoff_max,
+            failures: self.failures.clone(),
         }
     }
 }
@@ -51,7 +83,9 @@ pub(crate) struct PeerConnection {
     target: RaftNodeId,
     target_name: String,
     transport: Arc<dyn RaftTransport>,
-    backoff: Duration,
+    backoff_first: Duration,
+    backoff_max: Duration,
+    failures: Arc<SharedLogLimiter<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,14 +122,29 @@ impl PeerConnection {
         if bytes.len() > MAX_RPC_BYTES {
             return Err(CallError::TooLarge(bytes.len()));
         }
-        let reply =
-            self.transport.call(self.target, &self.target_name, Bytes::from(bytes), option.hard_ttl()).await.map_err(
-                |e| match e {
+        let reply = self.transport.call(self.target, &self.target_name, Bytes::from(bytes), option.hard_ttl()).await;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                self.log_failure(&e);
+                return Err(match e {
                     TransportError::Unreachable(_) | TransportError::Timeout(_) => CallError::Unreachable(e),
                     TransportError::Remote { .. } => CallError::Network(e.to_string()),
-                },
-            )?;
+                });
+            }
+        };
         wire::decode::<RaftWireReply>(&reply).map_err(|e| CallError::Network(e.to_string()))
+    }
+
+    fn log_failure(&self, e: &TransportError) {
+        if let Some(suppressed) = self.failures.check(self.target_name.as_str()) {
+            tracing::warn!(
+                peer = %self.target_name,
+                error = %e,
+                suppressed,
+                "raft rpc to peer failed (reported at most once per {DEFAULT_LOG_INTERVAL:?})"
+            );
+        }
     }
 
     fn unexpected<E: std::error::Error>(&self, what: &str) -> RpcErr<E> {
@@ -151,6 +200,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
     }
 
     fn backoff(&self) -> Backoff {
-        Backoff::new(std::iter::repeat(self.backoff))
+        let (first, max) = (self.backoff_first, self.backoff_max);
+        Backoff::new(std::iter::successors(Some(first), move |d| Some((*d * 2).min(max))))
     }
 }

@@ -23,8 +23,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use parking_lot::RwLock;
+
 use bytes::Bytes;
 use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::raft::AppendEntriesResponse;
 use openraft::{ChangeMembers, RaftMetrics, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -32,17 +35,20 @@ use tokio::time::Instant;
 
 use erlmcp_flow_core::RaftConfig;
 
-use crate::error::ConsensusError;
+use crate::error::{ConsensusError, TransportError};
+use crate::fence::Fence;
 use crate::ledger::{LedgerCommand, LedgerState};
 use crate::network::NetworkFactory;
+use crate::pre_vote::{PreVoteAnswer, PreVoteRequest};
 use crate::state_machine::LedgerStateMachine;
 use crate::store_mem::MemLogStore;
 use crate::store_redb::{RedbLogStore, RedbSnapshotStore, open_database};
+use crate::supervisor::{CoreHealth, CoreStores, LogBackend};
 use crate::transport::RaftTransport;
 use crate::types::{NamedNode, Raft, RaftNodeId, node_id_for};
 use crate::wire::{self, CommitReceipt, MAX_COMMAND_BYTES, MembershipChange, RaftWire, RaftWireReply};
 
-type Metrics = RaftMetrics<RaftNodeId, NamedNode>;
+pub(crate) type Metrics = RaftMetrics<RaftNodeId, NamedNode>;
 
 /// A node's Raft role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,19 +106,56 @@ pub struct RaftStatus {
     pub decode_errors: u64,
     /// Client writes this node forwarded to the leader.
     pub forwarded_writes: u64,
+    /// Whether this node's openraft core is running (false while the supervisor restarts
+    /// it after a fatal error, and after shutdown).
+    pub core_up: bool,
+    /// Times the supervisor restarted the openraft core after a fatal error.
+    pub core_restarts: u64,
+    /// Elections this node started after a granted pre-vote round.
+    pub elections_started: u64,
+    /// Pre-vote rounds this node ran that a quorum did not grant (no election, no new term).
+    pub pre_votes_refused: u64,
 }
 
-struct NodeInner {
-    id: RaftNodeId,
-    name: String,
-    raft: Raft,
-    sm: LedgerStateMachine,
-    transport: Arc<dyn RaftTransport>,
-    metrics: watch::Receiver<Metrics>,
-    client_timeout: Duration,
-    decode_errors: AtomicU64,
-    forwarded_writes: AtomicU64,
-    stopped: AtomicBool,
+pub(crate) struct NodeInner {
+    pub(crate) id: RaftNodeId,
+    pub(crate) name: String,
+    /// The running openraft instance; replaced by the supervisor after a fatal error.
+    pub(crate) core: RwLock<Raft>,
+    /// What every core incarnation is built from (the node owns the stores).
+    pub(crate) stores: CoreStores,
+    pub(crate) sm: LedgerStateMachine,
+    pub(crate) transport: Arc<dyn RaftTransport>,
+    /// The current core's metrics, relayed so that they survive a core restart.
+    pub(crate) metrics_tx: watch::Sender<Metrics>,
+    pub(crate) metrics: watch::Receiver<Metrics>,
+    pub(crate) health: watch::Sender<CoreHealth>,
+    pub(crate) core_restarts: AtomicU64,
+    pub(crate) client_timeout: Duration,
+    pub(crate) election_timeout_min: Duration,
+    pub(crate) election_timeout_max: Duration,
+    pub(crate) decode_errors: AtomicU64,
+    pub(crate) forwarded_writes: AtomicU64,
+    pub(crate) elections_started: AtomicU64,
+    pub(crate) pre_votes_refused: AtomicU64,
+    /// When this node last heard from a leader (or granted a vote), as time since
+    /// `started_at` in µs: the pre-vote election timer's input.
+    pub(crate) heard_leader_us: AtomicU64,
+    pub(crate) started_at: Instant,
+    pub(crate) stopped: AtomicBool,
+    pub(crate) fence: Arc<Fence>,
+}
+
+impl NodeInner {
+    /// The current openraft handle.
+    pub(crate) fn raft(&self) -> Raft {
+        self.core.read().clone()
+    }
+
+    fn heard_leader(&self) {
+        let us = Instant::now().saturating_duration_since(self.started_at).as_micros() as u64;
+        self.heard_leader_us.fetch_max(us, Ordering::AcqRel);
+    }
 }
 
 /// A running consensus node (a cheap clone handle). See the module docs.
@@ -179,40 +222,56 @@ impl ConsensusNode {
             election_timeout_max: cfg.election_timeout_max_ms,
             max_payload_entries: cfg.max_payload_entries,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_after_logs),
+            // With pre-vote the node runs its own election timer (see `pre_vote`).
+            enable_elect: !cfg.pre_vote,
             ..Default::default()
         }
         .validate()
         .map_err(|e| ConsensusError::Config(e.to_string()))?;
         let id = node_id_for(name);
-        let network =
-            NetworkFactory { transport: transport.clone(), backoff: Duration::from_millis(cfg.heartbeat_interval_ms) };
-        let (raft, sm) = if cfg.is_durable() {
+        let network = NetworkFactory::new(transport.clone(), cfg);
+        let fence = Arc::new(Fence::default());
+        let (log, sm) = if cfg.is_durable() {
             let path = cfg.path.as_deref().ok_or_else(|| ConsensusError::Config("raft.path is required".into()))?;
             let db = open_database(path)?;
             let sm = LedgerStateMachine::with_snapshot_store(RedbSnapshotStore::new(db.clone()))
                 .map_err(|e| ConsensusError::Storage(e.to_string()))?;
-            let raft =
-                Raft::new(id, Arc::new(config), network, RedbLogStore::new(db), sm.clone()).await.map_err(fatal)?;
-            (raft, sm)
+            (LogBackend::Redb(RedbLogStore::new(db)), sm)
         } else {
-            let sm = LedgerStateMachine::new();
-            (Raft::new(id, Arc::new(config), network, MemLogStore::new(), sm.clone()).await.map_err(fatal)?, sm)
+            (LogBackend::Memory(MemLogStore::new()), LedgerStateMachine::new())
         };
-        let metrics = raft.metrics();
-        Ok(Self {
-            inner: Arc::new(NodeInner {
-                id,
-                name: name.to_owned(),
-                raft,
-                sm,
-                transport,
-                metrics,
-                client_timeout: cfg.client_timeout(),
-                decode_errors: AtomicU64::new(0),
-                forwarded_writes: AtomicU64::new(0),
-                stopped: AtomicBool::new(false),
-            }),
-        })
+        let stores = CoreStores { id, config: Arc::new(config), network, fence: fence.clone(), log, sm: sm.clone() };
+        let raft = stores.start_core().await?;
+        let (metrics_tx, metrics) = watch::channel(raft.metrics().borrow().clone());
+        let inner = Arc::new(NodeInner {
+            id,
+            name: name.to_owned(),
+            core: RwLock::new(raft.clone()),
+            stores,
+            sm,
+            transport,
+            metrics_tx,
+            metrics,
+            health: watch::channel(CoreHealth::Up).0,
+            core_restarts: AtomicU64::new(0),
+            client_timeout: cfg.client_timeout(),
+            election_timeout_min: Duration::from_millis(cfg.election_timeout_min_ms),
+            election_timeout_max: Duration::from_millis(cfg.election_timeout_max_ms),
+            decode_errors: AtomicU64::new(0),
+            forwarded_writes: AtomicU64::new(0),
+            elections_started: AtomicU64::new(0),
+            pre_votes_refused: AtomicU64::new(0),
+            heard_leader_us: AtomicU64::new(0),
+            started_at: Instant::now(),
+            stopped: AtomicBool::new(false),
+            fence,
+        });
+        tokio::spawn(crate::supervisor::supervise(Arc::downgrade(&inner), raft));
+        if cfg.pre_vote {
+            // Seeded by the node's id: each node draws its own timeouts, and a run replays.
+            tokio::spawn(crate::elections::run(Arc::downgrade(&inner), id));
+        }
+        Ok(Self { inner })
     }
 
     /// This node's Raft id.
@@ -225,9 +284,22 @@ impl ConsensusNode {
         &self.inner.name
     }
 
-    /// The openraft handle, for what this API does not cover.
-    pub fn raft(&self) -> &Raft {
-        &self.inner.raft
+    /// The openraft handle of the running core, for what this API does not cover. After
+    /// a fatal core error the supervisor replaces it: hold it briefly, ask again later.
+    pub fn raft(&self) -> Raft {
+        self.inner.raft()
+    }
+
+    /// Whether the openraft core is running: false while the supervisor restarts it after
+    /// a fatal error (the node answers `Unavailable` meanwhile), and after shutdown. What
+    /// a readiness probe reports.
+    pub fn is_ready(&self) -> bool {
+        *self.inner.health.borrow() == CoreHealth::Up && !self.inner.stopped.load(Ordering::Acquire)
+    }
+
+    /// The core's health (see [`is_ready`](Self::is_ready)), with the reason it is down.
+    pub fn core_health(&self) -> CoreHealth {
+        self.inner.health.borrow().clone()
     }
 
     /// Forms the cluster with `voters` (names; must include this node). Idempotent: safe
@@ -245,10 +317,11 @@ impl ConsensusNode {
         if members.len() != voters.len() {
             return Err(ConsensusError::Config(format!("voters {voters:?} contain duplicate names")));
         }
-        if self.inner.raft.is_initialized().await.map_err(fatal)? {
+        let raft = self.raft();
+        if raft.is_initialized().await.map_err(fatal)? {
             return Ok(());
         }
-        match self.inner.raft.initialize(members).await {
+        match raft.initialize(members).await {
             Ok(()) => Ok(()),
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(RaftError::APIError(e)) => Err(ConsensusError::Config(e.to_string())),
@@ -285,6 +358,10 @@ impl ConsensusNode {
             learners: membership.learner_ids().map(name).collect(),
             decode_errors: self.inner.decode_errors.load(Ordering::Relaxed),
             forwarded_writes: self.inner.forwarded_writes.load(Ordering::Relaxed),
+            core_up: self.is_ready(),
+            core_restarts: self.inner.core_restarts.load(Ordering::Relaxed),
+            elections_started: self.inner.elections_started.load(Ordering::Relaxed),
+            pre_votes_refused: self.inner.pre_votes_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -346,10 +423,16 @@ impl ConsensusNode {
     /// failures (no leader, a leader that stepped down, an unreachable leader) with a
     /// short growing pause until `raft.client_timeout_ms`. Then it answers `NotLeader`
     /// when a leader was named but did not serve, else `Unavailable`.
+    ///
+    /// A write that may have reached a leader's log without a confirmed commit (the
+    /// leader's commit timed out, it lost leadership or its core failed with the write
+    /// pending, or a forwarded write's answer was lost) makes the final answer
+    /// `Indeterminate` rather than a refusal: the entry may still commit later.
     async fn through_leader(&self, req: &LeaderRequest) -> Result<LeaderAnswer, ConsensusError> {
         let deadline = Instant::now() + self.inner.client_timeout;
         let mut pause = Duration::from_millis(2);
         let mut last_err: ConsensusError;
+        let mut maybe_written = false;
         loop {
             if self.inner.stopped.load(Ordering::Acquire) {
                 return Err(fatal("node is shut down"));
@@ -357,21 +440,32 @@ impl ConsensusNode {
             let attempt = match self.route() {
                 Route::Local => self.serve(req, deadline).await,
                 Route::Remote(id, name) => self.forward(id, &name, req, deadline).await,
+                Route::Wait if !self.is_ready() => {
+                    Err(ConsensusError::Unavailable("the raft core is restarting after a fatal error".into()))
+                }
                 Route::Wait => Err(ConsensusError::Unavailable("no leader known".into())),
             };
             match attempt {
                 Ok(answer) => return Ok(answer),
-                Err(e) if e.is_retryable() => last_err = e,
+                Err(e) if e.is_retryable() => {
+                    let written = matches!(
+                        e,
+                        ConsensusError::Indeterminate(_) | ConsensusError::Transport(TransportError::Timeout(_))
+                    );
+                    maybe_written |= written && matches!(req, LeaderRequest::Write(_));
+                    last_err = e;
+                }
                 Err(e) => return Err(e),
             }
             if !self.pause(deadline, &mut pause).await {
+                let within = self.inner.client_timeout;
                 return Err(match last_err {
-                    ConsensusError::NotLeader { leader } => ConsensusError::NotLeader { leader },
-                    e => ConsensusError::Unavailable(format!(
-                        "{} not done within {:?}: {e}",
-                        req.what(),
-                        self.inner.client_timeout
+                    e if maybe_written => ConsensusError::Indeterminate(format!(
+                        "{} not confirmed within {within:?} (last: {e})",
+                        req.what()
                     )),
+                    ConsensusError::NotLeader { leader } => ConsensusError::NotLeader { leader },
+                    e => ConsensusError::Unavailable(format!("{} not done within {within:?}: {e}", req.what())),
                 });
             }
         }
@@ -432,16 +526,26 @@ impl ConsensusNode {
         }
     }
 
-    /// Writes on this node, which must be the leader.
+    /// Writes on this node, which must be the leader: a node that does not believe it
+    /// leads answers `NotLeader` without touching its log (a definite refusal). Once the
+    /// write is handed to openraft, every failure is `Indeterminate`: the entry may be in
+    /// the log, and a later leader may commit it (openraft answers `ForwardToLeader` both
+    /// when it refuses at once and when it truncates a pending entry, which another
+    /// node's log may still hold).
     async fn write_local(&self, cmd: LedgerCommand, deadline: Instant) -> Result<CommitReceipt, ConsensusError> {
-        match tokio::time::timeout_at(deadline, self.inner.raft.client_write(cmd)).await {
+        if self.inner.metrics.borrow().state != ServerState::Leader {
+            return Err(ConsensusError::NotLeader { leader: self.leader().map(|(_, n)| n) });
+        }
+        match tokio::time::timeout_at(deadline, self.raft().client_write(cmd)).await {
             Ok(Ok(resp)) => Ok(CommitReceipt { log_index: resp.log_id.index, response: resp.data }),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(ConsensusError::NotLeader { leader: f.leader_node.map(|n| n.name) })
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(ConsensusError::Indeterminate(
+                format!("leadership lost with the write pending (leader now {:?})", f.leader_node.map(|n| n.name)),
+            )),
+            Ok(Err(RaftError::APIError(e))) => Err(ConsensusError::Indeterminate(e.to_string())),
+            Ok(Err(RaftError::Fatal(e))) => {
+                Err(ConsensusError::Indeterminate(format!("the raft core failed with the write pending: {e}")))
             }
-            Ok(Err(RaftError::APIError(e))) => Err(ConsensusError::Unavailable(e.to_string())),
-            Ok(Err(RaftError::Fatal(e))) => Err(fatal(e)),
-            Err(_) => Err(ConsensusError::Unavailable("write not committed before the deadline".into())),
+            Err(_) => Err(ConsensusError::Indeterminate("write not committed before the deadline".into())),
         }
     }
 
@@ -481,8 +585,7 @@ impl ConsensusNode {
         };
         // The wait for the read index has its own full client timeout: the leader has
         // confirmed the index, only this node's apply is left.
-        self.inner
-            .raft
+        self.raft()
             .wait(Some(self.inner.client_timeout))
             .applied_index_at_least(Some(index), "linearizable read")
             .await
@@ -491,13 +594,13 @@ impl ConsensusNode {
     }
 
     async fn read_index_local(&self, deadline: Instant) -> Result<u64, ConsensusError> {
-        match tokio::time::timeout_at(deadline, self.inner.raft.ensure_linearizable()).await {
+        match tokio::time::timeout_at(deadline, self.raft().ensure_linearizable()).await {
             Ok(Ok(log_id)) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
                 Err(ConsensusError::NotLeader { leader: f.leader_node.map(|n| n.name) })
             }
             Ok(Err(RaftError::APIError(e))) => Err(ConsensusError::Unavailable(e.to_string())),
-            Ok(Err(RaftError::Fatal(e))) => Err(fatal(e)),
+            Ok(Err(RaftError::Fatal(e))) => Err(ConsensusError::Unavailable(format!("the raft core failed: {e}"))),
             Err(_) => Err(ConsensusError::Unavailable("leadership not confirmed before the deadline".into())),
         }
     }
@@ -517,11 +620,30 @@ impl ConsensusNode {
         if self.inner.stopped.load(Ordering::Acquire) {
             return Err(fatal("node is shut down"));
         }
-        let raft = &self.inner.raft;
+        let raft = self.raft();
         let reply = match req {
-            RaftWire::AppendEntries(r) => RaftWireReply::AppendEntries(raft.append_entries(r).await),
-            RaftWire::Vote(r) => RaftWireReply::Vote(raft.vote(r).await),
-            RaftWire::InstallSnapshot(r) => RaftWireReply::InstallSnapshot(raft.install_snapshot(r).await),
+            RaftWire::AppendEntries(r) => {
+                let res = raft.append_entries(r).await;
+                if matches!(&res, Ok(resp) if !matches!(resp, AppendEntriesResponse::HigherVote(_))) {
+                    self.inner.heard_leader();
+                }
+                RaftWireReply::AppendEntries(res)
+            }
+            RaftWire::Vote(r) => {
+                let res = raft.vote(r).await;
+                if matches!(&res, Ok(resp) if resp.vote_granted) {
+                    self.inner.heard_leader();
+                }
+                RaftWireReply::Vote(res)
+            }
+            RaftWire::InstallSnapshot(r) => {
+                let res = raft.install_snapshot(r).await;
+                if res.is_ok() {
+                    self.inner.heard_leader();
+                }
+                RaftWireReply::InstallSnapshot(res)
+            }
+            RaftWire::PreVote(r) => RaftWireReply::PreVote(self.judge_pre_vote(&r).await),
             RaftWire::ClientWrite(cmd) => {
                 let deadline = Instant::now() + self.inner.client_timeout;
                 RaftWireReply::ClientWrite(self.write_local(cmd, deadline).await)
@@ -564,7 +686,7 @@ impl ConsensusNode {
         // arrives from the wire.
         let (MembershipChange::AddVoter(name) | MembershipChange::RemoveVoter(name)) = change;
         erlmcp_flow_core::NodeName::new(name).map_err(|e| ConsensusError::Config(format!("node name: {e}")))?;
-        let raft = &self.inner.raft;
+        let raft = self.raft();
         let work = async {
             let changes = match change {
                 MembershipChange::AddVoter(name) => {
@@ -620,12 +742,41 @@ impl ConsensusNode {
         }
     }
 
+    /// Fault injection (tests, `flow node --control`'s `raft-fault`): the next log write
+    /// fails with a storage error, which makes openraft's core quit on a fatal error the
+    /// way a failing disk would.
+    #[doc(hidden)]
+    pub fn inject_storage_fault(&self) {
+        self.inner.fence.fail_next_write();
+    }
+
+    /// Answers a pre-vote question (see [`crate::pre_vote`]) the way openraft would
+    /// answer the real vote, without changing any state.
+    async fn judge_pre_vote(&self, req: &PreVoteRequest) -> Result<PreVoteAnswer, ConsensusError> {
+        let lease = self.inner.election_timeout_max;
+        let view = self
+            .raft()
+            .with_raft_state(move |s| {
+                let since = s.vote_last_modified().map(|t| Instant::now().saturating_duration_since(t));
+                (s.server_state == ServerState::Leader, s.vote_ref().is_committed(), since)
+            })
+            .await
+            .map_err(|e| ConsensusError::Unavailable(format!("the raft core failed: {e}")))?;
+        let (is_leader, vote_committed, since_vote_refreshed) = view;
+        let last_log_id = self.inner.stores.last_log_id().await?;
+        let me = crate::pre_vote::VoterView { is_leader, vote_committed, since_vote_refreshed, lease, last_log_id };
+        let answer = crate::pre_vote::judge_pre_vote(req.last_log_id.as_ref(), &me);
+        tracing::debug!(node = %self.inner.name, candidate = %req.candidate, ?answer, "pre-vote");
+        Ok(answer)
+    }
+
     /// Stops the Raft node and releases its storage. Later calls answer `Fatal`.
     pub async fn shutdown(&self) {
         if self.inner.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Err(e) = self.inner.raft.shutdown().await {
+        self.inner.health.send_replace(CoreHealth::Stopped);
+        if let Err(e) = self.raft().shutdown().await {
             tracing::warn!(node = %self.inner.name, error = %e, "raft shutdown");
         }
         self.inner.sm.release_storage();

@@ -51,6 +51,9 @@ pub enum RaftWire {
     LinearizableRead,
     /// A membership change forwarded to the leader.
     Membership(MembershipChange),
+    /// Would the receiver vote for this candidate? (see [`crate::pre_vote`]; changes
+    /// nothing on the receiver). Last variant, so the others keep their encoding.
+    PreVote(crate::pre_vote::PreVoteRequest),
 }
 
 /// A change of the voter set, served by the leader.
@@ -86,6 +89,8 @@ pub enum RaftWireReply {
     LinearizableRead(Result<u64, ConsensusError>),
     /// The voters (names) once the change committed.
     Membership(Result<Vec<String>, ConsensusError>),
+    /// Answer to a pre-vote question.
+    PreVote(Result<crate::pre_vote::PreVoteAnswer, ConsensusError>),
 }
 
 fn codec() -> Codec {

@@ -214,7 +214,9 @@ async fn leader_shutdown_under_load_loses_no_acknowledged_submit() {
 }
 
 /// Five nodes cut 3–2 (the old leader on the minority side): the minority commits
-/// nothing and its submits answer NotLeader/Unavailable within the client timeout, the
+/// nothing; its submits answer NotLeader/Unavailable within the client timeout, or
+/// Indeterminate when they reached the old leader (the write sits uncommitted in its
+/// log and is truncated after the heal), the
 /// majority elects a leader and keeps committing; after healing, all five logs and
 /// ledgers agree and hold exactly the majority's writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,7 +233,9 @@ async fn minority_side_of_a_partition_commits_nothing_and_heals() {
     for name in &minority {
         let t = task();
         let err = c.node(name).submit(submit_cmd(t.clone(), name)).await.unwrap_err();
-        assert!(matches!(err, ConsensusError::NotLeader { .. } | ConsensusError::Unavailable(_)), "{name}: {err:?}");
+        let refused = matches!(err, ConsensusError::NotLeader { .. } | ConsensusError::Unavailable(_));
+        let unconfirmed = matches!(err, ConsensusError::Indeterminate(_));
+        assert!(refused || unconfirmed, "{name}: {err:?}");
         for m in &majority {
             assert!(!c.node(m).read_local(|l| l.contains(&t.id)));
         }
@@ -401,4 +405,69 @@ async fn bad_rpc_input_is_refused_counted_and_harmless() {
     let names: Vec<&str> = c.names.iter().map(String::as_str).collect();
     let digests = c.converge(&names).await;
     assert!(digests.windows(2).all(|w| w[0] == w[1]));
+}
+
+/// The leader's openraft core quits on a fatal storage error (injected: its next log
+/// write fails) on the in-memory store. The node reports the core down, its supervisor
+/// restarts openraft on the same store, the node comes back with everything it had (the
+/// log and ledger live in the node-owned store), the cluster keeps committing, and the
+/// restarted node applies the same state as the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_core_error_restarts_the_core_on_the_same_store() {
+    let c = Cluster::start(3, &cfg()).await;
+    let leader = c.leader_name();
+    let node = c.node(&leader);
+    for _ in 0..20 {
+        submit_until_ok(node, &task(), 10).await.unwrap();
+    }
+    let applied_before = node.status().applied_index.unwrap();
+    node.inject_storage_fault();
+    // The next write fails inside openraft; the node answers a retryable error, never Fatal.
+    let t = task();
+    let first = node.submit(submit_cmd(t.clone(), &leader)).await;
+    assert!(first.as_ref().is_ok() || first.as_ref().is_err_and(|e| e.is_retryable()), "{first:?}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while node.status().core_restarts == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "core not restarted: {:?}", node.core_health());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(node.is_ready(), "{:?}", node.core_health());
+    assert!(node.status().applied_index.unwrap() >= applied_before, "the restarted core kept the store");
+    let retried = submit_until_ok(node, &t, 20).await.unwrap();
+    assert!(matches!(retried, LedgerResponse::Accepted | LedgerResponse::Duplicate), "{retried:?}");
+    for _ in 0..20 {
+        submit_until_ok(c.node(&leader), &task(), 20).await.unwrap();
+    }
+    let names: Vec<&str> = c.names.iter().map(String::as_str).collect();
+    let digests = c.converge(&names).await;
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+    let accepted = c.node(&leader).linearizable_read(|l| l.counts().accepted).await.unwrap();
+    assert_eq!(accepted, 41, "each submitted task once");
+}
+
+/// Pre-vote: a follower cut off from everyone for many election timeouts never raises
+/// its term (its pre-votes are refused or unanswered), and when the cut heals it follows
+/// the same leader in the same term: nobody was unseated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_follower_does_not_raise_its_term_or_unseat_the_leader() {
+    let c = Cluster::start(3, &cfg()).await;
+    let leader = c.leader_name();
+    let term = c.node(&leader).status().current_term;
+    let follower = c.names.iter().find(|n| **n != leader).unwrap().clone();
+    c.net.isolate(node_id_for(&follower));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while c.node(&follower).status().pre_votes_refused < 5 {
+        assert!(tokio::time::Instant::now() < deadline, "no pre-vote rounds: {:?}", c.node(&follower).status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(c.node(&follower).status().current_term, term, "an isolated follower kept its term");
+    assert_eq!(c.node(&follower).status().elections_started, 0);
+    c.net.heal_all();
+    submit_until_ok(c.node(&leader), &task(), 10).await.unwrap();
+    let names: Vec<&str> = c.names.iter().map(String::as_str).collect();
+    c.converge(&names).await;
+    for n in &c.names {
+        let s = c.node(n).status();
+        assert_eq!((s.current_term, s.leader.clone().map(|l| l.1)), (term, Some(leader.clone())), "{n}: {s:?}");
+    }
 }

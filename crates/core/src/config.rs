@@ -637,6 +637,10 @@ pub struct RaftConfig {
     /// How long a client write or linearizable read may take, including waiting out an
     /// election and forwarding to the leader, ms (> 0). Default 2000.
     pub client_timeout_ms: u64,
+    /// Pre-vote (Raft thesis §9.6): a node campaigns only after a majority of voters said
+    /// they would vote for it, so a paused, partitioned or restarted node does not unseat
+    /// a healthy leader. Default true.
+    pub pre_vote: bool,
 }
 
 impl Default for RaftConfig {
@@ -652,6 +656,7 @@ impl Default for RaftConfig {
             snapshot_after_logs: 5_000,
             voters: Vec::new(),
             client_timeout_ms: 2_000,
+            pre_vote: true,
         }
     }
 }

@@ -41,4 +41,25 @@ pub enum SubmitError {
     /// `raft.client_timeout_ms` (election in progress, quorum lost). Not accepted; retry.
     #[error("replicated ledger unavailable: {0}")]
     Unavailable(String),
+    /// Cluster mode with the replicated ledger: the task **may have been accepted**. Its
+    /// `Submit` entry reached a Raft leader's log but its commit was not confirmed before
+    /// `raft.client_timeout_ms` (quorum lost, leader changed mid-write). It may still
+    /// commit later, and then it runs and ends in exactly one terminal state like any
+    /// accepted task. Never a refusal: look the task up by id (`FlowNode::task_entry`), or
+    /// resubmit it with the same id (the ledger takes a task id once).
+    #[error("task {task} may have been accepted (commit not confirmed): {reason}")]
+    Indeterminate {
+        /// The task.
+        task: TaskId,
+        /// Why the commit was not confirmed.
+        reason: String,
+    },
+}
+
+impl SubmitError {
+    /// Whether the task may have been accepted despite the error
+    /// ([`SubmitError::Indeterminate`]); every other error means it was not.
+    pub fn may_have_been_accepted(&self) -> bool {
+        matches!(self, SubmitError::Indeterminate { .. })
+    }
 }

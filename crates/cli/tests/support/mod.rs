@@ -2,6 +2,8 @@
 //! 127.0.0.1 with ephemeral ports, driven over stdin/stdout, always killed at the end.
 #![allow(dead_code)]
 
+pub mod raft;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -23,22 +25,35 @@ pub struct Node {
 impl Node {
     /// Starts `flow node --name <name>` joining `join`, with extra arguments.
     pub fn start(name: &str, join: Option<&str>, extra: &[&str]) -> Node {
-        Self::start_with(name, join, extra, None)
+        Self::start_with(name, join, extra, None, None)
     }
 
     /// [`Node::start`] with the process's file-descriptor limit set to `fd_limit`
     /// (`ulimit -n` in a shell that then execs the node, so the pid is the node's).
     pub fn start_with_fd_limit(name: &str, join: Option<&str>, extra: &[&str], fd_limit: u64) -> Node {
-        Self::start_with(name, join, extra, Some(fd_limit))
+        Self::start_with(name, join, extra, Some(fd_limit), None)
     }
 
-    fn start_with(name: &str, join: Option<&str>, extra: &[&str], fd_limit: Option<u64>) -> Node {
-        let flow = env!("CARGO_BIN_EXE_flow");
+    /// [`Node::start`], with the node's log (its default filter, stderr) written to `log`
+    /// when given.
+    pub fn start_logging(name: &str, join: Option<&str>, extra: &[&str], log: Option<&std::path::Path>) -> Node {
+        Self::start_with(name, join, extra, None, log)
+    }
+
+    fn start_with(
+        name: &str,
+        join: Option<&str>,
+        extra: &[&str],
+        fd_limit: Option<u64>,
+        log: Option<&std::path::Path>,
+    ) -> Node {
+        // `FLOW_BIN` runs another build of `flow` (a before/after measurement).
+        let flow = std::env::var("FLOW_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_flow").to_string());
         let mut cmd = match fd_limit {
-            None => Command::new(flow),
+            None => Command::new(&flow),
             Some(n) => {
                 let mut sh = Command::new("sh");
-                sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), flow]);
+                sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), &flow]);
                 sh
             }
         };
@@ -46,7 +61,14 @@ impl Node {
         if let Some(j) = join {
             cmd.args(["--join", j]);
         }
-        if std::env::var_os("FLOW_TEST_LOGS").is_some() {
+        if let Some(path) = log {
+            // The node's default filter, unless `FLOW_TEST_LOG_FILTER` names another.
+            match std::env::var_os("FLOW_TEST_LOG_FILTER") {
+                Some(f) => cmd.env("FLOW_LOG", f),
+                None => cmd.env_remove("FLOW_LOG"),
+            };
+            cmd.stderr(std::fs::File::options().create(true).append(true).open(path).expect("log file"));
+        } else if std::env::var_os("FLOW_TEST_LOGS").is_some() {
             cmd.env("FLOW_LOG", "info").stderr(Stdio::inherit());
         } else {
             cmd.stderr(Stdio::null());
@@ -98,6 +120,11 @@ impl Node {
                 return line;
             }
         }
+    }
+
+    /// The next line, whatever it says (`ERR` lines included); panics after [`DEADLINE`].
+    pub fn next_line(&mut self) -> String {
+        self.lines.recv_timeout(DEADLINE).unwrap_or_else(|_| panic!("{}: no line within {DEADLINE:?}", self.name))
     }
 
     pub fn ask(&mut self, command: &str, prefix: &str) -> String {
