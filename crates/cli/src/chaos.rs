@@ -58,6 +58,10 @@ pub struct ChaosArgs {
     /// deadline (`raft.client_timeout_ms`).
     #[arg(long)]
     pub majority_loss: bool,
+    /// Fault kinds to inject (comma-separated: kill, pause, partition; `none` for a
+    /// fault-free baseline). `--majority-loss` adds majority losses.
+    #[arg(long, value_delimiter = ',', default_value = "kill,pause,partition")]
+    pub faults: Vec<String>,
     /// Let the nemesis kill, pause and isolate the submitting nodes too.
     #[arg(long)]
     pub kill_submitter: bool,
@@ -118,12 +122,17 @@ pub(crate) fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     if args.tasks_per_s > 100_000 {
         bail!("--tasks-per-s is at most 100000");
     }
+    let kinds: Vec<String> = args.faults.iter().filter(|k| k.as_str() != "none").cloned().collect();
+    if let Some(bad) = kinds.iter().find(|k| !schedule::FAULT_KINDS.contains(&k.as_str())) {
+        bail!("--faults: unknown fault kind {bad:?} (expected kill, pause, partition or none)");
+    }
     let seed = args.seed.unwrap_or_else(|| record::now_ns() % 1_000_000);
     let client_timeout_ms = erlmcp_flow::FlowConfig::default().raft.client_timeout_ms;
     let protected: BTreeSet<usize> = if args.kill_submitter { BTreeSet::new() } else { (0..args.submitters).collect() };
     let spec = ScheduleSpec {
         nodes: args.nodes,
         duration_ms: args.duration_s * 1000,
+        kinds,
         majority_loss: args.majority_loss,
         protected,
         client_timeout_ms,
@@ -177,10 +186,7 @@ fn recheck(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         if passed {
             println!("PASSED: no violation");
         } else {
-            println!("FAILED: {:?}", verdict.violation_counts);
-            for v in &verdict.violations {
-                println!("  [{}] {}", v.kind, v.detail);
-            }
+            report::print_violations(&verdict);
         }
     }
     Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -269,6 +275,13 @@ fn run_schedule(args: &ChaosArgs, seed: u64, schedule: &Schedule, dir: &Path) ->
                     }
                 }
             } else {
+                // Faults healed but not yet recovered from: the new one cuts that short.
+                for a in active.iter().filter(|a| a.healed.is_some()) {
+                    if report.faults[a.idx].recovered_ms.is_none() {
+                        report.faults[a.idx].recovery_cut_short = true;
+                    }
+                }
+                active.retain(|a| a.healed.is_none());
                 let outcome = &mut report.faults[idx];
                 outcome.leader_before = leader.clone();
                 match inject(&mut c, &schedule.faults[idx].fault, leader.as_deref(), &schedule.spec.protected) {

@@ -19,7 +19,8 @@
 //! others, so "finished" means exactly one terminal entry. Plus: no open task at all
 //! after quiescence (**ledger-open**), every replica at the same applied index with the
 //! same digest (**replicas-disagree**), a linearizable KV history
-//! (**kv-not-linearizable**), no panic in a node's log (**panic**), and what the driver
+//! (**kv-not-linearizable**), no panic in a node's log (**panic**) and no Raft core that
+//! quit on an error (**raft-fatal**: the node's consensus is dead), and what the driver
 //! saw go wrong (a node that stopped answering, did not restart or did not quit; no
 //! common leader after the heal).
 
@@ -103,6 +104,10 @@ pub(crate) struct LogScan {
     pub(crate) file: String,
     /// Lines reporting a panic.
     pub(crate) panics: Vec<String>,
+    /// Lines reporting that openraft's core quit on an error (the node's consensus is
+    /// dead from then on).
+    #[serde(default)]
+    pub(crate) raft_fatal: Vec<String>,
     /// ERROR lines.
     pub(crate) errors: u64,
     /// WARN lines.
@@ -118,6 +123,8 @@ impl LogScan {
             let line = line.as_str();
             if line.contains("panicked at") {
                 scan.panics.push(line.chars().take(300).collect());
+            } else if line.contains("RaftCore::main on error") {
+                scan.raft_fatal.push(line.chars().take(300).collect());
             } else if line.contains(" ERROR ") {
                 scan.errors += 1;
             } else if line.contains(" WARN ") {
@@ -413,6 +420,9 @@ pub(crate) fn check(e: &Evidence) -> Verdict {
         for p in &log.panics {
             v.add("panic", format!("{}: {p}", log.file));
         }
+        for f in &log.raft_fatal {
+            v.add("raft-fatal", format!("{}: {f}", log.file));
+        }
     }
     for i in &e.last.incidents {
         v.add(&i.kind, i.detail.clone());
@@ -574,6 +584,13 @@ mod tests {
             ("replicas-disagree", Box::new(|e, _| e.last.replicas[1].last_applied = 8)),
             ("replicas-disagree", Box::new(|e, _| e.last.replicas.clear())),
             ("panic", Box::new(|e, _| e.logs = vec![LogScan::of("b.1.log", "thread 'x' panicked at src/a.rs:1:1")])),
+            (
+                "raft-fatal",
+                Box::new(|e, _| {
+                    let line = "2026 ERROR openraft::core::raft_core: quit RaftCore::main on error: replication channel closed";
+                    e.logs = vec![LogScan::of("b.1.log", line)];
+                }),
+            ),
             (
                 "unresponsive",
                 Box::new(|e, _| {

@@ -32,6 +32,9 @@ pub(crate) struct FaultOutcome {
     /// Heal to the first poll in which every node was up, reached every peer and named
     /// the same leader, ms.
     pub(crate) recovered_ms: Option<u64>,
+    /// The next fault came before the cluster recovered from this one (so
+    /// `recovered_ms` is not measured).
+    pub(crate) recovery_cut_short: bool,
     /// Heal to the first task a client saw finish ok, ms.
     pub(crate) first_ok_ms: Option<u64>,
 }
@@ -63,6 +66,8 @@ impl Spread {
 pub(crate) struct KindStats {
     pub(crate) injected: usize,
     pub(crate) skipped: usize,
+    /// Healed, but the next fault came before the cluster had recovered.
+    pub(crate) recovery_cut_short: usize,
     pub(crate) detected: Spread,
     pub(crate) failover: Spread,
     pub(crate) recovered: Spread,
@@ -109,7 +114,7 @@ pub(crate) struct ChaosReport {
 impl ChaosReport {
     /// Fills `by_kind` from `faults`.
     pub(crate) fn summarize(&mut self) {
-        let mut by: BTreeMap<String, (usize, usize, [Vec<u64>; 4])> = BTreeMap::new();
+        let mut by: BTreeMap<String, (usize, usize, usize, [Vec<u64>; 4])> = BTreeMap::new();
         for f in &self.faults {
             let e = by.entry(f.kind.clone()).or_default();
             if f.skipped.is_some() {
@@ -117,16 +122,18 @@ impl ChaosReport {
                 continue;
             }
             e.0 += 1;
+            e.2 += usize::from(f.recovery_cut_short);
             for (k, v) in [f.detected_ms, f.failover_ms, f.recovered_ms, f.first_ok_ms].into_iter().enumerate() {
-                e.2[k].extend(v);
+                e.3[k].extend(v);
             }
         }
         self.by_kind = by
             .into_iter()
-            .map(|(k, (injected, skipped, [d, fo, r, ok]))| {
+            .map(|(k, (injected, skipped, recovery_cut_short, [d, fo, r, ok]))| {
                 let stats = KindStats {
                     injected,
                     skipped,
+                    recovery_cut_short,
                     detected: Spread::of(d),
                     failover: Spread::of(fo),
                     recovered: Spread::of(r),
@@ -153,23 +160,25 @@ impl ChaosReport {
         println!("run directory: {}", self.dir);
         println!("{line}");
         println!(
-            "{:<14} {:>5} {:>5} {:>16} {:>16} {:>16} {:>16}",
-            "fault", "done", "skip", "detect med/max", "failover", "recover", "first ok"
+            "{:<14} {:>4} {:>4} {:>15} {:>15} {:>15} {:>4} {:>15}",
+            "fault", "done", "skip", "detect med/max", "failover", "recover", "cut", "first ok"
         );
         for (k, s) in &self.by_kind {
             println!(
-                "{:<14} {:>5} {:>5} {:>16} {:>16} {:>16} {:>16}",
+                "{:<14} {:>4} {:>4} {:>15} {:>15} {:>15} {:>4} {:>15}",
                 k,
                 s.injected,
                 s.skipped,
                 s.detected.show(),
                 s.failover.show(),
                 s.recovered.show(),
+                s.recovery_cut_short,
                 s.first_ok.show()
             );
         }
         println!("(ms; detect: a survivor sees a victim unreachable; failover: a new leader when the leader was hit;");
-        println!(" recover: heal to all nodes up, connected, one leader; first ok: heal to the next task finished ok)");
+        println!(" recover: heal to all nodes up, connected, one leader (cut: the next fault came first);");
+        println!(" first ok: heal to the next task finished ok)");
         println!(
             "raft: term {} → {}, {} leader changes seen",
             self.raft.term_start, self.raft.term_end, self.raft.leader_changes
@@ -206,10 +215,18 @@ impl ChaosReport {
         if self.passed {
             println!("PASSED: no violation");
         } else {
-            println!("FAILED: {:?}", self.verdict.violation_counts);
-            for v in &self.verdict.violations {
-                println!("  [{}] {}", v.kind, v.detail);
-            }
+            print_violations(&self.verdict);
+        }
+    }
+}
+
+/// The violation counts and up to three examples of each kind (all of them are in the
+/// JSON report).
+pub(crate) fn print_violations(verdict: &Verdict) {
+    println!("FAILED: {:?}", verdict.violation_counts);
+    for kind in verdict.violation_counts.keys() {
+        for v in verdict.violations.iter().filter(|v| &v.kind == kind).take(3) {
+            println!("  [{}] {}", v.kind, v.detail);
         }
     }
 }

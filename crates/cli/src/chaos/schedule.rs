@@ -92,6 +92,8 @@ pub(crate) struct ScheduleSpec {
     pub(crate) nodes: usize,
     /// Length of the faulty phase, ms.
     pub(crate) duration_ms: u64,
+    /// Fault kinds to draw from (`kill`, `pause`, `partition`).
+    pub(crate) kinds: Vec<String>,
     /// Include majority-loss faults.
     pub(crate) majority_loss: bool,
     /// Nodes never killed, paused or isolated in a minority.
@@ -110,6 +112,9 @@ pub(crate) struct Schedule {
     /// Faults by injection time.
     pub(crate) faults: Vec<ScheduledFault>,
 }
+
+/// The fault kinds besides majority loss.
+pub(crate) const FAULT_KINDS: [&str; 3] = ["kill", "pause", "partition"];
 
 /// No fault starts before this (the workload warms up), ms.
 const WARM_UP_MS: u64 = 2_000;
@@ -131,9 +136,15 @@ impl Schedule {
         let mut t = WARM_UP_MS + rng.random_range(0..1_000);
         let victims: Vec<usize> = (0..n).filter(|i| !spec.protected.contains(i)).collect();
         while t < end && minority > 0 {
-            let mut kinds: Vec<(&str, u32)> = vec![("kill", 3), ("pause", 2), ("partition", 2)];
+            let mut kinds: Vec<(&str, u32)> = [("kill", 3), ("pause", 2), ("partition", 2)]
+                .into_iter()
+                .filter(|(k, _)| spec.kinds.iter().any(|s| s == k))
+                .collect();
             if spec.majority_loss {
                 kinds.push(("majority-loss", 2));
+            }
+            if kinds.is_empty() {
+                break;
             }
             let total: u32 = kinds.iter().map(|k| k.1).sum();
             let mut pick = rng.random_range(0..total);
@@ -217,6 +228,7 @@ mod tests {
         ScheduleSpec {
             nodes,
             duration_ms: 120_000,
+            kinds: FAULT_KINDS.iter().map(|k| k.to_string()).collect(),
             majority_loss,
             protected: BTreeSet::from([0]),
             client_timeout_ms: 2_000,
@@ -230,6 +242,10 @@ mod tests {
         assert_eq!(a, Schedule::generate(7, &spec(5, true)));
         assert_ne!(a.faults, Schedule::generate(8, &spec(5, true)).faults);
         assert!(a.faults.len() >= 10, "a two-minute run has many faults: {}", a.faults.len());
+        let none = ScheduleSpec { kinds: vec![], majority_loss: false, ..spec(5, false) };
+        assert!(Schedule::generate(7, &none).faults.is_empty());
+        let kills = ScheduleSpec { kinds: vec!["kill".into()], ..spec(5, false) };
+        assert!(Schedule::generate(7, &kills).faults.iter().all(|f| f.fault.kind() == "kill"));
     }
 
     /// At every instant a majority is untouched unless a majority loss is scheduled;
