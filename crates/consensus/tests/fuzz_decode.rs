@@ -53,7 +53,7 @@ fn requests() -> Vec<Vec<u8>> {
         last_membership: StoredMembership::new(Some(log_id(2, 8)), membership()),
         snapshot_id: "2-8-1".into(),
     };
-    let reqs = vec![
+    let reqs = [
         RaftWire::AppendEntries(AppendEntriesRequest {
             vote: Vote::new_committed(2, 1),
             prev_log_id: Some(log_id(2, 4)),

@@ -67,7 +67,11 @@ fn seed_decodes_and_probe_is_installed() {
 
 // The whole file: arbitrary bytes, forged lengths and mutations (header damage is caught
 // by magic, version, length or checksum).
-erlmcp_flow_fuzzkit::decoder_fuzz_tests!(seeds: vec![image()], check: decode_checked);
+erlmcp_flow_fuzzkit::decoder_fuzz_tests!(seeds: seeds(), check: decode_checked);
+
+fn seeds() -> Vec<Vec<u8>> {
+    vec![image()]
+}
 
 /// Forged huge length prefixes at every position of the payload, re-framed so the
 /// checksum passes, are typed errors without a large allocation.

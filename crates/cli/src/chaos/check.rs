@@ -534,7 +534,8 @@ mod tests {
     /// violation kind.
     #[test]
     fn doctored_evidence_is_caught() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Evidence, &[TaskId])>)> = vec![
+        type Doctor = Box<dyn Fn(&mut Evidence, &[TaskId])>;
+        let cases: Vec<(&str, Doctor)> = vec![
             (
                 "lost",
                 Box::new(|e, ids| {

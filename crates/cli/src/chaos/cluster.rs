@@ -162,8 +162,9 @@ impl ChaosCluster {
         let mut args = self.base_args.clone();
         let redb = self.dir.join("redb").join(format!("{}.redb", self.members[i].name));
         args.extend(["--raft-path".to_string(), redb.to_string_lossy().into_owned()]);
+        // Join every live node that can answer (a paused one would hold the handshake).
         for (j, other) in self.members.iter().enumerate() {
-            if let (true, Some(p)) = (j != i, &other.proc_) {
+            if let (true, Some(p)) = (j != i && !other.paused, &other.proc_) {
                 args.extend(["--join".to_string(), p.listen.clone()]);
             }
         }

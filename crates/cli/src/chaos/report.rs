@@ -114,34 +114,30 @@ pub(crate) struct ChaosReport {
 impl ChaosReport {
     /// Fills `by_kind` from `faults`.
     pub(crate) fn summarize(&mut self) {
-        let mut by: BTreeMap<String, (usize, usize, usize, [Vec<u64>; 4])> = BTreeMap::new();
+        let mut by: BTreeMap<String, KindStats> = BTreeMap::new();
+        // Per kind: detection, failover, recovery and first-ok times.
+        let mut times: BTreeMap<String, [Vec<u64>; 4]> = BTreeMap::new();
         for f in &self.faults {
-            let e = by.entry(f.kind.clone()).or_default();
+            let stats = by.entry(f.kind.clone()).or_default();
             if f.skipped.is_some() {
-                e.1 += 1;
+                stats.skipped += 1;
                 continue;
             }
-            e.0 += 1;
-            e.2 += usize::from(f.recovery_cut_short);
+            stats.injected += 1;
+            stats.recovery_cut_short += usize::from(f.recovery_cut_short);
+            let t = times.entry(f.kind.clone()).or_default();
             for (k, v) in [f.detected_ms, f.failover_ms, f.recovered_ms, f.first_ok_ms].into_iter().enumerate() {
-                e.3[k].extend(v);
+                t[k].extend(v);
             }
         }
-        self.by_kind = by
-            .into_iter()
-            .map(|(k, (injected, skipped, recovery_cut_short, [d, fo, r, ok]))| {
-                let stats = KindStats {
-                    injected,
-                    skipped,
-                    recovery_cut_short,
-                    detected: Spread::of(d),
-                    failover: Spread::of(fo),
-                    recovered: Spread::of(r),
-                    first_ok: Spread::of(ok),
-                };
-                (k, stats)
-            })
-            .collect();
+        for (kind, [d, fo, r, ok]) in times {
+            let stats = by.entry(kind).or_default();
+            stats.detected = Spread::of(d);
+            stats.failover = Spread::of(fo);
+            stats.recovered = Spread::of(r);
+            stats.first_ok = Spread::of(ok);
+        }
+        self.by_kind = by;
     }
 
     pub(crate) fn print(&self) {
