@@ -5,6 +5,8 @@
 //!   was lost.
 //! * `flow bench routing`: every routing strategy on the same workloads (homogeneous,
 //!   heterogeneous, degrading agent, bursty); a table or `--json`.
+//! * `flow chaos`: a seeded nemesis against a multi-process Raft cluster under load, then
+//!   a Jepsen-style check of what the clients saw against the replicated ledger.
 //! * `flow config check <file>` / `flow config defaults`: validate or print a config.
 
 use std::path::PathBuf;
@@ -14,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_cluster;
+mod chaos;
 mod cluster_demo;
 mod demo;
 mod node;
@@ -50,6 +53,9 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+    /// Run a seeded nemesis (kills, pauses, partitions) against a multi-process Raft
+    /// cluster under load and check the invariants afterwards (see `flow chaos --help`).
+    Chaos(chaos::ChaosArgs),
     /// Validate a config file or print the defaults.
     Config {
         #[command(subcommand)]
@@ -90,6 +96,7 @@ fn main() -> ExitCode {
         Command::Node(args) => node::run(args),
         Command::Status { connect, cookie, json } => status(connect, &cookie, json),
         Command::Bench { what } => bench::run(what),
+        Command::Chaos(args) => chaos::run(args),
         Command::Config { action } => config(action),
     };
     match result {

@@ -26,6 +26,7 @@
 //! | `ledger` | `LEDGER {json}` (replicated ledger counts, read linearizably through the leader) |
 //! | `kv-put <k> <v>` / `kv-get <k>` / `kv-del <k>` / `kv-cas <k> <expected or -> <new or ->` | `KV {json}` (`error` and `retryable` when not committed) |
 //! | `crash <child>` | `OK restarted …` once the FlowSupervisor restarted that child (`gateway`, `cluster`, `gossip`, `router`, …) |
+//! | `chaos-client …` / `chaos-stop <ms>` / `chaos-ledger <ids> <out>` | the workload clients of `flow chaos` (see `chaos/client.rs`) |
 //! | `quit` | `OK bye`, then the node shuts down |
 //!
 //! Without `--control` the node runs until SIGINT or SIGTERM.
@@ -626,6 +627,8 @@ async fn command(
                 None => "LEADER none".into(),
             }
         }
+        // The workload clients of `flow chaos` (see `crate::chaos::client`).
+        Some(w) if w.starts_with("chaos-") => crate::chaos::node_command(node, name, words).await?,
         Some(other) => format!("ERR unknown command {other:?}"),
     }))
 }

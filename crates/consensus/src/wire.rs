@@ -116,10 +116,24 @@ pub fn encode_unbounded<T: Serialize>(value: &T) -> Result<Vec<u8>, ConsensusErr
     bincode::serde::encode_to_vec(value, local_config()).map_err(|e| ConsensusError::Encode(e.to_string()))
 }
 
-/// Decodes local data written by [`encode_unbounded`] (snapshots, storage records).
+/// Decodes data written by [`encode_unbounded`]: storage records, and snapshots, which a
+/// follower receives from the leader. No fixed size limit, but what bincode may allocate
+/// is bounded by the input's size: bincode claims every byte it reads or pre-allocates
+/// against the limit, and a real encoding claims at most 8 bytes per byte of input (a
+/// 1-byte varint claims its type's full width), so a limit of 16× the input (64 MiB at
+/// least) never stops real data and keeps a forged length prefix (a 45-byte "snapshot"
+/// claiming a 4 GiB string) from allocating what it claims.
 pub fn decode_unbounded<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConsensusError> {
-    let (v, used) =
-        bincode::serde::decode_from_slice(bytes, local_config()).map_err(|e| ConsensusError::Decode(e.to_string()))?;
+    fn with<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<(T, usize), bincode::error::DecodeError> {
+        bincode::serde::decode_from_slice(bytes, bincode::config::standard().with_limit::<LIMIT>())
+    }
+    let decoded = match bytes.len() {
+        n if n <= 4 << 20 => with::<T, { 64 << 20 }>(bytes),
+        n if n <= 64 << 20 => with::<T, { 1 << 30 }>(bytes),
+        n if n <= 1 << 30 => with::<T, { 16 << 30 }>(bytes),
+        _ => bincode::serde::decode_from_slice(bytes, local_config()),
+    };
+    let (v, used) = decoded.map_err(|e| ConsensusError::Decode(e.to_string()))?;
     if used != bytes.len() {
         return Err(ConsensusError::Decode(format!("{} trailing bytes", bytes.len() - used)));
     }
