@@ -76,6 +76,7 @@ impl RaftTransport for GatewayTransport {
                 Ok(bytes) => Ok(Bytes::from(bytes)),
                 Err(RaftLinkError::Timeout(_)) => Err(TransportError::Timeout(name)),
                 Err(RaftLinkError::Unreachable(_)) => Err(TransportError::Unreachable(name)),
+                Err(RaftLinkError::Lost(_)) => Err(TransportError::Lost(name)),
                 Err(e @ (RaftLinkError::TooLarge(_) | RaftLinkError::Refused { .. })) => {
                     Err(TransportError::Remote { node: name, reason: e.to_string() })
                 }

@@ -42,11 +42,14 @@ use crate::wire::{Envelope, GatewayMsg, Notice, Request, Response, decode, encod
 /// Why an exchange with a peer did not get an answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChannelError {
-    /// No session with the node, it is not reachable, it is cut off by the partition
-    /// layer, or it went down during the call. Nothing was received by it, or what was
-    /// received will never be answered.
+    /// No session with the node, it is not reachable, or it is cut off by the partition
+    /// layer: nothing was sent.
     #[error("node {0} is unreachable")]
     Unreachable(NodeName),
+    /// The request was handed to the link, then the node went down (or the link broke)
+    /// before answering: it may have received and acted on it, and will never answer.
+    #[error("node {0} went down before answering")]
+    Lost(NodeName),
     /// No answer in time; the peer may still have acted on the request.
     #[error("no answer from {0} in time")]
     Timeout(NodeName),
@@ -162,7 +165,7 @@ impl Channel {
             r = self.exchange(&gateway, to, frame, timeout) => r,
             _ = down.changed() => {
                 ClusterCounters::inc(&self.peers.counters.abandoned_calls);
-                Err(ChannelError::Unreachable(to.clone()))
+                Err(ChannelError::Lost(to.clone()))
             }
         }
     }
@@ -199,7 +202,7 @@ impl Channel {
                 }
             },
             Ok(CallResult::Timeout) => Err(ChannelError::Timeout(peer.clone())),
-            Ok(CallResult::SenderError) | Err(_) => Err(ChannelError::Unreachable(peer.clone())),
+            Ok(CallResult::SenderError) | Err(_) => Err(ChannelError::Lost(peer.clone())),
         }
     }
 

@@ -55,7 +55,7 @@ impl RemoteAgent for RemoteAgentLink {
                 Ok(Response::Delivered(verdict)) => verdict,
                 Ok(other) => DeliveryVerdict::Refused(this.channel.unexpected(&this.node, &other).to_string()),
                 Err(ChannelError::Timeout(_)) => DeliveryVerdict::TimedOut,
-                Err(ChannelError::Unreachable(_)) => DeliveryVerdict::Lost,
+                Err(ChannelError::Unreachable(_) | ChannelError::Lost(_)) => DeliveryVerdict::Lost,
                 // Refused before it can reach (and drop) the link, or refused there.
                 Err(e @ (ChannelError::TooLarge(_) | ChannelError::Refused { .. })) => {
                     DeliveryVerdict::Refused(e.to_string())

@@ -8,9 +8,13 @@ pub enum TransportError {
     /// The peer is not reachable now (not connected, partitioned, shut down).
     #[error("node {0} is unreachable")]
     Unreachable(String),
-    /// No answer within the deadline.
+    /// No answer within the deadline; the peer may have acted on the request.
     #[error("call to node {0} timed out")]
     Timeout(String),
+    /// The request was sent, then the peer went down before answering; it may have acted
+    /// on it.
+    #[error("node {0} went down before answering")]
+    Lost(String),
     /// The peer answered with an error instead of a reply.
     #[error("node {node} refused the request: {reason}")]
     Remote {

@@ -95,6 +95,22 @@ pub enum LedgerCommand {
 }
 
 impl LedgerCommand {
+    /// Whether committing the command twice has the effect of committing it once, so a
+    /// write whose first attempt may have committed can be sent again: the task
+    /// commands are keyed by task id (a second `Submit` answers `Duplicate`, a second
+    /// `Finish` is refused, `Assign` and `RequeueNode` set what they set). The key-value
+    /// commands are not: a `KvCas` applied twice reports failure after succeeding, and a
+    /// `KvPut` sent again may overwrite a later write.
+    pub fn is_retry_safe(&self) -> bool {
+        match self {
+            LedgerCommand::Submit { .. }
+            | LedgerCommand::Assign { .. }
+            | LedgerCommand::Finish { .. }
+            | LedgerCommand::RequeueNode { .. } => true,
+            LedgerCommand::KvPut { .. } | LedgerCommand::KvDelete { .. } | LedgerCommand::KvCas { .. } => false,
+        }
+    }
+
     /// The task this command is about, if any.
     pub fn task_id(&self) -> Option<TaskId> {
         match self {

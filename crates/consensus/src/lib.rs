@@ -93,6 +93,7 @@ pub mod ledger;
 mod network;
 pub mod node;
 pub mod pre_vote;
+pub mod snapshot_guard;
 pub mod state_machine;
 pub mod store_mem;
 pub mod store_redb;

@@ -128,7 +128,9 @@ impl PeerConnection {
             Err(e) => {
                 self.log_failure(&e);
                 return Err(match e {
-                    TransportError::Unreachable(_) | TransportError::Timeout(_) => CallError::Unreachable(e),
+                    TransportError::Unreachable(_) | TransportError::Timeout(_) | TransportError::Lost(_) => {
+                        CallError::Unreachable(e)
+                    }
                     TransportError::Remote { .. } => CallError::Network(e.to_string()),
                 });
             }

@@ -18,6 +18,7 @@
 //! node waits until it has applied that index and reads its own state. A follower gets
 //! the index from the leader over the transport, so reads work on every node.
 
+use crate::snapshot_guard::SnapshotGuard;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -135,6 +136,8 @@ pub(crate) struct NodeInner {
     pub(crate) election_timeout_min: Duration,
     pub(crate) election_timeout_max: Duration,
     pub(crate) decode_errors: AtomicU64,
+    /// Admits incoming snapshot chunks (see [`crate::snapshot_guard`]).
+    pub(crate) snapshot_guard: parking_lot::Mutex<SnapshotGuard>,
     pub(crate) forwarded_writes: AtomicU64,
     pub(crate) elections_started: AtomicU64,
     pub(crate) pre_votes_refused: AtomicU64,
@@ -258,6 +261,7 @@ impl ConsensusNode {
             election_timeout_min: Duration::from_millis(cfg.election_timeout_min_ms),
             election_timeout_max: Duration::from_millis(cfg.election_timeout_max_ms),
             decode_errors: AtomicU64::new(0),
+            snapshot_guard: parking_lot::Mutex::new(SnapshotGuard::default()),
             forwarded_writes: AtomicU64::new(0),
             elections_started: AtomicU64::new(0),
             pre_votes_refused: AtomicU64::new(0),
@@ -450,9 +454,19 @@ impl ConsensusNode {
                 Err(e) if e.is_retryable() => {
                     let written = matches!(
                         e,
-                        ConsensusError::Indeterminate(_) | ConsensusError::Transport(TransportError::Timeout(_))
+                        ConsensusError::Indeterminate(_)
+                            | ConsensusError::Transport(TransportError::Timeout(_) | TransportError::Lost(_))
                     );
-                    maybe_written |= written && matches!(req, LeaderRequest::Write(_));
+                    if let LeaderRequest::Write(cmd) = req
+                        && written
+                    {
+                        // Sending it again could apply it twice (a compare-and-set that
+                        // succeeded would then report failure): the caller decides.
+                        if !cmd.is_retry_safe() {
+                            return Err(ConsensusError::Indeterminate(format!("{} not confirmed: {e}", req.what())));
+                        }
+                        maybe_written = true;
+                    }
                     last_err = e;
                 }
                 Err(e) => return Err(e),
@@ -637,6 +651,17 @@ impl ConsensusNode {
                 RaftWireReply::Vote(res)
             }
             RaftWire::InstallSnapshot(r) => {
+                let admitted = self.inner.snapshot_guard.lock().admit(
+                    &r.meta.snapshot_id,
+                    r.offset,
+                    r.data.len() as u64,
+                    r.done,
+                );
+                if let Err(e) = admitted {
+                    self.inner.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(node = %self.inner.name, error = %e, "snapshot chunk refused");
+                    return Err(ConsensusError::Decode(e.to_string()));
+                }
                 let res = raft.install_snapshot(r).await;
                 if res.is_ok() {
                     self.inner.heard_leader();
