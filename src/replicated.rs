@@ -334,7 +334,10 @@ impl Adopter {
         let tasks: Vec<Task> =
             self.node.read_local(|l| ids.iter().filter_map(|id| l.get(id).map(|t| t.task.clone())).collect());
         let n = tasks.len();
-        for task in tasks {
+        for mut task in tasks {
+            // It may have been delivered by its dead owner: an at-most-once task is failed
+            // as "may have run" by the router instead of delivered again.
+            task.attempt = task.attempt.max(1);
             // Driven here from now on; its outcome reaches the ledger through the finish hook.
             match self.core.submit(task).await {
                 Ok(_handle) => {}

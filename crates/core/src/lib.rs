@@ -40,7 +40,7 @@ pub use agent::{
 pub use capability::CapabilitySet;
 pub use clock::MonoClock;
 pub use codec::{Codec, CodecError};
-pub use config::{ConfigError, FlowConfig, RaftConfig, StrategyKind};
+pub use config::{ConfigError, FlowConfig, McpConfig, McpUpstreamConfig, RaftConfig, StrategyKind};
 pub use error::SubmitError;
 pub use id::{AgentId, Capability, NameError, NodeName, SwarmName, TaskId};
 pub use ledger::{LedgerCounts, LedgerError, OpenState, TaskLedger};

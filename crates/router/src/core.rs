@@ -202,8 +202,9 @@ enum AttemptResult {
         error: AttemptError,
         backoff: bool,
     },
-    /// The agent died before answering, with the task queued or running.
-    Lost,
+    /// The agent died before answering, with the task queued or running
+    /// (`may_have_run`), or a remote node refused the delivery (it never ran).
+    Lost { may_have_run: bool },
 }
 
 /// Marks the task orphaned if its driver is dropped before finishing it.
@@ -446,6 +447,11 @@ impl RouterCore {
         let fallback =
             task.fallback_swarm.clone().or_else(|| s.fallback_swarm.clone()).filter(|f| Some(f) != primary.as_ref());
         let phases = [Some(primary), fallback.map(Some)];
+        if task.at_most_once && task.attempt > 0 {
+            // Delivered before this submission (adopted from a node that died).
+            let detail = "delivered by a node that died; it may have run there".into();
+            return TaskOutcome::Failed { reason: FailureReason::MayHaveRun { agent: None, detail }, attempts: 0 };
+        }
 
         for swarm in phases.into_iter().flatten() {
             let mut phase_attempts = 0u32;
@@ -482,7 +488,12 @@ impl RouterCore {
                             attempts: deliveries,
                         };
                     }
-                    AttemptResult::Lost => {
+                    AttemptResult::Lost { may_have_run } => {
+                        if task.at_most_once && may_have_run {
+                            let detail = "the agent was lost before answering".into();
+                            let reason = FailureReason::MayHaveRun { agent: Some(agent), detail };
+                            return TaskOutcome::Failed { reason, attempts: deliveries };
+                        }
                         redeliveries += 1;
                         RouterMetrics::inc(&self.metrics.redeliveries);
                         tried.push(agent_seq);
@@ -494,6 +505,10 @@ impl RouterCore {
                         }
                     }
                     AttemptResult::Failed { error, backoff } => {
+                        if task.at_most_once && error.may_have_run() {
+                            let reason = FailureReason::MayHaveRun { agent: Some(agent), detail: error.to_string() };
+                            return TaskOutcome::Failed { reason, attempts: deliveries };
+                        }
                         executed += 1;
                         phase_attempts += 1;
                         last = Some(error);
@@ -792,10 +807,11 @@ impl RouterCore {
                 {
                     entry.mark_down(target.get_id());
                 }
+                let may_have_run = refused.is_none();
                 if let Some(why) = refused {
                     tracing::debug!(agent = %entry.id, %why, "remote node refused the delivery");
                 }
-                AttemptResult::Lost
+                AttemptResult::Lost { may_have_run }
             }
         }
     }
