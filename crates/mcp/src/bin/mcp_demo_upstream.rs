@@ -18,7 +18,9 @@
 //!
 //! `--mode` makes a broken server for the bad-input tests: `exit` (exits at start),
 //! `garbage` (answers every line with text that is not JSON-RPC), `hang` (reads and never
-//! answers), `bad-result` (a normal server whose `echo` answers a malformed result).
+//! answers), `bad-result` (a hand-written stdio server that lists `echo` and `garbage`:
+//! `echo` answers a result that is not a `CallToolResult`, `garbage` answers a line that is
+//! not JSON).
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -47,7 +49,7 @@ struct Args {
     /// Where `record` appends one line per execution.
     #[arg(long)]
     count_file: Option<std::path::PathBuf>,
-    /// `normal`, `exit`, `garbage`, `hang` or `bad-result`.
+    /// `normal`, `exit`, `garbage`, `hang` or `bad-result` (see the module docs).
     #[arg(long, default_value = "normal")]
     mode: String,
 }
@@ -56,7 +58,6 @@ struct Args {
 struct Demo {
     tools: Arc<Vec<Tool>>,
     count_file: Option<Arc<std::path::PathBuf>>,
-    bad_result: bool,
 }
 
 fn tool(name: &'static str, description: &'static str, schema: Value, annotations: ToolAnnotations) -> Tool {
@@ -186,10 +187,6 @@ impl ServerHandler for Demo {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let name: Cow<'_, str> = request.name.clone();
-        if self.bad_result && name == "echo" {
-            // A result that is not a CallToolResult: the router must say so, not crash.
-            return Err(ErrorData::new(rmcp::model::ErrorCode(-1), "", Some(json!({"garbage": [1, 2, 3]}))));
-        }
         let args = request.arguments.unwrap_or_default();
         self.run(&name, &args, &context).await.map(CallToolResponse::Complete)
     }
@@ -215,20 +212,46 @@ fn broken(mode: &str) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        "bad-result" => {
+            let mut out = std::io::stdout();
+            let schema = json!({"type": "object", "properties": {}});
+            for line in std::io::stdin().lock().lines() {
+                let line = line?;
+                let Ok(msg) = serde_json::from_str::<Value>(&line) else { continue };
+                let Some(id) = msg.get("id").cloned() else { continue }; // a notification
+                let result = match msg["method"].as_str().unwrap_or_default() {
+                    "initialize" => json!({
+                        "protocolVersion": msg["params"]["protocolVersion"],
+                        "capabilities": {"tools": {}},
+                        "serverInfo": {"name": "bad-result", "version": "0"}
+                    }),
+                    "tools/list" => json!({"tools": [
+                        {"name": "echo", "inputSchema": schema, "annotations": {"readOnlyHint": true}},
+                        {"name": "garbage", "inputSchema": schema}
+                    ]}),
+                    "tools/call" if msg["params"]["name"] == "garbage" => {
+                        writeln!(out, "}}}} not JSON")?;
+                        out.flush()?;
+                        continue;
+                    }
+                    "tools/call" => json!({"unexpected": [1, 2, 3]}),
+                    _ => json!({}),
+                };
+                writeln!(out, "{}", json!({"jsonrpc": "2.0", "id": id, "result": result}))?;
+                out.flush()?;
+            }
+            Ok(())
+        }
         other => anyhow::bail!("unknown mode {other:?}"),
     }
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if !matches!(args.mode.as_str(), "normal" | "bad-result") {
+    if args.mode != "normal" {
         return broken(&args.mode);
     }
-    let demo = Demo {
-        tools: Arc::new(tools(&args.variant)),
-        count_file: args.count_file.map(Arc::new),
-        bad_result: args.mode == "bad-result",
-    };
+    let demo = Demo { tools: Arc::new(tools(&args.variant)), count_file: args.count_file.map(Arc::new) };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match args.http {
