@@ -6,6 +6,8 @@
 //! * `flow bench routing`: every routing strategy on the same workloads (homogeneous,
 //!   heterogeneous, degrading agent, bursty); a table or `--json`.
 //! * `flow config check <file>` / `flow config defaults`: validate or print a config.
+//! * `flow node --mcp-listen ADDR` / `flow mcp-stdio --join ADDR`: the MCP front door over
+//!   HTTP on a node, or over stdio as a light node of a cluster.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +18,7 @@ mod bench;
 mod bench_cluster;
 mod cluster_demo;
 mod demo;
+mod mcp_stdio;
 mod node;
 mod node_proc;
 mod report;
@@ -33,6 +36,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run one cluster node (see `flow node --help`).
     Node(node::NodeArgs),
+    /// Serve MCP on stdin/stdout as a light node of a cluster (for desktop MCP hosts).
+    McpStdio(mcp_stdio::McpStdioArgs),
     /// Show a running node's view of the cluster: membership, reachability, phi per peer.
     Status {
         /// The node's listen address.
@@ -73,7 +78,7 @@ fn main() -> ExitCode {
     // Benchmarks kill nodes on purpose; their expected warnings would bury the results.
     // ractor_cluster's own warnings repeat ours ("session lost") in its Debug formatting.
     let default_filter =
-        if matches!(cli.command, Command::Bench { .. }) { "error" } else { "warn,ractor_cluster=error" };
+        if matches!(cli.command, Command::Bench { .. }) { "error" } else { "warn,ractor_cluster=error,rmcp=error" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FLOW_LOG").unwrap_or_else(|_| default_filter.into()),
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Node(args) => node::run(args),
+        Command::McpStdio(args) => mcp_stdio::run(args),
         Command::Status { connect, cookie, json } => status(connect, &cookie, json),
         Command::Bench { what } => bench::run(what),
         Command::Config { action } => config(action),

@@ -20,6 +20,7 @@
 //! | `ledger` | `LEDGER {json}` (replicated ledger counts, read linearizably through the leader) |
 //! | `kv-put <k> <v>` / `kv-get <k>` / `kv-del <k>` / `kv-cas <k> <expected or -> <new or ->` | `KV {json}` (`error` and `retryable` when not committed) |
 //! | `crash <child>` | `OK restarted …` once the FlowSupervisor restarted that child (`gateway`, `cluster`, `gossip`, `router`, …) |
+//! | `mcp` | `MCP {json}` (the MCP layer's counters and the tools it lists; `ERR` without one) |
 //! | `quit` | `OK bye`, then the node shuts down |
 //!
 //! Without `--control` the node runs until SIGINT or SIGTERM.
@@ -103,6 +104,13 @@ pub struct NodeArgs {
     /// See `--byzantine-members`.
     #[arg(long)]
     pub insecure_byzantine_seed: Option<u64>,
+    /// Serve MCP (Streamable HTTP at `/mcp`) on this address (overrides `mcp.listen`).
+    #[arg(long)]
+    pub mcp_listen: Option<String>,
+    /// Run an upstream MCP server as agents: `NAME=COMMAND [ARGS...]` (repeatable; adds to
+    /// `[[mcp.upstream]]`, one replica of four lanes).
+    #[arg(long)]
+    pub mcp_upstream: Vec<String>,
 }
 
 /// What `run` reports.
@@ -157,9 +165,11 @@ async fn node_main(args: NodeArgs) -> anyhow::Result<ExitCode> {
         config.raft.storage = "redb".into();
         config.raft.path = Some(p.clone());
     }
+    crate::mcp_stdio::apply_node_flags(&mut config, args.mcp_listen.as_deref(), &args.mcp_upstream)?;
     config.validate()?;
     let node = FlowNode::start(config.clone()).await?;
     let listen = node.listen_addr().context("cluster listener")?;
+    let mcp = crate::mcp_stdio::start_for_node(&node).await?;
     if args.agents > 0 {
         let name = config.node.name.clone();
         let spawn = format!("spawn {} {name}-agent {} - 0 {}", args.agents, args.capabilities, args.work_us);
@@ -167,12 +177,16 @@ async fn node_main(args: NodeArgs) -> anyhow::Result<ExitCode> {
         command(&node, &name, &words, &Arc::new(AtomicU64::new(0))).await?;
     }
     let echo = if args.echo { Some(erlmcp_flow::cluster::spawn_echo().await?) } else { None };
-    println!("READY {}", serde_json::json!({ "node": config.node.name, "listen": listen.to_string() }));
+    let mcp_url = mcp.as_ref().and_then(|(_, url)| url.clone());
+    println!("READY {}", serde_json::json!({ "node": config.node.name, "listen": listen.to_string(), "mcp": mcp_url }));
 
     if args.control {
-        control_loop(&node, &config.node.name).await?;
+        control_loop(&node, &config.node.name, mcp.as_ref().map(|(m, _)| m)).await?;
     } else {
         wait_for_signal().await;
+    }
+    if let Some((m, _)) = &mcp {
+        m.shutdown().await;
     }
     if let Some(e) = echo {
         e.stop(None);
@@ -196,12 +210,22 @@ async fn wait_for_signal() {
     }
 }
 
-async fn control_loop(node: &FlowNode, name: &str) -> anyhow::Result<()> {
+async fn control_loop(node: &FlowNode, name: &str, mcp: Option<&erlmcp_flow_mcp::McpService>) -> anyhow::Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut out = tokio::io::stdout();
     let incarnations = Arc::new(AtomicU64::new(0));
     while let Some(line) = lines.next_line().await? {
         let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"mcp") {
+            // `mcp`: the MCP layer's counters and listed tools.
+            let answer = match mcp {
+                Some(m) => format!("MCP {}", crate::mcp_stdio::report(m)),
+                None => "ERR no MCP layer on this node".into(),
+            };
+            out.write_all(format!("{answer}\n").as_bytes()).await?;
+            out.flush().await?;
+            continue;
+        }
         let answer = match command(node, name, &words, &incarnations).await {
             Ok(Some(a)) => a,
             Ok(None) => {

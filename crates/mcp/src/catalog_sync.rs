@@ -8,6 +8,9 @@
 //! rebuilt from the live digests and published on a `watch` channel, which the front
 //! door's sessions follow to send `notifications/tools/list_changed`.
 //!
+//! Every lane entry it sees (this node's and other nodes') gets a bulkhead of one slot
+//! ([`limit_to_one_call`](crate::names::limit_to_one_call)).
+//!
 //! Why not carry the schemas in the gossiped directory: schemas can be large, gossip
 //! sends the directory every round, and a directory entry would change the cluster wire
 //! format. A content-addressed capability costs ~60 bytes per lane in the directory, and
@@ -56,6 +59,9 @@ impl CatalogSync {
                 .filter(|e| e.capabilities.iter().any(|c| c.as_str().starts_with(CATALOG_PREFIX)))
                 .collect();
             self.epoch = Some(epoch);
+        }
+        for e in &self.watched {
+            crate::names::limit_to_one_call(e);
         }
         self.watched
             .iter()

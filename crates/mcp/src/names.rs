@@ -65,6 +65,22 @@ pub fn lane_id(server: &str, replica: u32, lane: u32) -> AgentId {
     AgentId::new(format!("mcp.{server}.{replica}.{lane}")).expect("upstream names are validated")
 }
 
+/// Gives a lane's registry entry a bulkhead of one slot.
+///
+/// A lane executes one call at a time; with the node-wide bulkhead
+/// (`router.bulkhead_max_concurrent`, 8 by default) the router would queue up to seven
+/// more calls in its mailbox, where they would wait behind a long call while other lanes
+/// sit idle. With one slot a call goes to a free lane, or waits (up to
+/// `timeouts.routing_ms`) for the first lane to free up. Applied to this node's lanes when
+/// they are spawned and to every lane entry (other nodes' included) at each catalog
+/// refresh: slots held while it runs come back later and are trimmed at the next call.
+pub fn limit_to_one_call(entry: &erlmcp_flow::registry::AgentEntry) {
+    let available = entry.bulkhead.available_permits();
+    if available > 1 {
+        entry.bulkhead.forget_permits(available - 1);
+    }
+}
+
 /// Whether `tool` is a valid MCP tool name we can serve: 1 to 128 printable ASCII
 /// characters without spaces (the MCP specification recommends `[A-Za-z0-9_.-]`).
 pub fn is_servable_tool_name(tool: &str) -> bool {

@@ -24,7 +24,7 @@ pub const MAX_DEPTH: usize = 64;
 
 /// Why arguments do not satisfy a schema: the first violation found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{pointer}: {message}")]
+#[error("{}{message}", if pointer.is_empty() { String::new() } else { format!("{pointer}: ") })]
 pub struct SchemaViolation {
     /// JSON pointer into the arguments (`""` for the whole object).
     pub pointer: String,

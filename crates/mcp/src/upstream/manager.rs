@@ -242,7 +242,12 @@ impl ManagerState {
                 result = spawn().await;
             }
             match result {
-                Ok(_) => self.lanes.push(id),
+                Ok(_) => {
+                    if let Some(entry) = self.args.node.registry().find(&id) {
+                        crate::names::limit_to_one_call(&entry);
+                    }
+                    self.lanes.push(id)
+                }
                 Err(e) => tracing::error!(server = %spec.name, lane = %id, error = %e, "lane not spawned"),
             }
         }
