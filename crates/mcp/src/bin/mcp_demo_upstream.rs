@@ -155,7 +155,9 @@ impl Demo {
                         .append(true)
                         .open(path.as_ref())
                         .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-                    writeln!(f, "{id}").map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+                    // One write of the whole line: O_APPEND keeps it whole next to the
+                    // other replicas' lines (`writeln!` may split it in two writes).
+                    f.write_all(format!("{id}\n").as_bytes()).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
                 }
                 Ok(text(id))
             }
