@@ -454,8 +454,12 @@ impl Reconciler {
     /// dead-lettered, with the reason in the dead-letter queue.
     async fn drive(&self, tasks: impl Iterator<Item = Task>) -> usize {
         let mut started = 0;
-        for task in tasks {
+        for mut task in tasks {
             let id = task.id;
+            // It may have been delivered before (by a dead owner, or by this node's previous
+            // incarnation): an at-most-once task is failed as "may have run" by the router
+            // instead of being delivered again.
+            task.attempt = task.attempt.max(1);
             match self.core.submit(task.clone()).await {
                 Ok(_handle) => started += 1,
                 // Already routing or just finished here.

@@ -8,6 +8,8 @@
 //! * `flow chaos`: a seeded nemesis against a multi-process Raft cluster under load, then
 //!   a Jepsen-style check of what the clients saw against the replicated ledger.
 //! * `flow config check <file>` / `flow config defaults`: validate or print a config.
+//! * `flow node --mcp-listen ADDR` / `flow mcp-stdio --join ADDR`: the MCP front door over
+//!   HTTP on a node, or over stdio as a light node of a cluster.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +21,7 @@ mod bench_cluster;
 mod chaos;
 mod cluster_demo;
 mod demo;
+mod mcp_stdio;
 mod node;
 mod node_proc;
 mod report;
@@ -36,6 +39,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run one cluster node (see `flow node --help`).
     Node(node::NodeArgs),
+    /// Serve MCP on stdin/stdout as a light node of a cluster (for desktop MCP hosts).
+    McpStdio(mcp_stdio::McpStdioArgs),
     /// Show a running node's view of the cluster: membership, reachability, phi per peer.
     Status {
         /// The node's listen address.
@@ -83,7 +88,7 @@ fn main() -> ExitCode {
     let default_filter = if matches!(cli.command, Command::Bench { .. }) {
         "error"
     } else {
-        "warn,ractor_cluster=error,openraft::replication=off,openraft::engine::handler::replication_handler=error"
+        "warn,ractor_cluster=error,rmcp=error,openraft::replication=off,openraft::engine::handler::replication_handler=error"
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Node(args) => node::run(args),
+        Command::McpStdio(args) => mcp_stdio::run(args),
         Command::Status { connect, cookie, json } => status(connect, &cookie, json),
         Command::Bench { what } => bench::run(what),
         Command::Chaos(args) => chaos::run(args),

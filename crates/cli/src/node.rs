@@ -27,6 +27,7 @@
 //! | `kv-put <k> <v>` / `kv-get <k>` / `kv-del <k>` / `kv-cas <k> <expected or -> <new or ->` | `KV {json}` (`error` and `retryable` when not committed) |
 //! | `crash <child>` | `OK restarted …` once the FlowSupervisor restarted that child (`gateway`, `cluster`, `gossip`, `router`, …) |
 //! | `chaos-client …` / `chaos-stop <ms>` / `chaos-ledger <ids> <out>` | the workload clients of `flow chaos` (see `chaos/client.rs`) |
+//! | `mcp` | `MCP {json}` (the MCP layer's counters and the tools it lists; `ERR` without one) |
 //! | `quit` | `OK bye`, then the node shuts down |
 //!
 //! Without `--control` the node runs until SIGINT or SIGTERM.
@@ -110,6 +111,13 @@ pub struct NodeArgs {
     /// See `--byzantine-members`.
     #[arg(long)]
     pub insecure_byzantine_seed: Option<u64>,
+    /// Serve MCP (Streamable HTTP at `/mcp`) on this address (overrides `mcp.listen`).
+    #[arg(long)]
+    pub mcp_listen: Option<String>,
+    /// Run an upstream MCP server as agents: `NAME=COMMAND [ARGS...]` (repeatable; adds to
+    /// `[[mcp.upstream]]`, one replica of four lanes).
+    #[arg(long)]
+    pub mcp_upstream: Vec<String>,
 }
 
 /// What `run` reports.
@@ -177,10 +185,12 @@ async fn node_main(args: NodeArgs) -> anyhow::Result<ExitCode> {
         config.raft.storage = "redb".into();
         config.raft.path = Some(p.clone());
     }
+    crate::mcp_stdio::apply_node_flags(&mut config, args.mcp_listen.as_deref(), &args.mcp_upstream)?;
     config.validate()?;
     let node = FlowNode::start(config.clone()).await?;
     let out = Output::spawn();
     let listen = node.listen_addr().context("cluster listener")?;
+    let mcp = crate::mcp_stdio::start_for_node(&node).await?;
     if args.agents > 0 {
         let name = config.node.name.clone();
         let spawn = format!("spawn {} {name}-agent {} - 0 {}", args.agents, args.capabilities, args.work_us);
@@ -188,12 +198,16 @@ async fn node_main(args: NodeArgs) -> anyhow::Result<ExitCode> {
         command(&node, &name, &words, &Arc::new(AtomicU64::new(0)), &out).await?;
     }
     let echo = if args.echo { Some(erlmcp_flow::cluster::spawn_echo().await?) } else { None };
-    println!("READY {}", serde_json::json!({ "node": config.node.name, "listen": listen.to_string() }));
+    let mcp_url = mcp.as_ref().and_then(|(_, url)| url.clone());
+    println!("READY {}", serde_json::json!({ "node": config.node.name, "listen": listen.to_string(), "mcp": mcp_url }));
 
     if args.control {
-        control_loop(&node, &config.node.name, &out).await?;
+        control_loop(&node, &config.node.name, &out, mcp.as_ref().map(|(m, _)| m)).await?;
     } else {
         wait_for_signal().await;
+    }
+    if let Some((m, _)) = &mcp {
+        m.shutdown().await;
     }
     if let Some(e) = echo {
         e.stop(None);
@@ -301,7 +315,12 @@ async fn answer(node: &FlowNode, name: &str, line: &str, incarnations: &Arc<Atom
 /// Reads commands from stdin until `quit` or end of input. Queries are answered at once
 /// (concurrently with a running action); actions run in order, one at a time; every
 /// command answers within its bound, so the loop never hangs on a stuck subsystem.
-async fn control_loop(node: &FlowNode, name: &str, out: &Output) -> anyhow::Result<()> {
+async fn control_loop(
+    node: &FlowNode,
+    name: &str,
+    out: &Output,
+    mcp: Option<&erlmcp_flow_mcp::McpService>,
+) -> anyhow::Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let out = out.clone();
     let incarnations = Arc::new(AtomicU64::new(0));
@@ -316,6 +335,14 @@ async fn control_loop(node: &FlowNode, name: &str, out: &Output) -> anyhow::Resu
     };
     while let Some(line) = lines.next_line().await? {
         match line.split_whitespace().next() {
+            // `mcp`: the MCP layer's counters and listed tools (read at once).
+            Some("mcp") => {
+                let text = match mcp {
+                    Some(m) => format!("MCP {}", crate::mcp_stdio::report(m)),
+                    None => "ERR no MCP layer on this node".into(),
+                };
+                out.line(&text).await;
+            }
             Some("quit") => {
                 runner.abort();
                 out.line("OK bye").await;

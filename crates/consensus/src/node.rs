@@ -651,12 +651,8 @@ impl ConsensusNode {
                 RaftWireReply::Vote(res)
             }
             RaftWire::InstallSnapshot(r) => {
-                let admitted = self.inner.snapshot_guard.lock().admit(
-                    &r.meta.snapshot_id,
-                    r.offset,
-                    r.data.len() as u64,
-                    r.done,
-                );
+                let admitted =
+                    self.inner.snapshot_guard.lock().admit(&r.meta.snapshot_id, r.offset, r.data.len() as u64, r.done);
                 if let Err(e) = admitted {
                     self.inner.decode_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(node = %self.inner.name, error = %e, "snapshot chunk refused");

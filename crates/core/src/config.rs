@@ -17,6 +17,7 @@
 //! assert!(FlowConfig::from_toml_str("[circuit_breaker]\nmin_requests = 0").is_err());
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -92,6 +93,8 @@ pub struct FlowConfig {
     pub cluster: ClusterConfig,
     /// Raft control plane (openraft): storage and timing.
     pub raft: RaftConfig,
+    /// The MCP front door and upstream MCP servers (the `erlmcp-flow-mcp` crate).
+    pub mcp: McpConfig,
 }
 
 /// `[node]`
@@ -601,6 +604,184 @@ macro_rules! positive {
     }};
 }
 
+/// `[mcp]`: the MCP front door and the upstream MCP servers run as agents (used by the
+/// `erlmcp-flow-mcp` crate; a node without it ignores this section).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpConfig {
+    /// Serve MCP over Streamable HTTP on this address (`host:port`). Absent: no HTTP front
+    /// door. A non-loopback address needs `auth_token`. Default absent.
+    pub listen: Option<String>,
+    /// HTTP path of the MCP endpoint, starting with `/`. Default `"/mcp"`.
+    pub path: String,
+    /// Bearer token every HTTP request must carry (`Authorization: Bearer <token>`); the
+    /// `FLOW_MCP_TOKEN` environment variable is used when absent. Default absent (no token).
+    pub auth_token: Option<String>,
+    /// `Host` header values accepted (DNS-rebinding protection), with or without port.
+    /// Default `["localhost", "127.0.0.1", "::1"]`.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins accepted (`scheme://host:port`, `:*` for any port); a request with
+    /// any other `Origin` header is refused. Default empty: every `Origin` is refused.
+    pub allowed_origins: Vec<String>,
+    /// Open MCP sessions per node; a new session beyond it is refused (HTTP 503).
+    /// 1..=100000. Default 256.
+    pub max_sessions: u32,
+    /// A session idle for this long is closed, ms (> 0). Default 300000 (5 min).
+    pub session_idle_timeout_ms: u64,
+    /// Tool calls in flight through this front door; beyond it a call is refused with an
+    /// "overloaded" error. 1..=1000000. Default 1024.
+    pub max_calls_in_flight: u32,
+    /// Largest HTTP request body, bytes, 1..=`codec.max_payload_bytes`. Default 1048576.
+    pub max_body_bytes: u64,
+    /// List the management tools (`flow_submit_task`, `flow_task_status`, ...). Default true.
+    pub management_tools: bool,
+    /// How often the tool catalog is rebuilt from the agent directory, ms (> 0). Default 200.
+    pub catalog_refresh_ms: u64,
+    /// Heartbeat `ping` period per upstream replica, ms (> 0). Default 5000.
+    pub ping_interval_ms: u64,
+    /// A replica that does not answer a ping within this is restarted, ms (> 0). Default 3000.
+    pub ping_timeout_ms: u64,
+    /// First restart delay of a failed replica, ms (> 0). Default 200.
+    pub restart_backoff_base_ms: u64,
+    /// Restart delay cap, ms (≥ base). Default 30000.
+    pub restart_backoff_max_ms: u64,
+    /// Upstream MCP servers (`[[mcp.upstream]]`). Default none.
+    pub upstream: Vec<McpUpstreamConfig>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            path: "/mcp".into(),
+            auth_token: None,
+            allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            allowed_origins: Vec::new(),
+            max_sessions: 256,
+            session_idle_timeout_ms: 300_000,
+            max_calls_in_flight: 1024,
+            max_body_bytes: 1024 * 1024,
+            management_tools: true,
+            catalog_refresh_ms: 200,
+            ping_interval_ms: 5_000,
+            ping_timeout_ms: 3_000,
+            restart_backoff_base_ms: 200,
+            restart_backoff_max_ms: 30_000,
+            upstream: Vec::new(),
+        }
+    }
+}
+
+/// `[[mcp.upstream]]`: one upstream MCP server, run as `replicas` child processes (or
+/// connections to `url`), each an agent per concurrent call slot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpUpstreamConfig {
+    /// Server name, unique on the node: 1 to 48 of `[A-Za-z0-9_-]`. Required.
+    pub name: String,
+    /// Program to run as a child process speaking MCP on stdio. Exactly one of `command`
+    /// and `url`. Default absent.
+    pub command: Option<String>,
+    /// Arguments of `command`. Default none.
+    pub args: Vec<String>,
+    /// Extra environment variables of `command`. Default none.
+    pub env: BTreeMap<String, String>,
+    /// Working directory of `command`. Default: the node's.
+    pub cwd: Option<PathBuf>,
+    /// Streamable HTTP endpoint of a running MCP server. Default absent.
+    pub url: Option<String>,
+    /// Processes (or connections) to run, 1..=64. Default 1.
+    pub replicas: u32,
+    /// Calls one replica serves at once (one agent each), 1..=256. Default 4.
+    pub max_concurrency: u32,
+    /// Only these tools are served (empty: all). Default empty.
+    pub allow_tools: Vec<String>,
+    /// These tools are not served. Default empty.
+    pub deny_tools: Vec<String>,
+    /// Tools safe to retry although they do not declare `idempotentHint` or
+    /// `readOnlyHint`. Default empty.
+    pub idempotent_tools: Vec<String>,
+    /// Per-call timeout, ms, 1..`failure_detector.hung_agent_after_ms`. Default 30000.
+    pub call_timeout_ms: u64,
+    /// Time for a replica to start, answer `initialize` and list its tools, ms (> 0).
+    /// Default 10000.
+    pub startup_timeout_ms: u64,
+}
+
+impl Default for McpUpstreamConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            command: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+            url: None,
+            replicas: 1,
+            max_concurrency: 4,
+            allow_tools: Vec::new(),
+            deny_tools: Vec::new(),
+            idempotent_tools: Vec::new(),
+            call_timeout_ms: 30_000,
+            startup_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl McpConfig {
+    /// Checks the section on its own; [`FlowConfig::validate`] adds the checks against
+    /// other sections (call timeouts under the hung-agent limit, body under the codec limit).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(l) = &self.listen {
+            l.parse::<std::net::SocketAddr>()
+                .map_err(|e| invalid("mcp.listen", format!("must be host:port, got {l:?} ({e})")))?;
+        }
+        check(self.path.starts_with('/') && !self.path.contains(char::is_whitespace), "mcp.path", || {
+            format!("must start with / and hold no spaces, got {:?}", self.path)
+        })?;
+        if let Some(t) = &self.auth_token {
+            check(!t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()), "mcp.auth_token", || {
+                "must be non-empty printable ASCII without spaces".into()
+            })?;
+        }
+        range!(self.max_sessions, "mcp.max_sessions", 1, 100_000)?;
+        positive!(self.session_idle_timeout_ms, "mcp.session_idle_timeout_ms")?;
+        range!(self.max_calls_in_flight, "mcp.max_calls_in_flight", 1, 1_000_000)?;
+        positive!(self.max_body_bytes, "mcp.max_body_bytes")?;
+        positive!(self.catalog_refresh_ms, "mcp.catalog_refresh_ms")?;
+        positive!(self.ping_interval_ms, "mcp.ping_interval_ms")?;
+        positive!(self.ping_timeout_ms, "mcp.ping_timeout_ms")?;
+        positive!(self.restart_backoff_base_ms, "mcp.restart_backoff_base_ms")?;
+        range!(self.restart_backoff_max_ms, "mcp.restart_backoff_max_ms", self.restart_backoff_base_ms, 3_600_000)?;
+        let mut names = std::collections::BTreeSet::new();
+        for u in &self.upstream {
+            let n = &u.name;
+            check(
+                (1..=48).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                "mcp.upstream.name",
+                || format!("must be 1 to 48 of [A-Za-z0-9_-], got {n:?}"),
+            )?;
+            check(names.insert(n.clone()), "mcp.upstream.name", || format!("{n:?} is used twice"))?;
+            check(u.command.is_some() != u.url.is_some(), "mcp.upstream.command", || {
+                format!("upstream {n}: set exactly one of command and url")
+            })?;
+            if let Some(c) = &u.command {
+                check(!c.is_empty(), "mcp.upstream.command", || format!("upstream {n}: must not be empty"))?;
+            }
+            if let Some(url) = &u.url {
+                check(url.starts_with("http://") || url.starts_with("https://"), "mcp.upstream.url", || {
+                    format!("upstream {n}: must be an http:// or https:// URL, got {url:?}")
+                })?;
+            }
+            range!(u.replicas, "mcp.upstream.replicas", 1, 64)?;
+            range!(u.max_concurrency, "mcp.upstream.max_concurrency", 1, 256)?;
+            positive!(u.call_timeout_ms, "mcp.upstream.call_timeout_ms")?;
+            positive!(u.startup_timeout_ms, "mcp.upstream.startup_timeout_ms")?;
+        }
+        Ok(())
+    }
+}
+
 /// `[raft]`: the Raft control plane (openraft) that replicates the task ledger.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -895,6 +1076,14 @@ impl FlowConfig {
 
         // codec
         range!(self.codec.max_payload_bytes, "codec.max_payload_bytes", 1, PAYLOAD_HARD_LIMIT_BYTES)?;
+
+        // mcp
+        self.mcp.validate()?;
+        range!(self.mcp.max_body_bytes, "mcp.max_body_bytes", 1, self.codec.max_payload_bytes as u64)?;
+        for u in &self.mcp.upstream {
+            // The failure detector kills an agent busy for longer than this.
+            range!(u.call_timeout_ms, "mcp.upstream.call_timeout_ms", 1, fd.hung_agent_after_ms - 1)?;
+        }
         Ok(())
     }
 }
@@ -981,6 +1170,24 @@ mod tests {
             ("[cluster]\nenabled = true\n[raft]\nenabled = true", "raft.voters"),
             ("[raft]\nenabled = true\nvoters = [\"a\"]", "raft.enabled"),
             ("[byzantine]\nenabled = true", "byzantine.enabled"),
+            ("[mcp]\nlisten = \"nowhere\"", "mcp.listen"),
+            ("[mcp]\npath = \"mcp\"", "mcp.path"),
+            ("[mcp]\nmax_sessions = 0", "mcp.max_sessions"),
+            ("[mcp]\nmax_body_bytes = 99999999", "mcp.max_body_bytes"),
+            ("[mcp]\nrestart_backoff_max_ms = 1", "mcp.restart_backoff_max_ms"),
+            ("[[mcp.upstream]]\nname = \"a b\"\ncommand = \"x\"", "mcp.upstream.name"),
+            ("[[mcp.upstream]]\nname = \"a\"", "mcp.upstream.command"),
+            ("[[mcp.upstream]]\nname = \"a\"\ncommand = \"x\"\nurl = \"http://h\"", "mcp.upstream.command"),
+            ("[[mcp.upstream]]\nname = \"a\"\nurl = \"ftp://h\"", "mcp.upstream.url"),
+            ("[[mcp.upstream]]\nname = \"a\"\ncommand = \"x\"\nreplicas = 0", "mcp.upstream.replicas"),
+            (
+                "[[mcp.upstream]]\nname = \"a\"\ncommand = \"x\"\ncall_timeout_ms = 60000",
+                "mcp.upstream.call_timeout_ms",
+            ),
+            (
+                "[[mcp.upstream]]\nname = \"a\"\ncommand = \"x\"\n[[mcp.upstream]]\nname = \"a\"\ncommand = \"y\"",
+                "mcp.upstream.name",
+            ),
             ("[cluster]\nenabled = true\n[byzantine]\nenabled = true", "byzantine.keys_file"),
             (
                 "[cluster]\nenabled = true\n[byzantine]\nenabled = true\ninsecure_test_keys_seed = 1\nmembers = [\"a\", \"b\"]",

@@ -92,6 +92,16 @@ pub enum FailureReason {
         /// The last attempt's error.
         last: AttemptError,
     },
+    /// An at-most-once task ([`Task::at_most_once`](crate::Task::at_most_once)) whose
+    /// attempt may have run it (timeout, panic, agent or node lost mid-delivery): it is
+    /// not delivered again, and whether it ran is unknown.
+    #[error("may have run{}: {detail}", agent.as_ref().map(|a| format!(" on agent {a}")).unwrap_or_default())]
+    MayHaveRun {
+        /// The agent of the attempt, when known.
+        agent: Option<AgentId>,
+        /// What happened to the attempt.
+        detail: String,
+    },
     /// The routing machinery itself failed for this task repeatedly.
     #[error("internal routing failure: {0}")]
     Internal(String),
@@ -113,6 +123,15 @@ pub enum DeadLetterReason {
     /// The node stopped before the task could finish.
     #[error("the node stopped before the task finished")]
     NodeStopped,
+}
+
+impl AttemptError {
+    /// Whether the agent may have run the task in this failed attempt: it timed out,
+    /// panicked or was lost. An agent's retryable error is its word that another attempt is
+    /// safe; without an agent nothing ran.
+    pub fn may_have_run(&self) -> bool {
+        matches!(self, AttemptError::Timeout { .. } | AttemptError::Panicked { .. } | AttemptError::AgentLost { .. })
+    }
 }
 
 /// Why one delivery attempt failed.

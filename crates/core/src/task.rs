@@ -59,10 +59,18 @@ pub struct Task {
     pub priority: Priority,
     /// Per-attempt execution timeout; the node's `timeouts.execution_ms` when absent.
     pub timeout: Option<Duration>,
-    /// 1-based number of the current delivery attempt (0 before the first).
+    /// 1-based number of the current delivery attempt (0 before the first). A submitted
+    /// task with `attempt > 0` was delivered before (a task adopted from a node that died).
     pub attempt: u32,
     /// W3C trace context of this task.
     pub trace: TraceContext,
+    /// At-most-once execution. Once an attempt *may have run* the task (the agent timed
+    /// out, panicked, or was lost with the task delivered), the router does not deliver it
+    /// again: the task fails with [`FailureReason::MayHaveRun`](crate::FailureReason::MayHaveRun).
+    /// A retryable error from the agent (its word that the task did not run) and a remote
+    /// node refusing the delivery are retried as usual. Default false: at-least-once.
+    #[serde(default)]
+    pub at_most_once: bool,
 }
 
 impl Task {
@@ -86,6 +94,7 @@ impl Task {
             timeout: None,
             attempt: 0,
             trace: TraceContext::new_root(rng),
+            at_most_once: false,
         }
     }
 
@@ -116,6 +125,12 @@ impl Task {
     /// Sets the priority.
     pub fn with_priority(mut self, priority: Priority) -> Self {
         self.priority = priority;
+        self
+    }
+
+    /// Asks for at-most-once execution (see [`Task::at_most_once`]).
+    pub fn with_at_most_once(mut self) -> Self {
+        self.at_most_once = true;
         self
     }
 

@@ -219,7 +219,8 @@ fn verdict_of(delivered: DeliveryVerdict, timeout: Duration) -> AttemptVerdict {
     let reply = match delivered {
         DeliveryVerdict::Answered(reply) => reply,
         DeliveryVerdict::TimedOut => return AttemptVerdict::TimedOut { after_ms: timeout.as_millis() as u64 },
-        DeliveryVerdict::Lost | DeliveryVerdict::Refused(_) => return AttemptVerdict::Lost,
+        DeliveryVerdict::Lost => return AttemptVerdict::Lost,
+        DeliveryVerdict::Refused(why) => return AttemptVerdict::Refused(why),
     };
     match reply {
         Ok(output) => AttemptVerdict::Completed(output),
@@ -458,6 +459,9 @@ impl RouterCore {
         let strategy = self.strategy();
         let fallback = task.fallback_swarm.clone().or_else(|| self.settings.fallback_swarm.clone());
         let mut plan = RoutePlan::new(self.settings.plan_limits(), task.swarm.clone(), fallback);
+        if task.at_most_once {
+            plan = plan.at_most_once(task.attempt > 0);
+        }
         let mut step = plan.start();
         // The lease taken by the last acquisition and the candidates it was chosen from.
         let mut leased: Option<(Lease, Candidates)> = None;
@@ -490,7 +494,7 @@ impl RouterCore {
                     let verdict = self.attempt(task, lease, attempt, &candidates, strategy.as_ref(), &mut rng).await;
                     match &verdict {
                         AttemptVerdict::Completed(_) | AttemptVerdict::Permanent(_) => {}
-                        AttemptVerdict::Lost => {
+                        AttemptVerdict::Lost | AttemptVerdict::Refused(_) => {
                             RouterMetrics::inc(&self.metrics.redeliveries);
                             self.parts.tasks.requeue(&task.id);
                         }

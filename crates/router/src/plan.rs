@@ -23,6 +23,11 @@
 //! an acquisition that found no usable agent; a delivery lost with its agent before it
 //! ran is redelivered without spending one, up to `max_redeliveries` times per task.
 //!
+//! An *at-most-once* task ([`RoutePlan::at_most_once`]) is never delivered again once an
+//! attempt may have run it (lost, timed out, panicked): it fails with
+//! [`FailureReason::MayHaveRun`]. A refusal by the agent's node and an agent's retryable
+//! error (its word that nothing ran) are retried as usual.
+//!
 //! When no agent is usable only because circuit breakers refuse, and one of them will
 //! let a trial request through within the routing timeout, the plan waits for that trial
 //! instead of spending the attempt (and, after all attempts, dead-lettering the task):
@@ -68,9 +73,12 @@ pub enum AttemptVerdict {
         /// The attempt timeout, ms.
         after_ms: u64,
     },
-    /// The agent (or its node) went away before answering; the task never ran there, or
-    /// we cannot know: redelivered without spending an attempt.
+    /// The agent (or its node) went away before answering; the task may or may not have
+    /// run there: redelivered without spending an attempt (unless at-most-once).
     Lost,
+    /// The agent's node refused the delivery (unknown agent, overloaded) or it could not
+    /// be sent: the task did not run. Redelivered like [`AttemptVerdict::Lost`].
+    Refused(String),
 }
 
 /// What an attempt says about the agent's health: the one feedback table for breakers,
@@ -93,7 +101,7 @@ impl AttemptVerdict {
             AttemptVerdict::Failed(_) | AttemptVerdict::Panicked(_) | AttemptVerdict::TimedOut { .. } => {
                 Health::Unhealthy
             }
-            AttemptVerdict::Lost => Health::Unknown,
+            AttemptVerdict::Lost | AttemptVerdict::Refused(_) => Health::Unknown,
         }
     }
 
@@ -109,9 +117,10 @@ impl AttemptVerdict {
             AttemptVerdict::Failed(message) => AttemptError::AgentError { agent, message },
             AttemptVerdict::Panicked(message) => AttemptError::Panicked { agent, message },
             AttemptVerdict::TimedOut { after_ms } => AttemptError::Timeout { agent, after_ms },
-            AttemptVerdict::Lost | AttemptVerdict::Completed(_) | AttemptVerdict::Permanent(_) => {
-                AttemptError::AgentLost { agent }
-            }
+            AttemptVerdict::Lost
+            | AttemptVerdict::Refused(_)
+            | AttemptVerdict::Completed(_)
+            | AttemptVerdict::Permanent(_) => AttemptError::AgentLost { agent },
         }
     }
 }
@@ -200,6 +209,8 @@ pub struct RoutePlan {
     leased: Option<(AgentId, u64)>,
     /// Since when (ns) the current acquisition has waited for a breaker's trial slot.
     trial_wait_since_ns: Option<u64>,
+    /// At-most-once: `Some(delivered_before)` (see [`RoutePlan::at_most_once`]).
+    at_most_once: Option<bool>,
     expect: Expect,
 }
 
@@ -223,13 +234,29 @@ impl RoutePlan {
             tried: Vec::new(),
             leased: None,
             trial_wait_since_ns: None,
+            at_most_once: None,
             expect: Expect::Acquisition { retry: false },
         }
     }
 
+    /// Makes the task at-most-once: no delivery after one that may have run it.
+    /// `delivered_before`: it was delivered before this plan (adopted from a node that
+    /// died), so the plan fails it at once.
+    pub fn at_most_once(mut self, delivered_before: bool) -> Self {
+        self.at_most_once = Some(delivered_before);
+        self
+    }
+
     /// The first step.
-    pub fn start(&self) -> Step {
+    pub fn start(&mut self) -> Step {
         debug_assert_eq!(self.expect, Expect::Acquisition { retry: false });
+        if self.at_most_once == Some(true) {
+            let detail = "delivered before by a node that died; it may have run there".into();
+            return self.finish(TaskOutcome::Failed {
+                reason: FailureReason::MayHaveRun { agent: None, detail },
+                attempts: 0,
+            });
+        }
         Step::Acquire { retry: false }
     }
 
@@ -329,6 +356,20 @@ impl RoutePlan {
 
     fn on_attempt(&mut self, verdict: AttemptVerdict) -> Step {
         let (agent, seq) = self.leased.take().expect("a delivery follows an acquisition");
+        if self.at_most_once.is_some() {
+            let detail = match &verdict {
+                AttemptVerdict::Lost => Some("the agent was lost before answering".to_string()),
+                AttemptVerdict::Panicked(m) => Some(format!("the agent panicked: {m}")),
+                AttemptVerdict::TimedOut { after_ms } => Some(format!("no answer within {after_ms} ms")),
+                _ => None,
+            };
+            if let Some(detail) = detail {
+                return self.finish(TaskOutcome::Failed {
+                    reason: FailureReason::MayHaveRun { agent: Some(agent), detail },
+                    attempts: self.deliveries,
+                });
+            }
+        }
         match verdict {
             AttemptVerdict::Completed(output) => {
                 self.finish(TaskOutcome::Completed { agent, output, attempts: self.deliveries })
@@ -337,7 +378,7 @@ impl RoutePlan {
                 reason: FailureReason::Permanent { agent, message },
                 attempts: self.deliveries,
             }),
-            AttemptVerdict::Lost => {
+            AttemptVerdict::Lost | AttemptVerdict::Refused(_) => {
                 self.redeliveries += 1;
                 self.tried.push(seq);
                 if self.redeliveries > self.limits.max_redeliveries {
@@ -435,7 +476,7 @@ mod tests {
     }
 
     impl Run {
-        fn new(plan: RoutePlan) -> (Self, Step) {
+        fn new(mut plan: RoutePlan) -> (Self, Step) {
             let step = plan.start();
             (Self { plan, rng: SmallRng::seed_from_u64(1), now: 0 }, step)
         }
@@ -454,6 +495,52 @@ mod tests {
         assert!(matches!(s, Step::Finish(TaskOutcome::Completed { attempts: 1, .. })), "{s:?}");
         assert!(r.plan.is_finished());
         assert_eq!(r.plan.on_event(Event::Woke, 0, &mut r.rng), None, "no event after the finish");
+    }
+
+    /// At-most-once: a refusal and a retryable error are retried; a lost, timed-out or
+    /// panicked attempt fails the task as "may have run" with no further delivery; a task
+    /// delivered before the plan fails at once.
+    #[test]
+    fn at_most_once_stops_after_an_attempt_that_may_have_run() {
+        for (verdict, tag) in [
+            (AttemptVerdict::Lost, "lost"),
+            (AttemptVerdict::TimedOut { after_ms: 5 }, "5 ms"),
+            (AttemptVerdict::Panicked("boom".into()), "boom"),
+        ] {
+            let (mut r, _) = Run::new(RoutePlan::new(limits(), None, None).at_most_once(false));
+            r.feed(agent(1));
+            assert_eq!(
+                r.feed(Event::Attempted(AttemptVerdict::Refused("busy".into()))),
+                Step::Acquire { retry: false }
+            );
+            r.feed(agent(2));
+            assert_eq!(r.feed(Event::Attempted(AttemptVerdict::Failed("not run".into()))), Step::WithdrawBudget);
+            r.feed(Event::Budget(true));
+            r.feed(Event::Woke);
+            r.feed(agent(3));
+            let s = r.feed(Event::Attempted(verdict));
+            let Step::Finish(TaskOutcome::Failed {
+                reason: FailureReason::MayHaveRun { agent: Some(_), detail },
+                attempts: 3,
+            }) = &s
+            else {
+                panic!("{s:?}")
+            };
+            assert!(detail.contains(tag), "{detail}");
+        }
+        let mut plan = RoutePlan::new(limits(), None, None).at_most_once(true);
+        let s = plan.start();
+        assert!(
+            matches!(
+                s,
+                Step::Finish(TaskOutcome::Failed {
+                    reason: FailureReason::MayHaveRun { agent: None, .. },
+                    attempts: 0
+                })
+            ),
+            "{s:?}"
+        );
+        assert!(plan.is_finished());
     }
 
     /// A retryable failure asks the budget, backs off, and excludes the failed agent;
@@ -575,12 +662,13 @@ mod tests {
         match step {
             Step::Wait(_) => Event::Woke,
             Step::WithdrawBudget => Event::Budget(roll % 3 != 0),
-            Step::Deliver { .. } => Event::Attempted(match roll % 6 {
+            Step::Deliver { .. } => Event::Attempted(match roll % 7 {
                 0 => AttemptVerdict::Completed(Bytes::new()),
                 1 => AttemptVerdict::Permanent("p".into()),
                 2 => AttemptVerdict::Failed("f".into()),
                 3 => AttemptVerdict::Panicked("x".into()),
                 4 => AttemptVerdict::TimedOut { after_ms: 1 },
+                5 => AttemptVerdict::Refused("r".into()),
                 _ => AttemptVerdict::Lost,
             }),
             Step::Acquire { .. } => match roll % 10 {
@@ -608,12 +696,18 @@ mod tests {
             fn every_task_ends_once_within_its_budget_and_exclusions(
                 agents in 1u64..6,
                 fallback in any::<bool>(),
+                at_most_once in any::<bool>(),
                 rolls in proptest::collection::vec(any::<u32>(), 1..300),
                 seed in any::<u64>(),
             ) {
                 let lim = limits();
                 let mut plan = RoutePlan::new(lim, swarm("p"), if fallback { swarm("f") } else { None });
+                if at_most_once {
+                    plan = plan.at_most_once(false);
+                }
                 let mut rng = SmallRng::seed_from_u64(seed);
+                // At-most-once: deliveries after one that may have run the task.
+                let (mut may_have_run, mut delivered_after) = (false, 0u32);
                 let mut step = plan.start();
                 let (mut now, mut finishes, mut grants, mut budget_retries) = (0u64, 0u32, 0u32, 0u32);
                 let mut delivered_since_all_tried: Vec<u64> = Vec::new();
@@ -625,6 +719,12 @@ mod tests {
                     }
                     let event = answer(&step, rolls.next().expect("cycled"), agents, plan.tried());
                     let budget_answer = matches!(event, Event::Budget(_));
+                    if matches!(step, Step::Deliver { .. }) && may_have_run {
+                        delivered_after += 1;
+                    }
+                    if let Event::Attempted(AttemptVerdict::Lost | AttemptVerdict::Panicked(_) | AttemptVerdict::TimedOut { .. }) = &event {
+                        may_have_run = true;
+                    }
                     match (&step, &event) {
                         (Step::Wait(d), _) => now += d.as_nanos() as u64,
                         (_, Event::Budget(true)) => grants += 1,
@@ -650,6 +750,9 @@ mod tests {
                 prop_assert!(budget_retries <= grants, "{} backoff retries, {} granted", budget_retries, grants);
                 let phases = if fallback { 2 } else { 1 };
                 prop_assert!(plan.deliveries() <= phases * (lim.max_attempts + lim.max_redeliveries + 1));
+                if at_most_once {
+                    prop_assert_eq!(delivered_after, 0, "an at-most-once task was delivered after it may have run");
+                }
     }
         }
 }

@@ -17,6 +17,8 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 pub struct Node {
     pub name: String,
     pub listen: String,
+    /// The `READY` line's JSON (`node`, `listen`, `mcp`).
+    pub ready: serde_json::Value,
     child: Child,
     stdin: ChildStdin,
     lines: mpsc::Receiver<String>,
@@ -89,10 +91,12 @@ impl Node {
                 }
             }
         });
-        let mut node = Node { name: name.into(), listen: String::new(), child, stdin, lines };
+        let mut node =
+            Node { name: name.into(), listen: String::new(), ready: serde_json::Value::Null, child, stdin, lines };
         let ready = node.expect("READY");
         let v: serde_json::Value = serde_json::from_str(ready.trim_start_matches("READY").trim()).unwrap();
         node.listen = v["listen"].as_str().unwrap().to_string();
+        node.ready = v;
         node
     }
 
