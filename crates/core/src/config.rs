@@ -1079,7 +1079,11 @@ impl FlowConfig {
 
         // mcp
         self.mcp.validate()?;
-        range!(self.mcp.max_body_bytes, "mcp.max_body_bytes", 1, self.codec.max_payload_bytes as u64)?;
+        // A body becomes one task payload; checked only where MCP is on, so a node without it
+        // may lower the payload limit without touching `[mcp]`.
+        if self.mcp.listen.is_some() || !self.mcp.upstream.is_empty() {
+            range!(self.mcp.max_body_bytes, "mcp.max_body_bytes", 1, self.codec.max_payload_bytes as u64)?;
+        }
         for u in &self.mcp.upstream {
             // The failure detector kills an agent busy for longer than this.
             range!(u.call_timeout_ms, "mcp.upstream.call_timeout_ms", 1, fd.hung_agent_after_ms - 1)?;
@@ -1173,7 +1177,7 @@ mod tests {
             ("[mcp]\nlisten = \"nowhere\"", "mcp.listen"),
             ("[mcp]\npath = \"mcp\"", "mcp.path"),
             ("[mcp]\nmax_sessions = 0", "mcp.max_sessions"),
-            ("[mcp]\nmax_body_bytes = 99999999", "mcp.max_body_bytes"),
+            ("[mcp]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 99999999", "mcp.max_body_bytes"),
             ("[mcp]\nrestart_backoff_max_ms = 1", "mcp.restart_backoff_max_ms"),
             ("[[mcp.upstream]]\nname = \"a b\"\ncommand = \"x\"", "mcp.upstream.name"),
             ("[[mcp.upstream]]\nname = \"a\"", "mcp.upstream.command"),
