@@ -380,7 +380,7 @@ mod tests {
     }
 
     /// A call waiting on a peer that is declared down fails at once (`abandoned_calls`),
-    /// long before its timeout.
+    /// long before its timeout, as `Lost`: the request was sent and may have been acted on.
     #[tokio::test]
     async fn a_call_is_abandoned_when_its_peer_goes_down() {
         let ch = channel(1 << 20);
@@ -394,7 +394,7 @@ mod tests {
             ch.peers.signal_down(&name("far"));
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert_eq!(call.await.unwrap(), Err(ChannelError::Unreachable(name("far"))));
+        assert_eq!(call.await.unwrap(), Err(ChannelError::Lost(name("far"))));
         assert_eq!(counter(&ch, "abandoned_calls"), 1);
         gateway.stop(None);
     }
