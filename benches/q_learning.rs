@@ -107,7 +107,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("observe", |b| {
         b.iter(|| {
             i += 1;
-            if i % 4_096 == 0 {
+            if i.is_multiple_of(4_096) {
                 model.pump(40);
             }
             strategy.observe(std::hint::black_box(&feedback(i)))

@@ -431,7 +431,7 @@ impl KeyRing {
 }
 
 fn parse_key(text: &str, line: usize) -> Result<PairKey, KeyFileError> {
-    if !text.bytes().all(|b| b.is_ascii_hexdigit()) || text.len() % 2 != 0 {
+    if !text.bytes().all(|b| b.is_ascii_hexdigit()) || !text.len().is_multiple_of(2) {
         return Err(KeyFileError::BadHex { line });
     }
     if text.len() != 2 * KEY_BYTES {

@@ -146,7 +146,7 @@ fn kv_history_under_partition_and_leader_kill_is_linearizable() {
             let mut i = 0u64;
             while !stop[c].load(Ordering::Relaxed) {
                 i += 1;
-                let key = if (i + c as u64) % 2 == 0 { "x" } else { "y" };
+                let key = if (i + c as u64).is_multiple_of(2) { "x" } else { "y" };
                 let value = format!("c{c}-{i}");
                 let prev = format!("c{c}-{}", i - 1);
                 let (op, cmd) = match (i * 7 + c as u64) % 4 {

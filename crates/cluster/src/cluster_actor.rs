@@ -616,13 +616,12 @@ impl ClusterState {
                         None => Vec::new(),
                     };
                     self.apply_directory(&node, records).await;
-                } else if let Some(node) = change.key.strip_prefix(erlmcp_flow_gossip::directory::ADDR_PREFIX) {
-                    if node != self.node().as_str()
-                        && let Some(v) = change.value()
-                        && let Ok(addr) = std::str::from_utf8(v)
-                    {
-                        self.learn_address(addr);
-                    }
+                } else if let Some(node) = change.key.strip_prefix(erlmcp_flow_gossip::directory::ADDR_PREFIX)
+                    && node != self.node().as_str()
+                    && let Some(v) = change.value()
+                    && let Ok(addr) = std::str::from_utf8(v)
+                {
+                    self.learn_address(addr);
                 }
             }
             GossipEvent::Membership(MembershipChange { peer, to, .. }) => {

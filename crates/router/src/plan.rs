@@ -661,7 +661,7 @@ mod tests {
     fn answer(step: &Step, roll: u32, agents: u64, tried: &[u64]) -> Event {
         match step {
             Step::Wait(_) => Event::Woke,
-            Step::WithdrawBudget => Event::Budget(roll % 3 != 0),
+            Step::WithdrawBudget => Event::Budget(!roll.is_multiple_of(3)),
             Step::Deliver { .. } => Event::Attempted(match roll % 7 {
                 0 => AttemptVerdict::Completed(Bytes::new()),
                 1 => AttemptVerdict::Permanent("p".into()),

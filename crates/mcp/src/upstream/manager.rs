@@ -146,7 +146,7 @@ impl ManagerState {
                 None
             }
             ReplicaCommand::Publish { generation } => {
-                let Some((g, conn)) = self.conn.clone().filter(|(g, _)| *g == generation) else { return None };
+                let (g, conn) = self.conn.clone().filter(|(g, _)| *g == generation)?;
                 let catalog = conn.catalog.clone();
                 tracing::info!(%server, replica, generation = g, tools = catalog.tools.len(), "upstream replica up");
                 self.publish(g, conn, catalog).await;
