@@ -463,7 +463,10 @@ impl ConsensusNode {
                         // Sending it again could apply it twice (a compare-and-set that
                         // succeeded would then report failure): the caller decides.
                         if !cmd.is_retry_safe() {
-                            return Err(ConsensusError::Indeterminate(format!("{} not confirmed: {e}", req.what())));
+                            return Err(match e {
+                                e @ ConsensusError::Indeterminate(_) => e,
+                                e => ConsensusError::Indeterminate(format!("{} not confirmed: {e}", req.what())),
+                            });
                         }
                         maybe_written = true;
                     }
