@@ -36,6 +36,10 @@ pub trait RaftTransport: Send + Sync + 'static {
 struct Faults {
     isolated: BTreeSet<RaftNodeId>,
     cut: BTreeSet<(RaftNodeId, RaftNodeId)>,
+    /// (caller, callee): the callee handles the next request, its reply is lost.
+    lose_reply_once: BTreeSet<(RaftNodeId, RaftNodeId)>,
+    /// (caller, callee): the callee handles the next request, then the link is cut.
+    cut_after_once: BTreeSet<(RaftNodeId, RaftNodeId)>,
 }
 
 impl Faults {
@@ -112,11 +116,27 @@ impl InProcessTransport {
         }
     }
 
+    /// The next call from `from` to `to` is handled by `to`, and its reply is lost: the
+    /// caller sees [`TransportError::Lost`] (a peer that acted and went down, or a link
+    /// that broke after the request went through).
+    pub fn lose_next_reply(&self, from: RaftNodeId, to: RaftNodeId) {
+        self.registry.faults.write().lose_reply_once.insert((from, to));
+    }
+
+    /// The next call from `from` to `to` is handled by `to`, then the link between them
+    /// is cut (until [`heal_all`](Self::heal_all)) and the caller sees
+    /// [`TransportError::Lost`].
+    pub fn cut_after_next_request(&self, from: RaftNodeId, to: RaftNodeId) {
+        self.registry.faults.write().cut_after_once.insert((from, to));
+    }
+
     /// Removes every isolation and cut.
     pub fn heal_all(&self) {
         let mut f = self.registry.faults.write();
         f.isolated.clear();
         f.cut.clear();
+        f.lose_reply_once.clear();
+        f.cut_after_once.clear();
     }
 }
 
@@ -150,9 +170,14 @@ impl RaftTransport for InProcessEndpoint {
                 Ok(Err(e)) => return Err(TransportError::Remote { node: name, reason: e.to_string() }),
                 Err(_) => return Err(TransportError::Timeout(name)),
             };
-            // A link cut while the request was in flight loses the reply.
-            if registry.faults.read().blocked(from, target) {
-                return Err(TransportError::Unreachable(name));
+            // A link cut while the request was in flight loses the reply; the request was
+            // handled.
+            let mut faults = registry.faults.write();
+            if faults.cut_after_once.remove(&(from, target)) {
+                faults.cut.insert((from.min(target), from.max(target)));
+            }
+            if faults.lose_reply_once.remove(&(from, target)) || faults.blocked(from, target) {
+                return Err(TransportError::Lost(name));
             }
             Ok(reply)
         })

@@ -471,3 +471,48 @@ async fn an_isolated_follower_does_not_raise_its_term_or_unseat_the_leader() {
         assert_eq!((s.current_term, s.leader.clone().map(|l| l.1)), (term, Some(leader.clone())), "{n}: {s:?}");
     }
 }
+
+/// A forwarded compare-and-set whose reply is lost after the leader committed it answers
+/// `Indeterminate` and is not sent again: the CAS is applied exactly once (a resend would
+/// apply it a second time, see its expected value gone and answer "not swapped", a lie
+/// the nemesis's linearizability check caught). A forwarded `Submit` in the same
+/// situation is retried (it is keyed by task id) and answers `Duplicate`, committed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_to_a_forwarded_kv_write_is_indeterminate_not_resent() {
+    let c = Cluster::start(3, &cfg()).await;
+    let leader = c.leader_name();
+    let follower = c.names.iter().find(|n| **n != leader).unwrap().clone();
+    let f = c.node(&follower);
+    f.submit(LedgerCommand::KvPut { key: "k".into(), value: "1".into() }).await.unwrap();
+
+    c.net.lose_next_reply(node_id_for(&follower), node_id_for(&leader));
+    let cas = LedgerCommand::KvCas { key: "k".into(), expected: Some("1".into()), new: Some("2".into()) };
+    let r = f.submit(cas).await;
+    assert!(matches!(r, Err(ConsensusError::Indeterminate(_))), "{r:?}");
+    let value = f.linearizable_read(|l| l.kv_get("k").map(str::to_owned)).await.unwrap();
+    assert_eq!(value.as_deref(), Some("2"), "the CAS committed once");
+
+    let t = task();
+    c.net.lose_next_reply(node_id_for(&follower), node_id_for(&leader));
+    let r = f.submit(submit_cmd(t.clone(), &follower)).await.unwrap();
+    assert!(matches!(r.response, LedgerResponse::Duplicate), "{:?}", r.response);
+    assert!(f.linearizable_read(|l| l.get(&t.id).is_some()).await.unwrap());
+}
+
+/// A forwarded submit that reached the leader, after which the link broke (every later
+/// attempt "unreachable" until the deadline), answers `Indeterminate`, never a refusal:
+/// the entry did commit. Before, the last error ("node is unreachable") was reported as
+/// `Unavailable` and the nemesis saw refused tasks complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_lost_after_it_reached_the_leader_is_indeterminate() {
+    let c = Cluster::start(3, &cfg()).await;
+    let leader = c.leader_name();
+    let follower = c.names.iter().find(|n| **n != leader).unwrap().clone();
+    let f = c.node(&follower);
+    let t = task();
+    c.net.cut_after_next_request(node_id_for(&follower), node_id_for(&leader));
+    let r = f.submit(submit_cmd(t.clone(), &follower)).await;
+    assert!(matches!(r, Err(ConsensusError::Indeterminate(_))), "{r:?}");
+    c.net.heal_all();
+    assert!(f.linearizable_read(|l| l.get(&t.id).is_some()).await.unwrap(), "it committed");
+}
