@@ -33,9 +33,9 @@ async fn main() -> anyhow::Result<()> {
         })
     };
 
-    for child in erlmcp_flow::tree::CHILDREN {
+    for child in erlmcp_flow::tree::Child::SINGLE_NODE {
         let before = node.child_actor(child);
-        node.inject_panic(child);
+        node.kill_child(child);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while node.child_actor(child).is_none_or(|now| Some(now) == before) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;

@@ -25,13 +25,15 @@ use erlmcp_flow_router::{
     CircuitBreakers, ControlError, CorrelationRecord, CorrelationTable, DeadLetter, DeadLetterQueue, FlowStats,
     RouterCore, RouterMsg, RouterParts, Strategy, StrategyError, StrategyFactory, TaskHandle, TaskTable,
 };
-use erlmcp_flow_supervision::{ActorSlot, Supervisor, SupervisorMsg, SupervisorSpec, SupervisorStats};
+use erlmcp_flow_supervision::{
+    ActorSlot, Incarnation, Slot, Supervisor, SupervisorMsg, SupervisorSpec, SupervisorStats,
+};
 use ractor::rpc::CallResult;
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::tree::{TreeArgs, flow_supervisor_spec};
+use crate::tree::{Child, TreeArgs, flow_supervisor_spec};
 
 /// Why a node did not start.
 #[derive(Debug, thiserror::Error)]
@@ -534,7 +536,7 @@ impl FlowNode {
 
     /// The Byzantine voting detector (`byzantine.enabled`), its current incarnation.
     pub fn byzantine(&self) -> Option<erlmcp_flow_byzantine::ByzantineHandle> {
-        self.inner.byzantine.as_ref().and_then(|s| s.read().clone())
+        self.inner.byzantine.as_ref().and_then(|s| s.get())
     }
 
     /// Terminal entries not yet committed to the replicated ledger (0 without Raft).
@@ -724,65 +726,42 @@ impl FlowNode {
         matches!(r, Ok(CallResult::Success(())))
     }
 
-    /// Fault injection: makes the named FlowSupervisor child panic (see
-    /// [`crate::tree::CHILDREN`]). Returns false if the child is not running.
+    /// Fault injection: kills the child's current actor through its slot, an abnormal
+    /// exit that the FlowSupervisor restarts like a crash (and counts against its
+    /// intensity). False if the child is not running on this node.
     #[doc(hidden)]
-    pub fn inject_panic(&self, child: &str) -> bool {
-        let s = &self.inner.slots;
-        match child {
-            "registry" => {
-                s.registry.get().is_some_and(|a| a.send_message(erlmcp_flow_registry::RegistryMsg::InjectPanic).is_ok())
-            }
-            "circuit_breakers" => s.breakers.get().is_some_and(|a| a.send_message(BreakersMsg::InjectPanic).is_ok()),
-            "correlation_tracker" => {
-                s.correlation.get().is_some_and(|a| a.send_message(CorrelationMsg::InjectPanic).is_ok())
-            }
-            "failure_detector" => s.detector.get().is_some_and(|a| a.send_message(DetectorMsg::InjectPanic).is_ok()),
-            "router" => s.router.get().is_some_and(|a| a.send_message(RouterMsg::InjectPanic).is_ok()),
-            "cluster" => s.cluster.get().is_some_and(|a| a.send_message(ClusterMsg::InjectPanic).is_ok()),
-            "gossip" => s.gossip.get().is_some_and(|g| {
-                g.kill();
-                true
-            }),
-            "gateway" => s.gateway.get().is_some_and(|a| {
-                // The gateway takes only cluster messages; kill it (an abnormal exit).
-                a.kill();
-                true
-            }),
-            "q_learning" => s.q_learning.get().is_some_and(|a| a.send_message(QLearningMsg::InjectPanic).is_ok()),
-            "raft" => s.raft_duty.get().is_some_and(|a| a.send_message(crate::tree::RaftDutyMsg::InjectPanic).is_ok()),
-            "byzantine" => self.byzantine().is_some_and(|h| {
-                // The detector has no panic message; kill it (an abnormal exit).
-                h.actor().kill();
-                true
-            }),
-            "agent_supervisor" => self.inner.pool.supervisor().get().is_some_and(|a| {
-                // A supervisor has no panic message; kill it, which is an abnormal exit.
-                a.kill();
-                true
-            }),
-            _ => false,
-        }
+    pub fn kill_child(&self, child: Child) -> bool {
+        self.child_cell(child).is_some_and(|cell| {
+            cell.kill();
+            true
+        })
     }
 
-    /// The actor id of the named child's current incarnation (to observe restarts).
+    /// The actor id of the child's current incarnation (to observe restarts).
     #[doc(hidden)]
-    pub fn child_actor(&self, child: &str) -> Option<ractor::ActorId> {
+    pub fn child_actor(&self, child: Child) -> Option<ractor::ActorId> {
+        self.child_cell(child).map(|cell| cell.get_id())
+    }
+
+    /// The actor of the child's current live incarnation, read from its slot.
+    fn child_cell(&self, child: Child) -> Option<ActorCell> {
+        fn cell<H: Incarnation>(slot: &Slot<H>) -> Option<ActorCell> {
+            slot.get().map(|h| h.cell())
+        }
         let s = &self.inner.slots;
         match child {
-            "registry" => s.registry.get().map(|a| a.get_id()),
-            "circuit_breakers" => s.breakers.get().map(|a| a.get_id()),
-            "correlation_tracker" => s.correlation.get().map(|a| a.get_id()),
-            "failure_detector" => s.detector.get().map(|a| a.get_id()),
-            "router" => s.router.get().map(|a| a.get_id()),
-            "cluster" => s.cluster.get().map(|a| a.get_id()),
-            "gateway" => s.gateway.get().map(|a| a.get_id()),
-            "raft" => s.raft_duty.get().map(|a| a.get_id()),
-            "byzantine" => self.byzantine().map(|h| h.actor().get_id()),
-            "gossip" => s.gossip.get().map(|g| g.actor().get_id()),
-            "q_learning" => s.q_learning.get().map(|a| a.get_id()),
-            "agent_supervisor" => self.inner.pool.supervisor().get().map(|a| a.get_id()),
-            _ => None,
+            Child::Registry => cell(&s.registry),
+            Child::CircuitBreakers => cell(&s.breakers),
+            Child::CorrelationTracker => cell(&s.correlation),
+            Child::FailureDetector => cell(&s.detector),
+            Child::Router => cell(&s.router),
+            Child::Gossip => cell(&s.gossip),
+            Child::Cluster => cell(&s.cluster),
+            Child::Gateway => cell(&s.gateway),
+            Child::Raft => cell(&s.raft_duty),
+            Child::Byzantine => cell(self.inner.byzantine.as_ref()?),
+            Child::AgentSupervisor => cell(self.inner.pool.supervisor()),
+            Child::QLearning => cell(&s.q_learning),
         }
     }
 

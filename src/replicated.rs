@@ -490,8 +490,6 @@ impl Reconciler {
 pub enum RaftDutyMsg {
     /// Run one reconciliation round.
     Tick,
-    /// Fault injection: panic (supervision tests).
-    InjectPanic,
 }
 
 impl ractor::Message for RaftDutyMsg {}
@@ -571,7 +569,6 @@ impl ractor::Actor for RaftDuty {
                     });
                 }
             }
-            RaftDutyMsg::InjectPanic => panic!("injected panic in the raft duty actor"),
         }
         Ok(())
     }

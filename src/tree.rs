@@ -17,8 +17,8 @@
 //! └── QLearning            applies Q-learning TD updates, publishes snapshots, saves the model
 //! ```
 //!
-//! QLearning starts last only so that the indexes of the other children in [`CHILDREN`]
-//! stay stable; it depends on none of them (its model is node-owned, and routing reads
+//! QLearning starts last only so that the other children keep their positions in
+//! [`Child::SINGLE_NODE`]; it depends on none of them (its model is node-owned, and routing reads
 //! the model's snapshot whether or not the actor is up).
 //!
 //! **Why one_for_one at the top.** Each child's state that matters lives in a structure
@@ -54,27 +54,110 @@ use erlmcp_flow_supervision::{ChildSpec, Restart, RestartIntensity, Strategy, Su
 use ractor::{Actor, ActorCell};
 use std::sync::Arc;
 
-/// Extra children of a cluster node, started after the Router and before the AgentSupervisor.
-pub const CLUSTER_CHILDREN: [&str; 3] = ["gossip", "cluster", "gateway"];
-
-/// The extra child of a node with the replicated ledger, started after the gateway.
-pub const RAFT_CHILD: &str = "raft";
-
-/// The extra child of a node with Byzantine voting, started after the gateway (and Raft).
-pub const BYZANTINE_CHILD: &str = "byzantine";
-
 pub use crate::replicated::{RaftDuty, RaftDutyArgs, RaftDutyMsg};
 
-/// Names of the FlowSupervisor's children on a single node, in start order.
-pub const CHILDREN: [&str; 7] = [
-    "registry",
-    "circuit_breakers",
-    "correlation_tracker",
-    "failure_detector",
-    "router",
-    "agent_supervisor",
-    "q_learning",
-];
+/// A child of the FlowSupervisor. Its [`name`](Child::name) is the child spec's id, what
+/// `which_children` lists and what `flow node`'s `crash <child>` command takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Child {
+    /// The single writer of the agent registry.
+    Registry,
+    /// Breaker-table maintenance.
+    CircuitBreakers,
+    /// Correlation-table TTL sweeps.
+    CorrelationTracker,
+    /// Hung agents, heartbeats, orphaned-task recovery.
+    FailureDetector,
+    /// The routing control plane.
+    Router,
+    /// (cluster mode) Gossip: directory, load, heartbeats, reachability.
+    Gossip,
+    /// (cluster mode) NodeServer, sessions, dialing.
+    Cluster,
+    /// (cluster mode) The node's only cluster-message actor.
+    Gateway,
+    /// (`raft.enabled`) The ledger reconciliation duty.
+    Raft,
+    /// (`byzantine.enabled`) The Byzantine voting detector.
+    Byzantine,
+    /// The supervisor of the agents.
+    AgentSupervisor,
+    /// Q-learning updates and model persistence.
+    QLearning,
+}
+
+impl Child {
+    /// Every child, in start order (the cluster, Raft and Byzantine ones only where enabled).
+    pub const ALL: [Child; 12] = [
+        Child::Registry,
+        Child::CircuitBreakers,
+        Child::CorrelationTracker,
+        Child::FailureDetector,
+        Child::Router,
+        Child::Gossip,
+        Child::Cluster,
+        Child::Gateway,
+        Child::Raft,
+        Child::Byzantine,
+        Child::AgentSupervisor,
+        Child::QLearning,
+    ];
+
+    /// The children of a single (non-cluster) node, in start order.
+    pub const SINGLE_NODE: [Child; 7] = [
+        Child::Registry,
+        Child::CircuitBreakers,
+        Child::CorrelationTracker,
+        Child::FailureDetector,
+        Child::Router,
+        Child::AgentSupervisor,
+        Child::QLearning,
+    ];
+
+    /// The child spec's id.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Child::Registry => "registry",
+            Child::CircuitBreakers => "circuit_breakers",
+            Child::CorrelationTracker => "correlation_tracker",
+            Child::FailureDetector => "failure_detector",
+            Child::Router => "router",
+            Child::Gossip => "gossip",
+            Child::Cluster => "cluster",
+            Child::Gateway => "gateway",
+            Child::Raft => "raft",
+            Child::Byzantine => "byzantine",
+            Child::AgentSupervisor => "agent_supervisor",
+            Child::QLearning => "q_learning",
+        }
+    }
+}
+
+impl std::fmt::Display for Child {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is no FlowSupervisor child.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown child {name:?} (valid: {})", valid_names())]
+pub struct UnknownChild {
+    /// The name given.
+    pub name: String,
+}
+
+fn valid_names() -> String {
+    Child::ALL.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+}
+
+impl std::str::FromStr for Child {
+    type Err = UnknownChild;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Child::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| UnknownChild { name: s.to_string() })
+    }
+}
 
 /// Everything the tree's children are started with.
 #[derive(Debug, Clone)]
@@ -91,13 +174,13 @@ pub(crate) struct TreeArgs {
     pub(crate) q_learning: QLearningArgs,
 }
 
-fn child<A, F>(id: &str, actor: F, args: A::Arguments) -> ChildSpec
+fn child<A, F>(id: Child, actor: F, args: A::Arguments) -> ChildSpec
 where
     A: Actor,
     A::Arguments: Clone + Sync,
     F: Fn() -> A + Send + Sync + 'static,
 {
-    ChildSpec::new(id, Restart::Permanent, move |sup: ActorCell| {
+    ChildSpec::new(id.name(), Restart::Permanent, move |sup: ActorCell| {
         let a = actor();
         let args = args.clone();
         async move { Actor::spawn_linked(None, a, args, sup).await.map(|(r, _)| r.get_cell()) }
@@ -113,23 +196,23 @@ pub(crate) fn flow_supervisor_spec(cfg: &FlowConfig, args: TreeArgs, stats: Arc<
         RestartIntensity::new(flow.max_restarts, Duration::from_millis(flow.window_ms)),
     )
     .with_stats(stats)
-    .child(child::<Registry, _>(CHILDREN[0], || Registry, args.registry))
-    .child(child::<CircuitBreakersActor, _>(CHILDREN[1], || CircuitBreakersActor, args.breakers))
-    .child(child::<CorrelationTrackerActor, _>(CHILDREN[2], || CorrelationTrackerActor, args.correlation))
-    .child(child::<FailureDetector, _>(CHILDREN[3], || FailureDetector, args.detector))
-    .child(child::<RouterActor, _>(CHILDREN[4], || RouterActor, args.router));
+    .child(child::<Registry, _>(Child::Registry, || Registry, args.registry))
+    .child(child::<CircuitBreakersActor, _>(Child::CircuitBreakers, || CircuitBreakersActor, args.breakers))
+    .child(child::<CorrelationTrackerActor, _>(Child::CorrelationTracker, || CorrelationTrackerActor, args.correlation))
+    .child(child::<FailureDetector, _>(Child::FailureDetector, || FailureDetector, args.detector))
+    .child(child::<RouterActor, _>(Child::Router, || RouterActor, args.router));
     let spec = match args.cluster {
         Some((gossip, cluster, gateway)) => spec
-            .child(ChildSpec::new(CLUSTER_CHILDREN[0], Restart::Permanent, move |sup: ActorCell| {
+            .child(ChildSpec::new(Child::Gossip.name(), Restart::Permanent, move |sup: ActorCell| {
                 let gossip = gossip.clone();
                 async move { gossip.start(sup).await }
             }))
-            .child(child::<ClusterActor, _>(CLUSTER_CHILDREN[1], || ClusterActor, cluster))
-            .child(child::<Gateway, _>(CLUSTER_CHILDREN[2], || Gateway, gateway)),
+            .child(child::<ClusterActor, _>(Child::Cluster, || ClusterActor, cluster))
+            .child(child::<Gateway, _>(Child::Gateway, || Gateway, gateway)),
         None => spec,
     };
     let spec = match args.raft {
-        Some(raft) => spec.child(child::<RaftDuty, _>(RAFT_CHILD, || RaftDuty, raft)),
+        Some(raft) => spec.child(child::<RaftDuty, _>(Child::Raft, || RaftDuty, raft)),
         None => spec,
     };
     let spec = match args.byzantine {
@@ -140,5 +223,5 @@ pub(crate) fn flow_supervisor_spec(cfg: &FlowConfig, args: TreeArgs, stats: Arc<
         args.pool
             .supervisor_child_spec(RestartIntensity::new(agents.max_restarts, Duration::from_millis(agents.window_ms))),
     )
-    .child(child::<QLearningActor, _>(CHILDREN[6], || QLearningActor, args.q_learning))
+    .child(child::<QLearningActor, _>(Child::QLearning, || QLearningActor, args.q_learning))
 }

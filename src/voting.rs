@@ -15,11 +15,10 @@ use erlmcp_flow_byzantine::{ByzantineArgs, ByzantineHandle, ByzantineTransport, 
 use erlmcp_flow_cluster::{ByzantineInbox, VoteLink};
 use erlmcp_flow_core::NodeName;
 use erlmcp_flow_core::config::FlowConfig;
-use erlmcp_flow_supervision::{ChildSpec, Restart};
-use parking_lot::RwLock;
+use erlmcp_flow_supervision::{ChildSpec, Restart, Slot};
 
 /// The current detector incarnation, if one runs.
-pub(crate) type DetectorSlot = Arc<RwLock<Option<ByzantineHandle>>>;
+pub(crate) type DetectorSlot = Slot<ByzantineHandle>;
 
 struct GatewayVotes(VoteLink);
 
@@ -49,8 +48,7 @@ pub(crate) fn load_keys(config: &FlowConfig, me: &NodeName) -> Result<KeyRing, S
 /// The gateway's delivery function into the current detector.
 pub(crate) fn install_inbox(inbox: &ByzantineInbox, slot: DetectorSlot) {
     let _ = inbox.set(Arc::new(move |_from: NodeName, bytes: Vec<u8>| {
-        let handle = slot.read().clone();
-        if let Some(h) = handle {
+        if let Some(h) = slot.get() {
             // A full inbox drops the message (counted by the detector): voting tolerates loss.
             let _ = h.deliver(Bytes::from(bytes));
         }
@@ -61,7 +59,7 @@ pub(crate) fn install_inbox(inbox: &ByzantineInbox, slot: DetectorSlot) {
 pub(crate) fn child_spec(config: &FlowConfig, keys: KeyRing, link: VoteLink, slot: DetectorSlot) -> ChildSpec {
     let settings = config.byzantine.clone();
     let transport: Arc<dyn ByzantineTransport> = Arc::new(GatewayVotes(link));
-    ChildSpec::new(crate::tree::BYZANTINE_CHILD, Restart::Permanent, move |sup: ractor::ActorCell| {
+    ChildSpec::new(crate::tree::Child::Byzantine.name(), Restart::Permanent, move |sup: ractor::ActorCell| {
         let args = ByzantineArgs { keys: keys.clone(), config: settings.clone(), transport: transport.clone() };
         let slot = slot.clone();
         async move {
@@ -69,7 +67,7 @@ pub(crate) fn child_spec(config: &FlowConfig, keys: KeyRing, link: VoteLink, slo
                 .await
                 .map_err(|e| ractor::SpawnErr::StartupFailed(Box::new(e)))?;
             let cell = handle.actor().get_cell();
-            *slot.write() = Some(handle);
+            slot.set(handle);
             Ok(cell)
         }
     })

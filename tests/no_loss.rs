@@ -67,6 +67,13 @@ impl Agent for ChaosAgent {
         }
         Ok(Bytes::new())
     }
+
+    /// The `PanicAgent` fault: the agent's own code panics (between tasks).
+    async fn on_broadcast(&mut self, message: &Bytes) {
+        if &message[..] == b"panic" {
+            panic!("chaos panic");
+        }
+    }
 }
 
 fn agent_plan() -> impl Strategy<Value = AgentPlan> {
@@ -148,14 +155,15 @@ async fn run(plan: Plan) {
                 }
                 Fault::PanicAgent(i) => {
                     if let Some(e) = node.registry().find(&id(*i)) {
-                        let _ = e.actor().expect("local").send_message(AgentMsg::InjectPanic("chaos".into()));
+                        let _ =
+                            e.actor().expect("local").send_message(AgentMsg::Broadcast(Bytes::from_static(b"panic")));
                     }
                 }
                 Fault::StopAgent(i) => {
                     let _ = node.stop_agent(&id(*i)).await;
                 }
                 Fault::PanicService(c) => {
-                    node.inject_panic(erlmcp_flow::tree::CHILDREN[*c]);
+                    node.kill_child(erlmcp_flow::tree::Child::SINGLE_NODE[*c]);
                 }
                 Fault::AddAgent => {
                     spawn_chaos(&node, extra, &plan.agents[0], plan.seed).await;

@@ -7,11 +7,13 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use common::*;
 use erlmcp_flow::core::DeadLetterReason;
 use erlmcp_flow::prelude::*;
 use erlmcp_flow::supervision::Restart;
+use erlmcp_flow::tree::Child;
 
 const TASKS: usize = 300;
 
@@ -42,11 +44,11 @@ async fn node_with_agents(adjust: impl FnOnce(&mut FlowConfig)) -> FlowNode {
 
 /// Crashes `child` once traffic is flowing, waits for its new incarnation, and checks
 /// that every task still ended and the node serves afterwards.
-async fn crash_under_traffic(node: &FlowNode, child: &str) {
+async fn crash_under_traffic(node: &FlowNode, child: Child) {
     let before = node.child_actor(child).expect("child running");
     let traffic = background_traffic(node);
     eventually("traffic started", || node.stats().flow.accepted >= 30).await;
-    assert!(node.inject_panic(child), "{child} took the fault");
+    assert!(node.kill_child(child), "{child} took the fault");
     eventually("child restarted", || node.child_actor(child).is_some_and(|a| a != before)).await;
     let outcomes = tokio::time::timeout(DEADLINE, traffic).await.expect("traffic ends").unwrap();
     assert_eq!(outcomes.len(), TASKS);
@@ -63,7 +65,7 @@ async fn crash_under_traffic(node: &FlowNode, child: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_crash_recovers_and_resumes_monitoring() {
     let node = node_with_agents(|_| {}).await;
-    crash_under_traffic(&node, "registry").await;
+    crash_under_traffic(&node, Child::Registry).await;
     // A temporary agent (never restarted) killed outright: only the registry's monitor
     // can notice, since a kill skips the agent's own cleanup.
     let spec = AgentSpec::parse("temp", ["y"]).unwrap().with_restart(Restart::Temporary);
@@ -92,7 +94,7 @@ async fn breaker_actor_crash_keeps_breaker_state() {
         node.stats().flow.breaker_opens >= 1
     })
     .await;
-    crash_under_traffic(&node, "circuit_breakers").await;
+    crash_under_traffic(&node, Child::CircuitBreakers).await;
     let tried = broken.started();
     for _ in 0..20 {
         node.route(task(&["x"], "ok")).await.unwrap();
@@ -116,7 +118,7 @@ async fn correlation_tracker_crash_resumes_sweeping() {
     let t = task(&["x"], "ok");
     let id = t.id;
     node.route(t).await.unwrap();
-    crash_under_traffic(&node, "correlation_tracker").await;
+    crash_under_traffic(&node, Child::CorrelationTracker).await;
     eventually("record expired by the new incarnation", || node.correlation(&id).is_none()).await;
 }
 
@@ -125,16 +127,16 @@ async fn correlation_tracker_crash_resumes_sweeping() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_detector_crash_then_orphans_are_recovered() {
     let node = node_with_agents(|_| {}).await;
-    crash_under_traffic(&node, "failure_detector").await;
+    crash_under_traffic(&node, Child::FailureDetector).await;
     // Stop the detector for good for a moment: crash it and, before it is back, orphan a
     // task (accepted with no driver, as if its driver had been lost).
-    let before = node.child_actor("failure_detector").unwrap();
-    assert!(node.inject_panic("failure_detector"));
+    let before = node.child_actor(Child::FailureDetector).unwrap();
+    assert!(node.kill_child(Child::FailureDetector));
     let tasks = node.router().parts().tasks.clone();
     let orphan = Arc::new(task(&["x"], "ok"));
     let rx = tasks.accept(orphan.clone(), None, node.clock().now_ns()).unwrap();
     tasks.mark_orphan(orphan.id);
-    eventually("detector restarted", || node.child_actor("failure_detector").is_some_and(|a| a != before)).await;
+    eventually("detector restarted", || node.child_actor(Child::FailureDetector).is_some_and(|a| a != before)).await;
     let outcome = tokio::time::timeout(DEADLINE, rx).await.unwrap().unwrap();
     assert!(outcome.is_completed(), "{outcome:?}");
     assert!(node.stats().flow.orphan_recoveries >= 1);
@@ -146,7 +148,7 @@ async fn failure_detector_crash_then_orphans_are_recovered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn router_crash_keeps_routing_and_control() {
     let node = node_with_agents(|_| {}).await;
-    crash_under_traffic(&node, "router").await;
+    crash_under_traffic(&node, Child::Router).await;
     node.set_strategy(StrategyKind::LeastConnections).await.unwrap();
     assert_eq!(node.stats().strategy, StrategyKind::LeastConnections);
 }
@@ -171,7 +173,7 @@ async fn q_learning_crash_keeps_routing_and_the_model() {
     }
     eventually("feedback applied", || node.q_model().stats().updates >= 50).await;
     let learned = node.q_model().stats().updates;
-    crash_under_traffic(&node, "q_learning").await;
+    crash_under_traffic(&node, Child::QLearning).await;
     let expected = learned + TASKS as u64 + 1;
     eventually("the new incarnation applies feedback", || node.q_model().stats().updates >= expected).await;
     assert_eq!(node.q_model().stats().dropped, 0);
@@ -188,7 +190,7 @@ async fn q_learning_crash_keeps_routing_and_the_model() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_supervisor_crash_brings_agents_back() {
     let node = node_with_agents(|_| {}).await;
-    crash_under_traffic(&node, "agent_supervisor").await;
+    crash_under_traffic(&node, Child::AgentSupervisor).await;
     eventually("all agents back", || node.registry().view().len() == 6).await;
     assert_eq!(node.agents().len(), 6);
 }
@@ -205,15 +207,17 @@ async fn agent_restart_storm_escalates_to_flow_supervisor() {
     })
     .await;
     spawn(&node, "bomb", &["boom"], None, Mode::AlwaysPanic).await;
-    let agent_sup = node.child_actor("agent_supervisor").unwrap();
+    let agent_sup = node.child_actor(Child::AgentSupervisor).unwrap();
     let mut outcomes = Vec::new();
     while node.stats().meltdowns == 0 {
         outcomes.push(node.route(task(&["boom"], "ok")).await.unwrap());
         assert!(outcomes.len() < 50, "no meltdown after {} panics", outcomes.len());
     }
     assert!(outcomes.iter().all(|o| !o.is_completed()));
-    eventually("agent supervisor replaced", || node.child_actor("agent_supervisor").is_some_and(|a| a != agent_sup))
-        .await;
+    eventually("agent supervisor replaced", || {
+        node.child_actor(Child::AgentSupervisor).is_some_and(|a| a != agent_sup)
+    })
+    .await;
     eventually("pool back", || node.registry().view().len() == 7).await;
     let s = node.stats();
     assert_eq!(s.meltdowns, 1);
@@ -231,12 +235,12 @@ async fn service_restart_storm_fails_the_node_without_losing_tasks() {
     let node = node_with_agents(|c| c.supervision.flow.max_restarts = 3).await;
     let stuck = node.submit(task(&["x"], "hang")).await.unwrap();
     for _ in 0..4 {
-        let Some(before) = node.child_actor("registry") else {
+        let Some(before) = node.child_actor(Child::Registry) else {
             break;
         };
-        assert!(node.inject_panic("registry"));
+        assert!(node.kill_child(Child::Registry));
         eventually("registry restarted or node failed", || {
-            node.child_actor("registry").is_some_and(|a| a != before) || node.status() != NodeStatus::Running
+            node.child_actor(Child::Registry).is_some_and(|a| a != before) || node.status() != NodeStatus::Running
         })
         .await;
     }
@@ -261,4 +265,43 @@ async fn agent_restart_uses_a_fresh_agent_value() {
     eventually("three restarts", || p.incarnations.load(Ordering::SeqCst) >= 4).await;
     assert!(node.route(task(&["x"], "ok")).await.unwrap().is_completed());
     assert_no_loss(&node).await;
+}
+
+/// The tree's children, as the FlowSupervisor lists them, are the typed [`Child`] names
+/// in start order; every name parses back to its child and a misspelt one is refused
+/// with the valid names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_are_the_typed_child_names() {
+    let node = node(|_| {}).await;
+    let sup = node.flow_supervisor().expect("supervisor up");
+    let ids: Vec<String> = erlmcp_flow::supervision::Supervisor::which_children(&sup, DEADLINE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let names: Vec<&str> = Child::SINGLE_NODE.iter().map(|c| c.name()).collect();
+    assert_eq!(ids, names);
+    for child in Child::ALL {
+        assert_eq!(child.name().parse::<Child>(), Ok(child));
+    }
+    let err = "routr".parse::<Child>().unwrap_err();
+    assert_eq!(err.name, "routr");
+    assert!(err.to_string().contains("router, gossip, cluster, gateway"), "{err}");
+    node.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Once the tree has stopped, no child's slot hands out a dead actor: the gossip slot
+/// of a cluster node included, which once kept the stopped actor's handle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_childs_slot_reads_as_empty() {
+    let node = node(|c| c.cluster.enabled = true).await;
+    for child in [Child::Gossip, Child::Cluster, Child::Gateway, Child::Router] {
+        assert!(node.child_actor(child).is_some(), "{child} running");
+    }
+    node.shutdown(Duration::from_secs(1)).await;
+    for child in Child::ALL {
+        assert_eq!(node.child_actor(child), None, "{child} slot still set after shutdown");
+    }
+    assert!(!node.kill_child(Child::Gossip), "nothing left to kill");
 }

@@ -143,10 +143,6 @@ impl<A: Agent> Actor for AgentActor<A> {
                 }
             }
             AgentMsg::Heartbeat => {}
-            AgentMsg::InjectPanic(why) => {
-                state.entry.mark_down(myself.get_id());
-                panic!("{why}")
-            }
         }
         Ok(())
     }

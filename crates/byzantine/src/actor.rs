@@ -331,6 +331,12 @@ pub struct ByzantineHandle {
     call_timeout: Duration,
 }
 
+impl erlmcp_flow_supervision::Incarnation for ByzantineHandle {
+    fn cell(&self) -> ractor::ActorCell {
+        self.actor.get_cell()
+    }
+}
+
 impl ByzantineHandle {
     /// Spawns an unnamed detector (no process-global registration).
     pub async fn spawn(args: ByzantineArgs) -> Result<(ByzantineHandle, JoinHandle<()>), ByzantineError> {

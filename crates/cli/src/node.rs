@@ -25,7 +25,7 @@
 //! | `byz-stats` | `BYZ {json}` (decided / timed-out rounds, rejections by reason, per-peer scores, blacklist) |
 //! | `ledger` | `LEDGER {json}` (replicated ledger counts, read linearizably through the leader) |
 //! | `kv-put <k> <v>` / `kv-get <k>` / `kv-del <k>` / `kv-cas <k> <expected or -> <new or ->` | `KV {json}` (`error` and `retryable` when not committed) |
-//! | `crash <child>` | `OK restarted …` once the FlowSupervisor restarted that child (`gateway`, `cluster`, `gossip`, `router`, …) |
+//! | `crash <child>` | kills the child's actor; `OK restarted …` once the FlowSupervisor restarted it (`gateway`, `cluster`, `gossip`, `router`, …; `ERR unknown child …` lists the valid names) |
 //! | `chaos-client …` / `chaos-stop <ms>` / `chaos-ledger <ids> <out>` | the workload clients of `flow chaos` (see `chaos/client.rs`) |
 //! | `mcp` | `MCP {json}` (the MCP layer's counters and the tools it lists; `ERR` without one) |
 //! | `quit` | `OK bye`, then the node shuts down |
@@ -45,6 +45,7 @@ use clap::Args;
 use erlmcp_flow::core::{NodeName, TaskId};
 use erlmcp_flow::prelude::*;
 use erlmcp_flow::registry::splitmix64;
+use erlmcp_flow::tree::Child;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde::Serialize;
@@ -460,9 +461,9 @@ async fn command(
         Some("crash") => {
             // Supervision fault injection: the child dies abnormally and its supervisor
             // restarts it. Answers with the child's actor id before and after.
-            let child = *words.get(1).context("missing child name")?;
-            let before = node.child_actor(child).with_context(|| format!("no running child {child:?}"))?;
-            if !node.inject_panic(child) {
+            let child: Child = words.get(1).context("missing child name")?.parse()?;
+            let before = node.child_actor(child).with_context(|| format!("no running child {child}"))?;
+            if !node.kill_child(child) {
                 bail!("cannot crash {child}");
             }
             let deadline = Instant::now() + Duration::from_secs(10);

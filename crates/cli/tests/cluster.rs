@@ -226,7 +226,8 @@ fn swarm_leader_is_agreed_and_reelected() {
 /// Supervision across the cluster: crashing node-2's Gateway, Cluster actor and Gossip
 /// actor in turn (each restarted by its FlowSupervisor with a new actor id) leaves a
 /// working cluster: after each crash node-1 still sees node-2 and its agents, and tasks
-/// routed from node-1 run on node-2's agents with nothing lost.
+/// routed from node-1 run on node-2's agents with nothing lost. A misspelt child is
+/// refused with the list of valid names.
 #[test]
 fn cluster_children_crash_and_the_cluster_recovers() {
     let mut nodes = vec![Node::start("s1", None, &[])];
@@ -235,6 +236,11 @@ fn cluster_children_crash_and_the_cluster_recovers() {
     nodes[0].ask("spawn 1 s1-a compute - 0 0", "OK");
     nodes[1].ask("spawn 3 s2-a only-s2 - 0 1000", "OK");
     nodes[0].ask("wait-agents 4 20000", "OK");
+    // A name that is no child: a typed error listing the valid names; the node goes on.
+    nodes[1].send("crash gatway");
+    let refused = nodes[1].next_line();
+    assert!(refused.starts_with("ERR unknown child \"gatway\" (valid: registry,"), "{refused}");
+    assert!(refused.contains("gateway") && refused.contains("q_learning"), "{refused}");
     for child in ["gateway", "cluster", "gossip"] {
         let answer = nodes[1].ask(&format!("crash {child}"), "OK");
         assert!(answer.starts_with(&format!("OK restarted {child}")), "{answer}");

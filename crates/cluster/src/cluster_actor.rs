@@ -92,8 +92,6 @@ pub enum ClusterMsg {
     Unblock(Vec<NodeName>, RpcReplyPort<()>),
     /// Status report.
     Report(RpcReplyPort<NodeReport>),
-    /// Fault injection for supervision tests.
-    InjectPanic,
 }
 
 impl std::fmt::Debug for ClusterMsg {
@@ -107,7 +105,6 @@ impl std::fmt::Debug for ClusterMsg {
             ClusterMsg::Block(n, _) => write!(f, "Block({n:?})"),
             ClusterMsg::Unblock(n, _) => write!(f, "Unblock({n:?})"),
             ClusterMsg::Report(_) => f.write_str("Report"),
-            ClusterMsg::InjectPanic => f.write_str("InjectPanic"),
         }
     }
 }
@@ -352,7 +349,6 @@ impl Actor for ClusterActor {
                 let report = state.report().await;
                 let _ = reply.send(report);
             }
-            ClusterMsg::InjectPanic => panic!("cluster: injected panic"),
         }
         Ok(())
     }

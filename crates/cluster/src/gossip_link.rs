@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use erlmcp_flow_core::config::ClusterConfig;
 use erlmcp_flow_core::{Codec, NodeName};
 use erlmcp_flow_gossip::{GossipActorArgs, GossipConfig, GossipHandle, GossipMessage, GossipTransport};
-use parking_lot::RwLock;
+use erlmcp_flow_supervision::Slot;
 use ractor::{ActorCell, SpawnErr};
 
 use crate::channel::{Channel, ChannelError};
@@ -21,20 +21,9 @@ use crate::wire::Notice;
 /// How long a call to the (local) gossip actor waits for its answer.
 pub const GOSSIP_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The current gossip actor's handle (replaced when the actor is restarted).
-#[derive(Debug, Clone, Default)]
-pub struct GossipSlot(Arc<RwLock<Option<GossipHandle>>>);
-
-impl GossipSlot {
-    /// The current handle, if a gossip actor runs.
-    pub fn get(&self) -> Option<GossipHandle> {
-        self.0.read().clone()
-    }
-
-    fn set(&self, handle: GossipHandle) {
-        *self.0.write() = Some(handle);
-    }
-}
+/// The current gossip actor's handle (replaced when the actor is restarted, empty once it
+/// stopped).
+pub type GossipSlot = Slot<GossipHandle>;
 
 /// Gossip settings derived from `[cluster]` and `failure_detector.phi_threshold`.
 pub fn gossip_config(cfg: &ClusterConfig, phi_threshold: f64) -> GossipConfig {

@@ -75,8 +75,6 @@ pub enum AgentMsg {
     Broadcast(Bytes),
     /// Periodic liveness tick (the agent records that its mailbox is being served).
     Heartbeat,
-    /// Fault injection for supervision tests: the actor panics with this message.
-    InjectPanic(String),
 }
 
 impl ractor::Message for AgentMsg {}

@@ -369,6 +369,12 @@ pub struct GossipHandle {
     call_timeout: Duration,
 }
 
+impl erlmcp_flow_supervision::Incarnation for GossipHandle {
+    fn cell(&self) -> ractor::ActorCell {
+        self.actor.get_cell()
+    }
+}
+
 impl fmt::Debug for GossipHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GossipHandle").field("me", &self.shared.me).field("actor", &self.actor.get_id()).finish()

@@ -48,8 +48,6 @@ pub enum RegistryMsg {
     SetNodeReachable(NodeName, bool, RpcReplyPort<usize>),
     /// Remove entries down for longer than the grace period.
     Reap,
-    /// Fault injection for supervision tests.
-    InjectPanic,
 }
 
 impl ractor::Message for RegistryMsg {}
@@ -186,7 +184,6 @@ impl Actor for Registry {
                 let _ = reply.send(changed);
             }
             RegistryMsg::Reap => state.reap(&myself),
-            RegistryMsg::InjectPanic => panic!("registry: injected panic"),
         }
         Ok(())
     }

@@ -218,7 +218,7 @@ async fn restarted_registry_rebuilds_from_live_agents() {
     let victim = dummy().await;
     f.handle.register(reg("survivor", &["x"], &[], survivor.clone())).await.unwrap();
     f.handle.register(reg("victim", &["x"], &[], victim.clone())).await.unwrap();
-    f.actor.send_message(RegistryMsg::InjectPanic).unwrap();
+    f.actor.kill();
     eventually(|| f.actor.get_status() == ractor::ActorStatus::Stopped).await;
     victim.kill_and_wait(None).await.unwrap();
     assert!(f.handle.find(&id("victim")).is_some(), "nobody is listening yet");

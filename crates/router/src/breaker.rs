@@ -464,8 +464,6 @@ impl CircuitBreakers {
 pub enum BreakersMsg {
     /// Drop closed breakers of agents that are no longer registered.
     Prune,
-    /// Fault injection for supervision tests.
-    InjectPanic,
 }
 impl ractor::Message for BreakersMsg {}
 
@@ -535,7 +533,6 @@ impl ractor::Actor for CircuitBreakersActor {
                     tracing::debug!(pruned = n, "breakers of departed agents dropped");
                 }
             }
-            BreakersMsg::InjectPanic => panic!("circuit breakers: injected panic"),
         }
         Ok(())
     }

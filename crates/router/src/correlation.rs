@@ -130,8 +130,6 @@ impl CorrelationTable {
 pub enum CorrelationMsg {
     /// Sweep expired records now.
     Sweep,
-    /// Fault injection for supervision tests.
-    InjectPanic,
 }
 impl ractor::Message for CorrelationMsg {}
 
@@ -197,7 +195,6 @@ impl Actor for CorrelationTrackerActor {
                     tracing::trace!(expired = n, "correlation records expired");
                 }
             }
-            CorrelationMsg::InjectPanic => panic!("correlation tracker: injected panic"),
         }
         Ok(())
     }

@@ -30,8 +30,6 @@ pub enum DetectorMsg {
     Sweep,
     /// An orphan was reported.
     Orphans,
-    /// Fault injection for supervision tests.
-    InjectPanic,
 }
 impl ractor::Message for DetectorMsg {}
 
@@ -115,7 +113,6 @@ impl Actor for FailureDetector {
                 state.args.core.recover_orphans();
                 state.sweep_agents();
             }
-            DetectorMsg::InjectPanic => panic!("failure detector: injected panic"),
         }
         Ok(())
     }

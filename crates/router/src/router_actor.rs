@@ -31,8 +31,6 @@ pub enum RouterMsg {
     /// Resubmit every queued dead letter as a new task (same body, new id); returns how
     /// many were accepted.
     ReplayDeadLetters(RpcReplyPort<usize>),
-    /// Fault injection for supervision tests.
-    InjectPanic,
 }
 
 impl std::fmt::Debug for RouterMsg {
@@ -42,7 +40,6 @@ impl std::fmt::Debug for RouterMsg {
             RouterMsg::Stats(_) => "Stats",
             RouterMsg::DeadLetters(_) => "DeadLetters",
             RouterMsg::ReplayDeadLetters(_) => "ReplayDeadLetters",
-            RouterMsg::InjectPanic => "InjectPanic",
         })
     }
 }
@@ -122,7 +119,6 @@ impl Actor for RouterActor {
                 }
                 let _ = reply.send(accepted);
             }
-            RouterMsg::InjectPanic => panic!("router: injected panic"),
         }
         Ok(())
     }

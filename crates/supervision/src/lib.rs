@@ -42,7 +42,7 @@
 //! * [`intensity`]: the pure restart-intensity rule ([`RestartTracker`]).
 //! * [`spec`]: [`ChildSpec`], [`SupervisorSpec`], strategies, restart types, counters.
 //! * [`supervisor`]: the [`Supervisor`] actor and its messages.
-//! * [`slot`]: [`ActorSlot`], where the current incarnation of a restarted actor is found.
+//! * [`slot`]: [`Slot`] (and [`ActorSlot`]), where the current incarnation of a supervised child is found.
 
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]
@@ -53,6 +53,6 @@ pub mod spec;
 pub mod supervisor;
 
 pub use intensity::{RestartIntensity, RestartTracker, RestartVerdict};
-pub use slot::ActorSlot;
+pub use slot::{ActorSlot, Incarnation, Slot};
 pub use spec::{ChildExit, ChildSpec, OnChildRemoved, Restart, Strategy, SupervisorSpec, SupervisorStats};
 pub use supervisor::{CHILD_SHUTDOWN_TIMEOUT, ChildInfo, Supervisor, SupervisorError, SupervisorMsg};

@@ -35,8 +35,6 @@ pub enum QLearningMsg {
     Persist(RpcReplyPort<Result<bool, String>>),
     /// The model's counters.
     Stats(RpcReplyPort<QModelStats>),
-    /// Fault injection for supervision tests.
-    InjectPanic,
 }
 
 impl std::fmt::Debug for QLearningMsg {
@@ -45,7 +43,6 @@ impl std::fmt::Debug for QLearningMsg {
             QLearningMsg::Tick => "Tick",
             QLearningMsg::Persist(_) => "Persist",
             QLearningMsg::Stats(_) => "Stats",
-            QLearningMsg::InjectPanic => "InjectPanic",
         })
     }
 }
@@ -143,7 +140,6 @@ impl Actor for QLearningActor {
             QLearningMsg::Stats(reply) => {
                 let _ = reply.send(state.args.model.stats());
             }
-            QLearningMsg::InjectPanic => panic!("q_learning: injected panic"),
         }
         Ok(())
     }
