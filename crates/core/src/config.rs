@@ -5,6 +5,10 @@
 //! e.g. `circuit_breaker.failure_rate_threshold must be in (0, 1], got 1.5`. Unknown
 //! keys are refused too, so a typo does not silently fall back to a default.
 //!
+//! The defaults touch no file: every path (`q_learning.model_path`, `raft.path`,
+//! `byzantine.keys_file`) is absent unless set, so a node reads
+//! and writes files only where its config names them.
+//!
 //! ```
 //! use erlmcp_flow_core::config::FlowConfig;
 //! let cfg = FlowConfig::from_toml_str(r#"
