@@ -161,3 +161,17 @@ fn payload_codec_tags_are_checked() {
     assert_eq!(PayloadCodec::decode::<u32>(&[0x7f, 1], 64), Err(PayloadError::UnknownCodec(0x7f)));
     assert!(matches!(PayloadCodec::encode(PayloadCodec::Bincode2V1, &vec![0u8; 100], 64), Err(PayloadError::Codec(_))));
 }
+
+proptest::proptest! {
+    /// Arbitrary bytes (with a valid codec byte in front, or not) decode to a value or a
+    /// `PayloadError`, never a panic, for a struct, a string and a sequence type.
+    #[test]
+    fn arbitrary_payloads_never_panic(mut bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256), tag in proptest::bool::ANY) {
+        if tag && !bytes.is_empty() {
+            bytes[0] = PayloadCodec::Bincode2V1.tag();
+        }
+        let _ = PayloadCodec::decode::<Summary>(&bytes, 1 << 20);
+        let _ = PayloadCodec::decode::<String>(&bytes, 1 << 20);
+        let _ = PayloadCodec::decode::<Vec<Summary>>(&bytes, 1 << 20);
+    }
+}
