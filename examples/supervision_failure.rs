@@ -11,7 +11,7 @@ use erlmcp_flow::prelude::*;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     erlmcp_flow::quiet_agent_panics();
-    let node = FlowNode::start(FlowConfig::default()).await?;
+    let node = FlowNode::builder().start().await?;
     for i in 0..8 {
         node.spawn_agent(AgentSpec::parse(&format!("worker-{i}"), ["work"])?, || {
             FnAgent::new(|_task: &Task| async {

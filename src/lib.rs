@@ -11,27 +11,48 @@
 //!
 //! # Quick start
 //!
+//! An agent on typed values (serde), and a typed call; see [`typed`].
+//!
 //! ```
 //! use erlmcp_flow::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Sentence { text: String }
+//!
+//! struct Upper;
+//!
+//! impl TypedAgent for Upper {
+//!     type Input = Sentence;
+//!     type Output = String;
+//!     async fn handle(&mut self, input: Sentence) -> Result<String, AgentError> {
+//!         Ok(input.text.to_uppercase())
+//!     }
+//! }
 //!
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 //! # async fn main() -> anyhow::Result<()> {
-//! let node = FlowNode::builder().config(FlowConfig::default()).start().await?;
+//! let node = FlowNode::builder().start().await?;
+//! // The factory runs again on every restart of the agent.
+//! node.spawn_agent(AgentSpec::parse("upper-1", ["text"])?, || Typed(Upper)).await?;
 //!
-//! // An agent that upper-cases its payload.
-//! node.spawn_agent(AgentSpec::parse("upper-1", ["text"])?, || {
+//! let task = Task::new(CapabilitySet::parse(["text"])?);
+//! let out: String = node.route_typed(task, &Sentence { text: "hello".into() }).await?;
+//! assert_eq!(out, "HELLO");
+//!
+//! // The `Bytes` API, for those who serialise themselves.
+//! node.spawn_agent(AgentSpec::parse("echo-1", ["raw"])?, || {
 //!     FnAgent::new(|task: &Task| {
 //!         let out = task.payload.to_ascii_uppercase();
 //!         async move { Ok(Bytes::from(out)) }
 //!     })
 //! })
 //! .await?;
-//!
-//! let task = Task::new(CapabilitySet::parse(["text"])?).with_payload("hello");
+//! let task = Task::new(CapabilitySet::parse(["raw"])?).with_payload("hello");
 //! match node.route(task).await? {
 //!     TaskOutcome::Completed { output, agent, .. } => {
 //!         assert_eq!(&output[..], b"HELLO");
-//!         assert_eq!(agent.as_str(), "upper-1");
+//!         assert_eq!(agent.as_str(), "echo-1");
 //!     }
 //!     other => panic!("unexpected outcome {other:?}"),
 //! }
@@ -44,7 +65,10 @@
 //!
 //! # Layout
 //!
-//! * [`FlowNode`] ([`node`]): start a node, spawn agents, submit tasks, inspect, shut down.
+//! * [`FlowNode`] ([`node`]): start a node ([`FlowNode::builder`]), spawn agents, submit
+//!   tasks, inspect, shut down.
+//! * [`typed`]: typed agents and tasks (serde values over the `Bytes` API, a versioned
+//!   payload codec, [`TypedError`]).
 //! * [`tree`]: the FlowSupervisor tree, its strategies and intensities.
 //! * Re-exported subsystems: [`core`] (vocabulary, config, codec, ledger),
 //!   [`supervision`] (OTP-style supervisors), [`registry`], [`agent`], [`router`],
@@ -62,6 +86,7 @@
 pub mod node;
 mod replicated;
 pub mod tree;
+pub mod typed;
 mod voting;
 
 pub use erlmcp_flow_agent as agent;
@@ -80,14 +105,18 @@ pub use erlmcp_flow_core::{
 };
 pub use erlmcp_flow_router::{FlowStats, TaskHandle};
 pub use node::{FlowNode, FlowNodeBuilder, NodeStats, NodeStatus, StartError};
+pub use typed::{PayloadCodec, PayloadError, Typed, TypedAgent, TypedError, TypedHandle, TypedRoute};
 
-/// Everything a typical program needs.
+/// Everything a typical program needs: what the quick start touches, the outcome and
+/// error types it matches on, and the typed layer.
 pub mod prelude {
-    pub use crate::node::{FlowNode, NodeStats, NodeStatus};
+    pub use crate::node::{FlowNode, FlowNodeBuilder, NodeStats, NodeStatus, StartError};
+    pub use crate::typed::{PayloadCodec, PayloadError, Typed, TypedAgent, TypedError, TypedHandle, TypedRoute};
     pub use bytes::Bytes;
-    pub use erlmcp_flow_agent::{AgentSpec, FnAgent};
+    pub use erlmcp_flow_agent::{AgentPoolError, AgentSpec, FnAgent};
     pub use erlmcp_flow_core::{
-        Agent, AgentError, AgentId, CapabilitySet, FlowConfig, Priority, StrategyKind, SubmitError, SwarmName, Task,
-        TaskOutcome,
+        Agent, AgentError, AgentId, CapabilitySet, DeadLetterReason, FailureReason, FlowConfig, Priority, StrategyKind,
+        SubmitError, SwarmName, Task, TaskId, TaskOutcome,
     };
+    pub use erlmcp_flow_router::{FlowStats, TaskHandle};
 }

@@ -256,7 +256,9 @@ impl FlowNode {
         FlowNodeBuilder::default()
     }
 
-    /// Validates `config` and starts a node.
+    /// Validates `config` and starts a node. Kept for the workspace's own crates; the one
+    /// documented way is [`FlowNode::builder`], which calls this.
+    #[doc(hidden)]
     pub async fn start(config: FlowConfig) -> Result<FlowNode, StartError> {
         config.validate()?;
         let clock = MonoClock::new();

@@ -19,10 +19,10 @@ fn temp_dir(test: &str) -> std::path::PathBuf {
 }
 
 async fn q_node(model_path: &std::path::Path) -> FlowNode {
-    let path = model_path.display().to_string();
+    let path = model_path.to_path_buf();
     let node = node(|c| {
         c.load_balancer.strategy = StrategyKind::QLearning;
-        c.q_learning.model_path = path;
+        c.q_learning.model_path = Some(path);
     })
     .await;
     spawn(&node, "fast", &["x"], None, Mode::Payload).await;

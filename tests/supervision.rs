@@ -162,10 +162,10 @@ async fn router_crash_keeps_routing_and_control() {
 async fn q_learning_crash_keeps_routing_and_the_model() {
     let dir = std::env::temp_dir().join(format!("erlmcp-sup-qlearning-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let path = dir.join("q_table.bin").display().to_string();
+    let path = dir.join("q_table.bin");
     let node = node_with_agents(|c| {
         c.load_balancer.strategy = StrategyKind::QLearning;
-        c.q_learning.model_path = path.clone();
+        c.q_learning.model_path = Some(path.clone());
     })
     .await;
     for _ in 0..50 {

@@ -10,10 +10,10 @@
 //! circuit breakers open). A share `--poison-rate` of tasks is rejected permanently by
 //! every agent (they end `Failed` without retries).
 //!
-//! With `--strategy q-learning` and no `--config`, the Q-learning model lives in a file of
-//! its own under the system's temp directory for the run and is deleted afterwards, so
-//! every demo learns from scratch and the working directory is left alone; with a config
-//! file, its `q_learning.model_path` is used (loaded at start, saved at the end).
+//! With `--strategy q-learning` and no `--config`, the Q-learning model lives in memory
+//! (the default `q_learning.model_path` is absent), so every demo learns from scratch and
+//! no file is written; with a config file that sets `q_learning.model_path`, that file is
+//! used (loaded at start, saved at the end).
 //!
 //! `lost` is computed from the node's task ledger after it reports quiescence:
 //! `accepted − (completed + failed + dead_lettered)`; it is also checked against the
@@ -165,16 +165,9 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
-    let mut scratch_model = None;
     let mut config = match &args.config {
         Some(path) => FlowConfig::from_file(path)?,
-        None => {
-            let mut cfg = FlowConfig::default();
-            let path = std::env::temp_dir().join(format!("flow-demo-{}.qtable", std::process::id()));
-            cfg.q_learning.model_path = path.display().to_string();
-            scratch_model = Some(path);
-            cfg
-        }
+        None => FlowConfig::default(),
     };
     config.node.seed = Some(args.seed);
     config.router.max_in_flight = args.max_in_flight;
@@ -294,9 +287,6 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
     let hist = node.router().parts().tasks.latency_histogram();
     let run = RunCounts::measure(None, &stats, submitted, elapsed, &hist);
     node.shutdown(Duration::from_secs(5)).await;
-    if let Some(path) = scratch_model {
-        let _ = std::fs::remove_file(path);
-    }
     Ok(DemoReport {
         run,
         agent_restarts: stats.agent_restarts,

@@ -5,6 +5,10 @@
 //! e.g. `circuit_breaker.failure_rate_threshold must be in (0, 1], got 1.5`. Unknown
 //! keys are refused too, so a typo does not silently fall back to a default.
 //!
+//! The defaults touch no file: every path (`q_learning.model_path`, `raft.path`,
+//! `byzantine.keys_file`) is absent unless set, so a node reads
+//! and writes files only where its config names them.
+//!
 //! ```
 //! use erlmcp_flow_core::config::FlowConfig;
 //! let cfg = FlowConfig::from_toml_str(r#"
@@ -128,9 +132,13 @@ pub struct QLearningConfig {
     pub alpha: f64,
     /// Discount factor γ in [0, 1). Default 0.9.
     pub gamma: f64,
-    /// Where the Q-table is persisted. Default `"data/q_table.bin"`.
-    pub model_path: String,
-    /// How often the table is written, ms (0 = only at shutdown). Default 10000.
+    /// Where the Q-table is persisted: loaded at start (an unusable file is moved aside to
+    /// `<path>.corrupt` and the table starts fresh), saved every `persist_interval_ms` and
+    /// at shutdown. Absent: the table lives in memory only and the node reads and writes
+    /// no file. Must not be empty when set. Default absent.
+    pub model_path: Option<PathBuf>,
+    /// How often the table is written when `model_path` is set, ms (0 = only at
+    /// shutdown). Default 10000.
     pub persist_interval_ms: u64,
 }
 
@@ -142,7 +150,7 @@ impl Default for QLearningConfig {
             epsilon_min: 0.01,
             alpha: 0.1,
             gamma: 0.9,
-            model_path: "data/q_table.bin".into(),
+            model_path: None,
             persist_interval_ms: 10_000,
         }
     }
@@ -938,7 +946,9 @@ impl FlowConfig {
         range!(q.epsilon_min, "q_learning.epsilon_min", 0.0, q.epsilon)?;
         check(q.alpha > 0.0 && q.alpha <= 1.0, "q_learning.alpha", || format!("must be in (0, 1], got {}", q.alpha))?;
         check(q.gamma >= 0.0 && q.gamma < 1.0, "q_learning.gamma", || format!("must be in [0, 1), got {}", q.gamma))?;
-        check(!q.model_path.is_empty(), "q_learning.model_path", || "must not be empty".into())?;
+        check(q.model_path.as_ref().is_none_or(|p| !p.as_os_str().is_empty()), "q_learning.model_path", || {
+            "must not be empty when set (leave it out to keep the table in memory)".into()
+        })?;
 
         // load_balancer
         let lb = &self.load_balancer;

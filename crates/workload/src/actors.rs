@@ -145,7 +145,7 @@ pub async fn run_actors(
     let mut cfg = run_config(&s.config, workload, kind, s.seed);
     let model_path = s.model_dir.join(format!("{}-{}-{}.qtable", workload.name, kind, std::process::id()));
     let _ = std::fs::remove_file(&model_path);
-    cfg.q_learning.model_path = model_path.display().to_string();
+    cfg.q_learning.model_path = Some(model_path.clone());
     cfg.q_learning.persist_interval_ms = 0;
     let node = FlowNode::start(cfg).await?;
 

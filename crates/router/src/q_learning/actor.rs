@@ -3,7 +3,7 @@
 //! Every `tick_interval` (5 ms by default) it pumps the model: applies the queued TD
 //! samples and republishes the snapshot when one is due. Every
 //! `q_learning.persist_interval_ms` (0: never on a timer) and when it stops normally it
-//! saves the table to `q_learning.model_path` if it changed. A save error is logged and
+//! saves the table to `q_learning.model_path` if one is configured and the table changed. A save error is logged and
 //! counted; it never stops the actor.
 //!
 //! The model (table, queue, snapshot) is owned by the node, so a crash loses nothing: the
@@ -162,7 +162,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("erlmcp-qactor-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut cfg = FlowConfig::for_test();
-        cfg.q_learning.model_path = dir.join("q.bin").display().to_string();
+        cfg.q_learning.model_path = Some(dir.join("q.bin"));
         let model = QModel::open(&cfg);
         assert!(!model.loaded_from_file() && model.load_warning().is_none());
         let clock = MonoClock::new();

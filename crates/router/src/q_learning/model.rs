@@ -169,13 +169,16 @@ impl QModel {
         Self::build(QTable::new(params, settings.max_actions), settings, None, None, false)
     }
 
-    /// The model of a node: loaded from `q_learning.model_path` when that file exists and
-    /// is usable, else fresh (with [`QModel::load_warning`] saying why the file was not
-    /// used). Saved back there by [`QModel::persist`].
+    /// The model of a node. With `q_learning.model_path` set: loaded from that file when it
+    /// exists and is usable, else fresh (with [`QModel::load_warning`] saying why the file
+    /// was not used), and saved back there by [`QModel::persist`]. Without it (the
+    /// default): fresh and in memory only; no file is read or written.
     pub fn open(cfg: &FlowConfig) -> Arc<Self> {
         let settings = QModelSettings::from_config(cfg);
         let params = QParams::from_config(&cfg.q_learning);
-        let path = PathBuf::from(&cfg.q_learning.model_path);
+        let Some(path) = cfg.q_learning.model_path.clone() else {
+            return Self::in_memory(params, settings);
+        };
         let loaded = persist::load_or_fresh(&path, params, settings.max_actions);
         Self::build(loaded.table, settings, Some(path), loaded.warning, loaded.from_file)
     }
