@@ -3,9 +3,9 @@
 //! checked against the node's own `status`; `/healthz` and `/readyz` (ready and not);
 //! `/status.json` and the dashboard page; bad input and slow clients at the boundary.
 
-mod support;
 #[path = "../../mcp/tests/support/python.rs"]
 mod python;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -29,7 +29,8 @@ fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"));
+    let status =
+        text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"));
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
 }
@@ -56,7 +57,11 @@ fn scrape(addr: &str) -> Value {
         .expect("python runs");
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "prometheus_client refused /metrics: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "prometheus_client refused /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -64,7 +69,9 @@ fn scrape(addr: &str) -> Value {
 fn sample(m: &Value, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     m.as_object()?.values().flat_map(|f| f["samples"].as_array().cloned().unwrap_or_default()).find_map(|s| {
         let l = s[1].as_object()?;
-        let same = s[0] == name && l.len() == labels.len() && labels.iter().all(|(k, v)| l.get(*k).and_then(Value::as_str) == Some(*v));
+        let same = s[0] == name
+            && l.len() == labels.len()
+            && labels.iter().all(|(k, v)| l.get(*k).and_then(Value::as_str) == Some(*v));
         if same { s[2].as_f64() } else { None }
     })
 }
@@ -110,8 +117,14 @@ fn metrics_parse_and_match_status() {
     assert_eq!(value(&m, "erlmcp_flow_task_latency_seconds_count", &[]), terminal);
     assert_eq!(value(&m, "erlmcp_flow_task_latency_seconds_bucket", &[("le", "+Inf")]), terminal);
     assert!(value(&m, "erlmcp_flow_task_attempts_total", &[]) >= ledger[1]);
-    assert_eq!(value(&m, "erlmcp_flow_registry_agents", &[("location", "local")]), status["local_agents"].as_f64().unwrap());
-    assert_eq!(value(&m, "erlmcp_flow_registry_agents", &[("location", "remote")]), status["remote_agents"].as_f64().unwrap());
+    assert_eq!(
+        value(&m, "erlmcp_flow_registry_agents", &[("location", "local")]),
+        status["local_agents"].as_f64().unwrap()
+    );
+    assert_eq!(
+        value(&m, "erlmcp_flow_registry_agents", &[("location", "remote")]),
+        status["remote_agents"].as_f64().unwrap()
+    );
     assert_eq!(value(&m, "erlmcp_flow_up", &[]), 1.0);
     assert_eq!(value(&m, "erlmcp_flow_ready", &[]), 1.0);
     assert_eq!(value(&m, "erlmcp_flow_breakers", &[("state", "closed")]), 8.0);
@@ -119,7 +132,10 @@ fn metrics_parse_and_match_status() {
     assert_eq!(value(&m, "erlmcp_flow_peers", &[]), peers.len() as f64);
     for p in peers {
         let name = p["node"].as_str().unwrap();
-        assert_eq!(value(&m, "erlmcp_flow_peer_reachable", &[("peer", name)]), f64::from(u8::from(p["reachable"].as_bool().unwrap())));
+        assert_eq!(
+            value(&m, "erlmcp_flow_peer_reachable", &[("peer", name)]),
+            f64::from(u8::from(p["reachable"].as_bool().unwrap()))
+        );
         assert!(sample(&m, "erlmcp_flow_peer_phi", &[("peer", name)]).is_some());
     }
     assert!(sample(&m, "erlmcp_flow_raft_term", &[]).is_none(), "no Raft series without Raft");

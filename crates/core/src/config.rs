@@ -117,9 +117,7 @@ impl HttpConfig {
         if let Ok(port) = l.parse::<u16>() {
             return Ok(Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))));
         }
-        l.parse()
-            .map(Some)
-            .map_err(|_| invalid("http.listen", format!("must be IP:PORT or a port, got {l:?}")))
+        l.parse().map(Some).map_err(|_| invalid("http.listen", format!("must be IP:PORT or a port, got {l:?}")))
     }
 }
 

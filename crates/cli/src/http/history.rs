@@ -72,10 +72,7 @@ pub(crate) fn spawn(node: FlowNode, stop: CancellationToken) -> Arc<Mutex<Histor
             let secs = prev_at.elapsed().as_secs_f64().max(1e-3);
             let mut delta = hist.clone();
             let (p50_ms, p99_ms) = if delta.subtract(&prev_hist).is_ok() && !delta.is_empty() {
-                (
-                    Some(delta.value_at_quantile(0.5) as f64 / 1e3),
-                    Some(delta.value_at_quantile(0.99) as f64 / 1e3),
-                )
+                (Some(delta.value_at_quantile(0.5) as f64 / 1e3), Some(delta.value_at_quantile(0.99) as f64 / 1e3))
             } else {
                 (None, None)
             };

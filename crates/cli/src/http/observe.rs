@@ -132,32 +132,73 @@ impl Observation {
         let f = &s.flow;
         let mut e = Exposition::default();
         use Kind::{Counter, Gauge};
-        e.single("erlmcp_flow_up", Gauge, "1 while the node's supervision tree runs.", f64::from(u8::from(self.status == NodeStatus::Running)));
+        e.single(
+            "erlmcp_flow_up",
+            Gauge,
+            "1 while the node's supervision tree runs.",
+            f64::from(u8::from(self.status == NodeStatus::Running)),
+        );
         e.single("erlmcp_flow_ready", Gauge, "1 when /readyz answers 200.", f64::from(u8::from(self.readiness.ready)));
-        e.family("erlmcp_flow_strategy_info", Gauge, "The active routing strategy (value 1).")
-            .sample("erlmcp_flow_strategy_info", &[("strategy", &format!("{:?}", s.strategy))], 1.0);
+        e.family("erlmcp_flow_strategy_info", Gauge, "The active routing strategy (value 1).").sample(
+            "erlmcp_flow_strategy_info",
+            &[("strategy", &format!("{:?}", s.strategy))],
+            1.0,
+        );
         for (name, help, v) in [
             ("erlmcp_flow_tasks_accepted_total", "Tasks accepted by this node's router.", f.accepted),
             ("erlmcp_flow_tasks_completed_total", "Accepted tasks that completed.", f.completed),
             ("erlmcp_flow_tasks_failed_total", "Accepted tasks that failed.", f.failed),
             ("erlmcp_flow_tasks_dead_lettered_total", "Accepted tasks that were dead-lettered.", f.dead_lettered),
-            ("erlmcp_flow_task_attempts_total", "Deliveries to agents (first tries, retries, redeliveries).", f.attempts),
+            (
+                "erlmcp_flow_task_attempts_total",
+                "Deliveries to agents (first tries, retries, redeliveries).",
+                f.attempts,
+            ),
             ("erlmcp_flow_task_retries_total", "Re-deliveries after a failed attempt.", f.retries),
-            ("erlmcp_flow_task_redeliveries_total", "Re-deliveries of tasks whose agent died before running them.", f.redeliveries),
+            (
+                "erlmcp_flow_task_redeliveries_total",
+                "Re-deliveries of tasks whose agent died before running them.",
+                f.redeliveries,
+            ),
             ("erlmcp_flow_task_timeouts_total", "Attempts that timed out.", f.timeouts),
-            ("erlmcp_flow_task_orphan_recoveries_total", "Tasks whose routing driver was lost and restarted.", f.orphan_recoveries),
-            ("erlmcp_flow_task_late_finishes_total", "Terminal transitions refused because the task was already terminal.", f.late_finishes),
+            (
+                "erlmcp_flow_task_orphan_recoveries_total",
+                "Tasks whose routing driver was lost and restarted.",
+                f.orphan_recoveries,
+            ),
+            (
+                "erlmcp_flow_task_late_finishes_total",
+                "Terminal transitions refused because the task was already terminal.",
+                f.late_finishes,
+            ),
             ("erlmcp_flow_agent_panics_total", "Agent panics seen by the router.", f.agent_panics),
-            ("erlmcp_flow_hung_agents_killed_total", "Agents killed by the failure detector as hung.", f.hung_agents_killed),
+            (
+                "erlmcp_flow_hung_agents_killed_total",
+                "Agents killed by the failure detector as hung.",
+                f.hung_agents_killed,
+            ),
             ("erlmcp_flow_breaker_opens_total", "Times any circuit breaker opened.", f.breaker_opens),
             ("erlmcp_flow_agent_restarts_total", "Agent restarts by the AgentSupervisor.", s.agent_restarts),
-            ("erlmcp_flow_service_restarts_total", "Restarts of the node's services by the FlowSupervisor.", s.service_restarts),
-            ("erlmcp_flow_supervisor_escalations_total", "Supervisors that exceeded their restart intensity.", s.meltdowns),
+            (
+                "erlmcp_flow_service_restarts_total",
+                "Restarts of the node's services by the FlowSupervisor.",
+                s.service_restarts,
+            ),
+            (
+                "erlmcp_flow_supervisor_escalations_total",
+                "Supervisors that exceeded their restart intensity.",
+                s.meltdowns,
+            ),
         ] {
             e.single(name, Counter, help, v as f64);
         }
         e.single("erlmcp_flow_tasks_in_flight", Gauge, "Accepted tasks not yet terminal.", f.in_flight as f64);
-        e.single("erlmcp_flow_dead_letters_queued", Gauge, "Dead letters queued for inspection or replay.", f.dead_letters_queued as f64);
+        e.single(
+            "erlmcp_flow_dead_letters_queued",
+            Gauge,
+            "Dead letters queued for inspection or replay.",
+            f.dead_letters_queued as f64,
+        );
         e.single("erlmcp_flow_agents", Gauge, "Agents in this node's pool.", s.agents as f64);
         let local = self.agents_local;
         e.family("erlmcp_flow_registry_agents", Gauge, "Agents in this node's registry (live and down).")
@@ -191,9 +232,19 @@ impl Observation {
         e.sample("erlmcp_flow_task_latency_seconds_count", &[], hist.len() as f64);
 
         let q = node.q_model().stats();
-        e.single("erlmcp_flow_qlearning_epsilon", Gauge, "Current exploration rate of the Q-learning model.", q.epsilon);
+        e.single(
+            "erlmcp_flow_qlearning_epsilon",
+            Gauge,
+            "Current exploration rate of the Q-learning model.",
+            q.epsilon,
+        );
         e.single("erlmcp_flow_qlearning_updates_total", Counter, "Updates the Q table applied.", q.updates as f64);
-        e.single("erlmcp_flow_qlearning_samples_dropped_total", Counter, "Q-learning samples dropped (queue full).", q.dropped as f64);
+        e.single(
+            "erlmcp_flow_qlearning_samples_dropped_total",
+            Counter,
+            "Q-learning samples dropped (queue full).",
+            q.dropped as f64,
+        );
 
         if let Some(r) = &self.report {
             e.single("erlmcp_flow_peers", Gauge, "Peers this node knows.", r.peers.len() as f64);
@@ -216,7 +267,11 @@ impl Observation {
                 e.sample("erlmcp_flow_cluster_events_total", &[("event", k)], *v as f64);
             }
             if let Some(rr) = &r.raft {
-                e.family("erlmcp_flow_ledger_entries", Gauge, "Replicated ledger entries (this replica's applied state) by state.");
+                e.family(
+                    "erlmcp_flow_ledger_entries",
+                    Gauge,
+                    "Replicated ledger entries (this replica's applied state) by state.",
+                );
                 for (i, state) in ["accepted", "completed", "failed", "dead_lettered", "open"].iter().enumerate() {
                     e.sample("erlmcp_flow_ledger_entries", &[("state", state)], rr.ledger[i] as f64);
                 }
@@ -229,17 +284,53 @@ impl Observation {
             for r in ["Leader", "Follower", "Candidate", "Learner", "Shutdown"] {
                 e.sample("erlmcp_flow_raft_role", &[("role", &r.to_lowercase())], f64::from(u8::from(role == r)));
             }
-            e.single("erlmcp_flow_raft_has_leader", Gauge, "1 when this node knows a leader.", f64::from(u8::from(rs.leader.is_some())));
+            e.single(
+                "erlmcp_flow_raft_has_leader",
+                Gauge,
+                "1 when this node knows a leader.",
+                f64::from(u8::from(rs.leader.is_some())),
+            );
             let applied = rs.applied_index.unwrap_or(0) as f64;
-            e.single("erlmcp_flow_raft_commit_index", Gauge, "Highest index known committed (openraft 0.9 publishes the applied index).", applied);
+            e.single(
+                "erlmcp_flow_raft_commit_index",
+                Gauge,
+                "Highest index known committed (openraft 0.9 publishes the applied index).",
+                applied,
+            );
             e.single("erlmcp_flow_raft_applied_index", Gauge, "Highest log index applied.", applied);
-            e.single("erlmcp_flow_raft_last_log_index", Gauge, "Highest index in the local log.", rs.last_log_index.unwrap_or(0) as f64);
-            e.single("erlmcp_flow_raft_core_up", Gauge, "1 while the openraft core runs.", f64::from(u8::from(rs.core_up)));
+            e.single(
+                "erlmcp_flow_raft_last_log_index",
+                Gauge,
+                "Highest index in the local log.",
+                rs.last_log_index.unwrap_or(0) as f64,
+            );
+            e.single(
+                "erlmcp_flow_raft_core_up",
+                Gauge,
+                "1 while the openraft core runs.",
+                f64::from(u8::from(rs.core_up)),
+            );
             for (name, help, v) in [
-                ("erlmcp_flow_raft_core_restarts_total", "Restarts of the openraft core after fatal errors.", rs.core_restarts),
-                ("erlmcp_flow_raft_elections_started_total", "Elections started after a granted pre-vote.", rs.elections_started),
-                ("erlmcp_flow_raft_pre_votes_refused_total", "Pre-vote rounds a quorum did not grant.", rs.pre_votes_refused),
-                ("erlmcp_flow_raft_forwarded_writes_total", "Client writes forwarded to the leader.", rs.forwarded_writes),
+                (
+                    "erlmcp_flow_raft_core_restarts_total",
+                    "Restarts of the openraft core after fatal errors.",
+                    rs.core_restarts,
+                ),
+                (
+                    "erlmcp_flow_raft_elections_started_total",
+                    "Elections started after a granted pre-vote.",
+                    rs.elections_started,
+                ),
+                (
+                    "erlmcp_flow_raft_pre_votes_refused_total",
+                    "Pre-vote rounds a quorum did not grant.",
+                    rs.pre_votes_refused,
+                ),
+                (
+                    "erlmcp_flow_raft_forwarded_writes_total",
+                    "Client writes forwarded to the leader.",
+                    rs.forwarded_writes,
+                ),
                 ("erlmcp_flow_raft_decode_errors_total", "Undecodable Raft RPCs received.", rs.decode_errors),
                 (
                     "erlmcp_flow_raft_leader_changes_observed_total",
@@ -251,7 +342,12 @@ impl Observation {
             ] {
                 e.single(name, Counter, help, v as f64);
             }
-            e.single("erlmcp_flow_ledger_writer_backlog", Gauge, "Terminal entries not yet committed to the ledger.", node.ledger_backlog() as f64);
+            e.single(
+                "erlmcp_flow_ledger_writer_backlog",
+                Gauge,
+                "Terminal entries not yet committed to the ledger.",
+                node.ledger_backlog() as f64,
+            );
         }
         if let Some(b) = &self.byzantine {
             e.family("erlmcp_flow_byzantine_rounds_total", Counter, "Byzantine voting rounds by outcome.")

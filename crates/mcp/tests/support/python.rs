@@ -53,7 +53,8 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 }
 
 fn ensure() -> Result<PathBuf, String> {
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("mcp-python-{MCP_VERSION}-prom-{PROMETHEUS_CLIENT_VERSION}"));
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("mcp-python-{MCP_VERSION}-prom-{PROMETHEUS_CLIENT_VERSION}"));
     let python = base.join("bin").join("python");
     let ready = base.join("READY");
     let lock = base.with_extension("lock");
