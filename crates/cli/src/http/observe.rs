@@ -423,10 +423,11 @@ fn readiness(node: &FlowNode, report: Option<&NodeReport>) -> Readiness {
         NodeStatus::Stopped => reasons.push("node stopped".into()),
     }
     let cfg = node.config();
-    if cfg.cluster.enabled && !cfg.cluster.seeds.is_empty() {
-        if !report.is_some_and(|r| r.peers.iter().any(|p| p.reachable)) {
-            reasons.push("cluster not joined: no peer reachable".into());
-        }
+    if cfg.cluster.enabled
+        && !cfg.cluster.seeds.is_empty()
+        && !report.is_some_and(|r| r.peers.iter().any(|p| p.reachable))
+    {
+        reasons.push("cluster not joined: no peer reachable".into());
     }
     if let Some(rs) = node.raft_status() {
         if !rs.core_up {
