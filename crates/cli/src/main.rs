@@ -10,6 +10,8 @@
 //! * `flow config check <file>` / `flow config defaults`: validate or print a config.
 //! * `flow node --mcp-listen ADDR` / `flow mcp-stdio --join ADDR`: the MCP front door over
 //!   HTTP on a node, or over stdio as a light node of a cluster.
+//! * `flow node --http-listen ADDR`: Prometheus `/metrics`, `/healthz`, `/readyz` and a
+//!   live dashboard at `/` (see `http`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +23,7 @@ mod bench_cluster;
 mod chaos;
 mod cluster_demo;
 mod demo;
+mod http;
 mod mcp_stdio;
 mod node;
 mod node_proc;

@@ -1,6 +1,6 @@
 //! `flow node`: run one cluster node, optionally driven by commands on stdin.
 //!
-//! On start it prints `READY {"node":..,"listen":..}` on stdout. With `--control` it then
+//! On start it prints `READY {"node":..,"listen":..,"mcp":..,"http":..}` (`http`: the bound `--http-listen` address) on stdout. With `--control` it then
 //! reads one command per line and answers with one line each. Queries (`status`, `raft`,
 //! `ledger`, `task`, `leader`, `byz-stats`) are answered at once, even while an action
 //! (say a `run`) is in progress; actions run in order, one at a time. Every command
@@ -115,6 +115,10 @@ pub struct NodeArgs {
     /// Serve MCP (Streamable HTTP at `/mcp`) on this address (overrides `mcp.listen`).
     #[arg(long)]
     pub mcp_listen: Option<String>,
+    /// Serve `/metrics`, `/healthz`, `/readyz`, `/status.json` and the dashboard at `/`
+    /// on this address (`IP:PORT`, or a port for loopback; overrides `http.listen`).
+    #[arg(long)]
+    pub http_listen: Option<String>,
     /// Run an upstream MCP server as agents: `NAME=COMMAND [ARGS...]` (repeatable; adds to
     /// `[[mcp.upstream]]`, one replica of four lanes).
     #[arg(long)]
@@ -187,11 +191,20 @@ async fn node_main(args: NodeArgs) -> anyhow::Result<ExitCode> {
         config.raft.path = Some(p.clone());
     }
     crate::mcp_stdio::apply_node_flags(&mut config, args.mcp_listen.as_deref(), &args.mcp_upstream)?;
+    if let Some(h) = &args.http_listen {
+        config.http.listen = Some(h.clone());
+    }
     config.validate()?;
     let node = FlowNode::start(config.clone()).await?;
     let out = Output::spawn();
     let listen = node.listen_addr().context("cluster listener")?;
-    let mcp = crate::mcp_stdio::start_for_node(&node).await?;
+    let mcp = crate::mcp_stdio::start_for_node(&node).await?.map(|(m, url)| (Arc::new(m), url));
+    let http = match config.http.listen_addr()? {
+        Some(addr) => {
+            Some(crate::http::HttpServer::start(addr, node.clone(), mcp.as_ref().map(|(m, _)| m.clone())).await?)
+        }
+        None => None,
+    };
     if args.agents > 0 {
         let name = config.node.name.clone();
         let spawn = format!("spawn {} {name}-agent {} - 0 {}", args.agents, args.capabilities, args.work_us);
@@ -200,12 +213,19 @@ async fn node_main(args: NodeArgs) -> anyhow::Result<ExitCode> {
     }
     let echo = if args.echo { Some(erlmcp_flow::cluster::spawn_echo().await?) } else { None };
     let mcp_url = mcp.as_ref().and_then(|(_, url)| url.clone());
-    println!("READY {}", serde_json::json!({ "node": config.node.name, "listen": listen.to_string(), "mcp": mcp_url }));
+    let http_addr = http.as_ref().map(|h| h.addr.to_string());
+    println!(
+        "READY {}",
+        serde_json::json!({ "node": config.node.name, "listen": listen.to_string(), "mcp": mcp_url, "http": http_addr })
+    );
 
     if args.control {
-        control_loop(&node, &config.node.name, &out, mcp.as_ref().map(|(m, _)| m)).await?;
+        control_loop(&node, &config.node.name, &out, mcp.as_ref().map(|(m, _)| &**m)).await?;
     } else {
         wait_for_signal().await;
+    }
+    if let Some(h) = http {
+        h.shutdown().await;
     }
     if let Some((m, _)) = &mcp {
         m.shutdown().await;

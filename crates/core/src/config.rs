@@ -99,6 +99,30 @@ pub struct FlowConfig {
     pub raft: RaftConfig,
     /// The MCP front door and upstream MCP servers (the `erlmcp-flow-mcp` crate).
     pub mcp: McpConfig,
+    /// The node's HTTP listener for operators: `/metrics`, `/healthz`, `/readyz`, the
+    /// dashboard (the `flow` binary; off by default).
+    pub http: HttpConfig,
+}
+
+/// `[http]`: the operators' HTTP listener of `flow node` (Prometheus `/metrics`, health
+/// probes, the dashboard). Off unless `listen` is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `IP:PORT` to listen on, or a bare port for `127.0.0.1:PORT`. Default absent (no
+    /// listener).
+    pub listen: Option<String>,
+}
+
+impl HttpConfig {
+    /// The socket address `listen` names (a bare port means loopback), `None` when off.
+    pub fn listen_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let Some(l) = self.listen.as_deref() else { return Ok(None) };
+        if let Ok(port) = l.parse::<u16>() {
+            return Ok(Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))));
+        }
+        l.parse().map(Some).map_err(|_| invalid("http.listen", format!("must be IP:PORT or a port, got {l:?}")))
+    }
 }
 
 /// `[node]`
@@ -1089,6 +1113,7 @@ impl FlowConfig {
 
         // mcp
         self.mcp.validate()?;
+        self.http.listen_addr()?;
         // A body becomes one task payload; checked only where MCP is on, so a node without it
         // may lower the payload limit without touching `[mcp]`.
         if self.mcp.listen.is_some() || !self.mcp.upstream.is_empty() {

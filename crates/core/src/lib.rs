@@ -43,7 +43,7 @@ pub use agent::{Agent, AgentError, AgentMsg, AgentRef, AgentReply, AgentReplyErr
 pub use capability::CapabilitySet;
 pub use clock::MonoClock;
 pub use codec::{Codec, CodecError};
-pub use config::{ConfigError, FlowConfig, McpConfig, McpUpstreamConfig, RaftConfig, StrategyKind};
+pub use config::{ConfigError, FlowConfig, HttpConfig, McpConfig, McpUpstreamConfig, RaftConfig, StrategyKind};
 pub use delivery::{DeliveryVerdict, deliver_local};
 pub use error::SubmitError;
 pub use id::{AgentId, Capability, NameError, NodeName, SwarmName, TaskId};

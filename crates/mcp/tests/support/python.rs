@@ -1,6 +1,8 @@
-//! The Python side of the MCP tests: a virtualenv with the pinned `mcp` SDK, created once
-//! under the target directory (`target/tmp/mcp-python-<version>`) by whichever test gets
-//! there first, and reused by every later run.
+//! The Python side of the MCP and observability tests: a virtualenv with the pinned `mcp`
+//! SDK and `prometheus_client` (the real Prometheus text parser the `/metrics` test uses;
+//! `crates/cli/tests/observability.rs` includes this file), created once under the target
+//! directory (`target/tmp/mcp-python-<versions>`) by whichever test gets there first, and
+//! reused by every later run.
 //!
 //! Creation is guarded across processes by a lock directory (`mkdir` is atomic): one test
 //! builds the venv in a private directory, marks it ready and renames it into place; the
@@ -18,6 +20,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// The pinned `mcp` SDK.
 pub const MCP_VERSION: &str = "2.3.0";
+
+/// The pinned `prometheus_client` (its `text_string_to_metric_families` parses `/metrics`).
+pub const PROMETHEUS_CLIENT_VERSION: &str = "0.26.0";
 
 /// A lock this old is a crashed builder's.
 pub const STALE_LOCK: Duration = Duration::from_secs(15 * 60);
@@ -48,7 +53,8 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 }
 
 fn ensure() -> Result<PathBuf, String> {
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("mcp-python-{MCP_VERSION}"));
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("mcp-python-{MCP_VERSION}-prom-{PROMETHEUS_CLIENT_VERSION}"));
     let python = base.join("bin").join("python");
     let ready = base.join("READY");
     let lock = base.with_extension("lock");
@@ -93,7 +99,7 @@ fn build(base: &Path) -> Result<(), String> {
         )
     })?;
     eprintln!(
-        "creating a Python venv with mcp=={MCP_VERSION} under {} ({})",
+        "creating a Python venv with mcp=={MCP_VERSION} prometheus-client=={PROMETHEUS_CLIENT_VERSION} under {} ({})",
         base.display(),
         String::from_utf8_lossy(&version.stdout).trim()
     );
@@ -107,8 +113,10 @@ fn build(base: &Path) -> Result<(), String> {
         "--quiet",
         "--disable-pip-version-check",
         &format!("mcp=={MCP_VERSION}"),
+        &format!("prometheus-client=={PROMETHEUS_CLIENT_VERSION}"),
     ]))?;
-    std::fs::write(tmp.join("READY"), format!("mcp=={MCP_VERSION}\n")).map_err(|e| e.to_string())?;
+    std::fs::write(tmp.join("READY"), format!("mcp=={MCP_VERSION} prometheus-client=={PROMETHEUS_CLIENT_VERSION}\n"))
+        .map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(base);
     std::fs::rename(&tmp, base).map_err(|e| format!("cannot move the venv into place: {e}"))
 }
