@@ -24,6 +24,7 @@ mod chaos;
 mod cluster_demo;
 mod demo;
 mod http;
+mod log_filter;
 mod mcp_stdio;
 mod node;
 mod node_proc;
@@ -93,12 +94,19 @@ fn main() -> ExitCode {
     } else {
         "warn,ractor_cluster=error,rmcp=error,openraft::replication=off,openraft::engine::handler::replication_handler=error"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FLOW_LOG").unwrap_or_else(|_| default_filter.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Dependencies' repeated lines (openraft's per-read, per-RPC errors under faults) are
+    // written once per callsite per interval, with a count (`log_filter`).
+    let repeats = log_filter::RepeatLimit::default();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::try_from_env("FLOW_LOG").unwrap_or_else(|_| default_filter.into()))
+            .with(repeats.clone())
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init();
+    }
+    log_filter::spawn_reporter(repeats, erlmcp_flow::core::log_limit::DEFAULT_LOG_INTERVAL);
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Node(args) => node::run(args),

@@ -1,8 +1,11 @@
 //! Tool-call latency and throughput through a node's MCP front door (client → front door →
-//! router → lane → upstream) against calling the same upstream directly, in one run.
+//! router → lane → upstream) against calling the same upstream directly, in one run, with
+//! a third path as the floor any MCP gateway on this SDK pays: a pass-through proxy (an
+//! rmcp server whose `tools/call` forwards to the upstream over the same client transport
+//! the lanes use, with no routing, schema check, retry or ledger).
 //!
 //! ```text
-//! cargo bench -p erlmcp-flow-mcp --bench front_door            # ~1 min
+//! cargo bench -p erlmcp-flow-mcp --bench front_door            # ~2 min
 //! cargo bench -p erlmcp-flow-mcp --bench front_door -- --json  # one JSON object
 //! ```
 //!
@@ -12,20 +15,25 @@
 //! `--sessions` sessions (32 by default), each calling in a closed loop for 5 s. Direct and
 //! routed phases alternate, three rounds each; the table gives the median round. The node
 //! runs with the default config; the upstream entry asks for 4 replicas (sessions to the
-//! URL) of 8 lanes, so the routed path has as many call slots as the direct clients.
+//! URL) of 8 lanes, so the routed path has as many call slots as the direct clients; the
+//! proxy also holds 4 sessions. A last throughput row calls `sleep {"ms": 20}` (a tool that
+//! works for 20 ms) instead of `echo`, where the machine's CPU is not the bound.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use erlmcp_flow::core::McpUpstreamConfig;
 use erlmcp_flow::{FlowConfig, FlowNode};
 use erlmcp_flow_mcp::McpService;
 use hdrhistogram::Histogram;
-use rmcp::model::CallToolRequestParams;
-use rmcp::service::RunningService;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::{RequestContext, RunningService};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpClientTransport, StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, RoleClient, RoleServer, ServerHandler, ServiceExt};
 
 type Client = RunningService<RoleClient, ()>;
 
@@ -36,6 +44,66 @@ async fn client(url: &str) -> Client {
 fn echo() -> CallToolRequestParams {
     let args = serde_json::json!({"text": "hello"}).as_object().unwrap().clone();
     CallToolRequestParams::new("echo").with_arguments(args)
+}
+
+fn sleep_20ms() -> CallToolRequestParams {
+    let args = serde_json::json!({"ms": 20}).as_object().unwrap().clone();
+    CallToolRequestParams::new("sleep").with_arguments(args)
+}
+
+/// The pass-through proxy: the least an MCP gateway on rmcp does per call (one server
+/// hop and one client hop), round robin over its upstream sessions.
+#[derive(Clone)]
+struct Proxy {
+    upstreams: Arc<Vec<Client>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl ServerHandler for Proxy {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        self.upstreams[0].peer().list_tools(None).await.map_err(|e| ErrorData::internal_error(e.to_string(), None))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.upstreams.len();
+        self.upstreams[i]
+            .peer()
+            .call_tool(request)
+            .await
+            .map(CallToolResponse::Complete)
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+    }
+}
+
+/// Starts the proxy in front of `upstream` with `sessions` sessions; its URL.
+async fn start_proxy(upstream: &str, sessions: usize) -> String {
+    let mut upstreams = Vec::new();
+    for _ in 0..sessions {
+        upstreams.push(client(upstream).await);
+    }
+    let proxy = Proxy { upstreams: Arc::new(upstreams), next: Arc::new(AtomicUsize::new(0)) };
+    let service = StreamableHttpService::new(
+        move || Ok(proxy.clone()),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route_service("/mcp", service);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/mcp")
 }
 
 /// p50 and p99 of one-at-a-time calls, µs.
@@ -54,8 +122,8 @@ async fn latency(url: &str, warmup: usize, calls: usize) -> (u64, u64) {
     (h.value_at_quantile(0.5), h.value_at_quantile(0.99))
 }
 
-/// Calls per second over `for_` with `sessions` closed-loop sessions.
-async fn throughput(url: &str, sessions: usize, for_: Duration) -> f64 {
+/// Calls per second over `for_` with `sessions` closed-loop sessions calling `call()`.
+async fn throughput(url: &str, sessions: usize, for_: Duration, call: fn() -> CallToolRequestParams) -> f64 {
     let mut clients = Vec::new();
     for _ in 0..sessions {
         clients.push(client(url).await);
@@ -68,7 +136,7 @@ async fn throughput(url: &str, sessions: usize, for_: Duration) -> f64 {
         let (done, stop) = (done.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                peer.call_tool(echo()).await.expect("call");
+                peer.call_tool(call()).await.expect("call");
                 done.fetch_add(1, Ordering::Relaxed);
             }
         }));
@@ -132,43 +200,68 @@ fn main() {
         let routed = format!("http://{front}/mcp");
         assert!(mcp.wait_for_tools(7, Duration::from_secs(30)).await, "tools listed");
 
-        let (mut dl, mut rl, mut dt, mut rt) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let proxy = start_proxy(&direct, 4).await;
+
+        // Per path: latency rounds, echo throughput rounds, sleep-20-ms throughput rounds.
+        let paths = [("direct to the upstream", &direct), ("pass-through rmcp proxy", &proxy), ("through the front door", &routed)];
+        let mut lat: Vec<Vec<(u64, u64)>> = vec![Vec::new(); 3];
+        let mut tput: Vec<Vec<f64>> = vec![Vec::new(); 3];
+        let mut work: Vec<Vec<f64>> = vec![Vec::new(); 3];
         for _ in 0..3 {
-            dl.push(latency(&direct, 300, 3_000).await);
-            rl.push(latency(&routed, 300, 3_000).await);
-            dt.push(throughput(&direct, sessions, Duration::from_secs(5)).await);
-            rt.push(throughput(&routed, sessions, Duration::from_secs(5)).await);
+            for (i, (_, url)) in paths.iter().enumerate() {
+                lat[i].push(latency(url, 300, 3_000).await);
+            }
+            for (i, (_, url)) in paths.iter().enumerate() {
+                tput[i].push(throughput(url, sessions, Duration::from_secs(5), echo).await);
+            }
+            for (i, (_, url)) in paths.iter().enumerate() {
+                work[i].push(throughput(url, sessions, Duration::from_secs(3), sleep_20ms).await);
+            }
         }
         let med =
             |v: &Vec<(u64, u64)>, f: fn(&(u64, u64)) -> u64| median(v.iter().map(|x| f(x) as f64).collect()) as u64;
-        let (d50, d99) = (med(&dl, |x| x.0), med(&dl, |x| x.1));
-        let (r50, r99) = (med(&rl, |x| x.0), med(&rl, |x| x.1));
-        let (dtp, rtp) = (median(dt.clone()), median(rt.clone()));
+        let p50: Vec<u64> = lat.iter().map(|v| med(v, |x| x.0)).collect();
+        let p99: Vec<u64> = lat.iter().map(|v| med(v, |x| x.1)).collect();
+        let tp: Vec<f64> = tput.iter().map(|v| median(v.clone())).collect();
+        let wk: Vec<f64> = work.iter().map(|v| median(v.clone())).collect();
+        let ratio = |a: f64, b: f64| (a / b * 100.0).round() / 100.0;
         let stats = node.stats();
         if json {
             println!(
                 "{}",
                 serde_json::json!({
-                    "direct_p50_us": d50, "direct_p99_us": d99, "routed_p50_us": r50, "routed_p99_us": r99,
-                    "p50_overhead_us": r50 as i64 - d50 as i64,
-                    "direct_calls_per_s": dtp.round(), "routed_calls_per_s": rtp.round(),
-                    "throughput_ratio": (rtp / dtp * 100.0).round() / 100.0,
+                    "direct_p50_us": p50[0], "direct_p99_us": p99[0],
+                    "proxy_p50_us": p50[1], "proxy_p99_us": p99[1],
+                    "routed_p50_us": p50[2], "routed_p99_us": p99[2],
+                    "p50_overhead_us": p50[2] as i64 - p50[0] as i64,
+                    "p50_overhead_over_proxy_us": p50[2] as i64 - p50[1] as i64,
+                    "direct_calls_per_s": tp[0].round(), "proxy_calls_per_s": tp[1].round(), "routed_calls_per_s": tp[2].round(),
+                    "throughput_ratio": ratio(tp[2], tp[0]), "throughput_ratio_to_proxy": ratio(tp[2], tp[1]),
+                    "sleep20_direct_calls_per_s": wk[0].round(), "sleep20_proxy_calls_per_s": wk[1].round(),
+                    "sleep20_routed_calls_per_s": wk[2].round(), "sleep20_throughput_ratio": ratio(wk[2], wk[0]),
                     "sessions": sessions, "routed_tasks": stats.flow.completed, "failed": stats.flow.failed,
                 })
             );
         } else {
-            println!("MCP tool call `echo`, Rust upstream over Streamable HTTP on loopback (median of 3 rounds)");
-            println!("{:<28} {:>10} {:>10} {:>14}", "", "p50 µs", "p99 µs", "calls/s");
-            println!("{:<28} {:>10} {:>10} {:>14.0}", "direct to the upstream", d50, d99, dtp);
-            println!("{:<28} {:>10} {:>10} {:>14.0}", "through the front door", r50, r99, rtp);
+            println!("MCP tool calls, Rust upstream over Streamable HTTP on loopback (median of 3 rounds, {sessions} sessions)");
+            println!("{:<28} {:>10} {:>10} {:>14} {:>18}", "", "p50 µs", "p99 µs", "echo calls/s", "sleep-20ms calls/s");
+            for (i, (name, _)) in paths.iter().enumerate() {
+                println!("{:<28} {:>10} {:>10} {:>14.0} {:>18.0}", name, p50[i], p99[i], tp[i], wk[i]);
+            }
             println!(
-                "p50 overhead {} µs; throughput ratio {:.2} ({sessions} sessions); routed tasks {} failed {}",
-                r50 as i64 - d50 as i64,
-                rtp / dtp,
+                "front door vs direct: p50 overhead {} µs, echo throughput {:.2}x, sleep-20ms throughput {:.2}x",
+                p50[2] as i64 - p50[0] as i64,
+                tp[2] / tp[0],
+                wk[2] / wk[0]
+            );
+            println!(
+                "front door vs proxy:  p50 overhead {} µs, echo throughput {:.2}x; routed tasks {} failed {}",
+                p50[2] as i64 - p50[1] as i64,
+                tp[2] / tp[1],
                 stats.flow.completed,
                 stats.flow.failed
             );
-            println!("rounds: direct latency {dl:?} routed {rl:?}; direct calls/s {dt:.0?} routed {rt:.0?}");
+            println!("rounds: latency {lat:?}; echo calls/s {tput:.0?}; sleep-20ms calls/s {work:.0?}");
         }
         mcp.shutdown().await;
         node.shutdown(Duration::from_secs(2)).await;
