@@ -63,6 +63,65 @@
 //! # }
 //! ```
 //!
+//! # Queueing, rate limits and draining
+//!
+//! At `router.max_in_flight` submitters wait in a bounded queue (`router.queue`): a full
+//! queue turns the newcomer away or pushes out a waiter (`discard`), a waiter past its
+//! queue TTL is discarded, an optional token bucket limits admissions
+//! (`router.rate_limit`). Every discard reaches the submitter as
+//! [`SubmitError::Discarded`] with its [`DiscardReason`], the handler set with
+//! [`FlowNodeBuilder::on_discard`], and the per-reason counters in
+//! [`NodeStats::admission`]. A discarded task was never accepted.
+//!
+//! ```
+//! use std::time::Duration;
+//! use erlmcp_flow::prelude::*;
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> anyhow::Result<()> {
+//! let mut config = FlowConfig::default();
+//! config.router.max_in_flight = 64;
+//! config.router.queue.capacity = 1_000; // submitters waiting for a slot, at most
+//! config.router.queue.discard = DiscardPolicy::Oldest; // full: push out the oldest waiter
+//! config.router.queue.ttl_ms = Some(5_000); // default longest wait for admission
+//! config.router.rate_limit = Some(RateLimitConfig { per_second: 500.0, burst: 50 });
+//! let node = FlowNode::builder()
+//!     .config(config)
+//!     .on_discard(|task: &Task, reason: DiscardReason| eprintln!("{} discarded: {reason}", task.id))
+//!     .start()
+//!     .await?;
+//!
+//! // A pool of identical agents, worker-0 .. worker-3, resized at runtime.
+//! let template = AgentSpec::parse("worker", ["work"])?;
+//! let echo = || {
+//!     FnAgent::new(|task: &Task| {
+//!         let out = task.payload.clone();
+//!         async move { Ok(out) }
+//!     })
+//! };
+//! node.scale_agents(&template, echo, 4).await?;
+//!
+//! let task = Task::new(CapabilitySet::parse(["work"])?).with_queue_ttl(Duration::from_millis(200));
+//! match node.submit(task).await {
+//!     Ok(handle) => assert!(matches!(handle.await, TaskOutcome::Completed { .. })),
+//!     Err(SubmitError::Discarded { reason }) => eprintln!("not accepted: {reason}"),
+//!     Err(e) => return Err(e.into()),
+//! }
+//! // Shrinking retires agents once they hold no task.
+//! assert_eq!(node.scale_agents(&template, echo, 1).await?.len(), 1);
+//!
+//! // Stop taking tasks, finish those accepted; waiters are discarded (`Draining`).
+//! let report = node.drain(Duration::from_secs(5)).await;
+//! assert_eq!(report.still_open, 0);
+//! assert!(matches!(node.submit(Task::new(CapabilitySet::parse(["work"])?)).await, Err(SubmitError::Draining)));
+//! let s = node.stats();
+//! assert_eq!(s.flow.accepted, s.flow.completed + s.flow.failed + s.flow.dead_lettered);
+//! println!("discarded: {:?}", s.admission.discarded);
+//! node.shutdown(Duration::from_secs(1)).await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //!
 //! * [`FlowNode`] ([`node`]): start a node ([`FlowNode::builder`]), spawn agents, submit
@@ -100,10 +159,10 @@ pub use erlmcp_flow_supervision as supervision;
 
 pub use erlmcp_flow_agent::{AgentSpec, FnAgent, quiet_agent_panics};
 pub use erlmcp_flow_core::{
-    Agent, AgentError, AgentId, Capability, CapabilitySet, FlowConfig, StrategyKind, SubmitError, SwarmName, Task,
-    TaskId, TaskOutcome,
+    Agent, AgentError, AgentId, Capability, CapabilitySet, DiscardPolicy, DiscardReason, FlowConfig, RateLimitConfig,
+    StrategyKind, SubmitError, SwarmName, Task, TaskId, TaskOutcome,
 };
-pub use erlmcp_flow_router::{FlowStats, TaskHandle};
+pub use erlmcp_flow_router::{AdmissionStats, DiscardCounts, DiscardHandler, DrainReport, FlowStats, TaskHandle};
 pub use node::{FlowNode, FlowNodeBuilder, NodeStats, NodeStatus, StartError};
 pub use typed::{PayloadCodec, PayloadError, Typed, TypedAgent, TypedError, TypedHandle, TypedRoute};
 
@@ -115,8 +174,8 @@ pub mod prelude {
     pub use bytes::Bytes;
     pub use erlmcp_flow_agent::{AgentPoolError, AgentSpec, FnAgent};
     pub use erlmcp_flow_core::{
-        Agent, AgentError, AgentId, CapabilitySet, DeadLetterReason, FailureReason, FlowConfig, Priority, StrategyKind,
-        SubmitError, SwarmName, Task, TaskId, TaskOutcome,
+        Agent, AgentError, AgentId, CapabilitySet, DeadLetterReason, DiscardPolicy, DiscardReason, FailureReason,
+        FlowConfig, Priority, RateLimitConfig, StrategyKind, SubmitError, SwarmName, Task, TaskId, TaskOutcome,
     };
-    pub use erlmcp_flow_router::{FlowStats, TaskHandle};
+    pub use erlmcp_flow_router::{AdmissionStats, DiscardCounts, DiscardHandler, DrainReport, FlowStats, TaskHandle};
 }

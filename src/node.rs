@@ -22,8 +22,9 @@ use erlmcp_flow_router::failure_detector::{DetectorArgs, DetectorMsg};
 use erlmcp_flow_router::q_learning::{QLearningArgs, QLearningMsg, QLearningStrategy, QModel};
 use erlmcp_flow_router::router_actor::RouterArgs;
 use erlmcp_flow_router::{
-    CircuitBreakers, ControlError, CorrelationRecord, CorrelationTable, DeadLetter, DeadLetterQueue, FlowStats,
-    RouterCore, RouterMsg, RouterParts, Strategy, StrategyError, StrategyFactory, TaskHandle, TaskTable,
+    AdmissionStats, CircuitBreakers, ControlError, CorrelationRecord, CorrelationTable, DeadLetter, DeadLetterQueue,
+    DiscardHandler, DrainReport, FlowStats, RouterCore, RouterMsg, RouterParts, Strategy, StrategyError,
+    StrategyFactory, TaskHandle, TaskTable,
 };
 use erlmcp_flow_supervision::{
     ActorSlot, Incarnation, Slot, Supervisor, SupervisorMsg, SupervisorSpec, SupervisorStats,
@@ -84,13 +85,29 @@ pub struct NodeStats {
     pub meltdowns: u64,
     /// Current strategy.
     pub strategy: StrategyKind,
+    /// Admission: submitters waiting, discards per reason, cancellations. With the
+    /// ledger's figures: every task that passed the door checks is accepted
+    /// (`flow.accepted`), discarded (`admission.discarded`, per reason), cancelled, or
+    /// still waiting; and `flow.accepted = completed + failed + dead_lettered + in_flight`.
+    pub admission: AdmissionStats,
 }
 
 /// Builds and starts a [`FlowNode`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FlowNodeBuilder {
     config: FlowConfig,
     strategy: Option<StrategyKind>,
+    on_discard: Option<Arc<dyn DiscardHandler>>,
+}
+
+impl std::fmt::Debug for FlowNodeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowNodeBuilder")
+            .field("config", &self.config)
+            .field("strategy", &self.strategy)
+            .field("on_discard", &self.on_discard.is_some())
+            .finish()
+    }
 }
 
 impl FlowNodeBuilder {
@@ -112,13 +129,26 @@ impl FlowNodeBuilder {
         self
     }
 
+    /// Tells `handler` about every task discarded before admission (full queue,
+    /// eviction, queue TTL, rate limit, drain), with the reason. It runs on the task that
+    /// discarded it: keep it quick, and do not block or submit from it. Any
+    /// `Fn(&Task, DiscardReason) + Send + Sync + 'static` closure will do.
+    pub fn on_discard(mut self, handler: impl DiscardHandler) -> Self {
+        self.on_discard = Some(Arc::new(handler));
+        self
+    }
+
     /// Starts the node.
     pub async fn start(self) -> Result<FlowNode, StartError> {
         let mut config = self.config;
         if let Some(kind) = self.strategy {
             config.load_balancer.strategy = kind;
         }
-        FlowNode::start(config).await
+        let node = FlowNode::start(config).await?;
+        if let Some(h) = self.on_discard {
+            node.inner.core.set_discard_handler(h);
+        }
+        Ok(node)
     }
 }
 
@@ -435,8 +465,95 @@ impl FlowNode {
     }
 
     /// Stops an agent for good.
+    ///
+    /// The task the agent is running finishes first (the actor stops between messages;
+    /// after 5 s it is killed, and a task it was running is then redelivered, or failed
+    /// as "may have run" if it is at-most-once). Tasks still queued in its mailbox are
+    /// handed back: the router redelivers them to another capable agent without spending
+    /// an attempt. To stop an agent only once it is idle, see [`FlowNode::scale_agents`].
     pub async fn stop_agent(&self, id: &AgentId) -> Result<(), AgentPoolError> {
         self.inner.pool.stop(id).await
+    }
+
+    /// Resizes a pool of identical agents to `n`: the agents `{template.id}-0` to
+    /// `{template.id}-{n-1}`, each with the template's capabilities, swarms, weight and
+    /// restart type, built by `factory` (shared by the pool's members). Missing members
+    /// are spawned; members numbered `n` and above are retired, highest first, gracefully:
+    /// each is first taken out of routing, then stopped once the tasks it holds have
+    /// finished (waiting at most `timeouts.execution_ms` for them; a task it still holds
+    /// then is handed back, as with [`FlowNode::stop_agent`]). No task is lost either way.
+    /// Returns the pool's members after the change.
+    pub async fn scale_agents<A, F>(
+        &self,
+        template: &AgentSpec,
+        factory: F,
+        n: usize,
+    ) -> Result<Vec<AgentId>, AgentPoolError>
+    where
+        A: Agent,
+        F: Fn() -> A + Send + Sync + 'static,
+    {
+        let prefix = format!("{}-", template.id);
+        let member = |id: &AgentId| id.as_str().strip_prefix(&prefix).and_then(|i| i.parse::<usize>().ok());
+        let mut current: Vec<(usize, AgentId)> =
+            self.inner.pool.specs().into_iter().filter_map(|s| member(&s.id).map(|i| (i, s.id))).collect();
+        current.sort();
+        let factory = Arc::new(factory);
+        for i in 0..n {
+            if current.iter().any(|(j, _)| *j == i) {
+                continue;
+            }
+            let id = format!("{prefix}{i}");
+            let id = AgentId::new(&id).map_err(|e| AgentPoolError::InvalidId { id, reason: e.to_string() })?;
+            let mut spec = template.clone();
+            spec.id = id;
+            let f = factory.clone();
+            self.inner.pool.spawn(spec, move || f()).await?;
+        }
+        let retiring: Vec<&AgentId> = current.iter().rev().filter(|(i, _)| *i >= n).map(|(_, id)| id).collect();
+        // All of them out of routing first, so that the tasks they give up go to members
+        // that stay.
+        for id in &retiring {
+            if let Some(entry) = self.inner.registry.find(id)
+                && let Some(actor) = entry.actor()
+            {
+                // Strategies only pick live entries.
+                entry.mark_down(actor.get_id());
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.inner.config.timeouts.execution_ms);
+        for id in retiring {
+            self.retire_agent(id, deadline).await?;
+        }
+        let mut members: Vec<(usize, AgentId)> =
+            self.inner.pool.specs().into_iter().filter_map(|s| member(&s.id).map(|i| (i, s.id))).collect();
+        members.sort();
+        Ok(members.into_iter().map(|(_, id)| id).collect())
+    }
+
+    /// Waits (up to `deadline`) until an agent taken out of routing holds no task, then
+    /// stops it.
+    async fn retire_agent(&self, id: &AgentId, deadline: tokio::time::Instant) -> Result<(), AgentPoolError> {
+        if let Some(entry) = self.inner.registry.find(id) {
+            let capacity = self.inner.config.router.bulkhead_max_concurrent as usize;
+            // Leases (bulkhead slots) cover the tasks delivered and those about to be.
+            while (entry.load.in_flight() > 0 || entry.bulkhead.available_permits() < capacity)
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        self.inner.pool.stop(id).await
+    }
+
+    /// Drains the node: no new task is accepted ([`SubmitError::Draining`]), submitters
+    /// waiting for admission are discarded (`DiscardReason::Draining`), and the tasks
+    /// already accepted run on; waits up to `timeout` for them to finish. Nothing is
+    /// dead-lettered. The node stays drained (its agents keep running); call
+    /// [`FlowNode::shutdown`] to stop it, which is this drain followed by dead-lettering
+    /// what is still open.
+    pub async fn drain(&self, timeout: Duration) -> DrainReport {
+        self.inner.core.drain(timeout).await
     }
 
     /// Submits a task; waits for an admission slot at the in-flight limit. The returned
@@ -449,10 +566,20 @@ impl FlowNode {
     /// A submit whose commit is not confirmed in time answers
     /// [`SubmitError::Indeterminate`]: the task may still be accepted and run (this node
     /// drives it if its entry commits later); look it up with [`FlowNode::task_entry`].
+    ///
+    /// At the limit the submitter waits in the bounded admission queue
+    /// (`router.queue`); a task discarded there (full queue, eviction, queue TTL, rate
+    /// limit, drain) answers [`SubmitError::Discarded`] with the reason and was never
+    /// accepted. A draining node answers [`SubmitError::Draining`].
     pub async fn submit(&self, task: Task) -> Result<TaskHandle, SubmitError> {
+        if self.inner.replicated.is_none() {
+            return self.inner.core.submit(task).await;
+        }
+        // Admission first: a task discarded while queued must not become a ledger entry.
         let _held = self.hold_submit(&task);
+        let (task, permit) = self.inner.core.admit(task).await?;
         self.commit_submit(&task).await?;
-        self.inner.core.submit(task).await
+        self.inner.core.accept_admitted(task, permit)
     }
 
     /// Marks the task as submitted here until the router holds it, so that the
@@ -483,9 +610,13 @@ impl FlowNode {
     /// than `submit` and awaiting the handle). Dropping the future midway does not lose
     /// the task: the failure detector takes it over.
     pub async fn route(&self, task: Task) -> Result<TaskOutcome, SubmitError> {
+        if self.inner.replicated.is_none() {
+            return self.inner.core.route(task).await;
+        }
         let _held = self.hold_submit(&task);
+        let (task, permit) = self.inner.core.admit(task).await?;
         self.commit_submit(&task).await?;
-        self.inner.core.route(task).await
+        self.inner.core.route_admitted(task, permit).await
     }
 
     /// The Raft node of the replicated ledger (`raft.enabled`): status, leader,
@@ -619,8 +750,11 @@ impl FlowNode {
             // Once committed, the task must reach the router: `submit` waits for an
             // admission slot rather than refuse (and leave an open ledger entry behind).
             let _held = self.hold_submit(&task);
-            let replayed = match self.commit_submit(&task).await {
-                Ok(()) => self.inner.core.submit(task).await.map(|_| ()),
+            let replayed = match self.inner.core.admit(task).await {
+                Ok((task, permit)) => match self.commit_submit(&task).await {
+                    Ok(()) => self.inner.core.accept_admitted(task, permit).map(|_| ()),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             match replayed {
@@ -664,6 +798,7 @@ impl FlowNode {
             restarts: agent_restarts + service_restarts,
             meltdowns: agent_stats.meltdowns() + self.inner.flow_stats.meltdowns(),
             strategy: self.inner.core.strategy_kind(),
+            admission: self.inner.core.admission_stats(),
         }
     }
 

@@ -464,8 +464,12 @@ impl Reconciler {
                 Ok(_handle) => started += 1,
                 // Already routing or just finished here.
                 Err(SubmitError::DuplicateTask(_)) => {}
-                // Stopping: the leader requeues it once this node is gone.
-                Err(SubmitError::NodeStopped) => {}
+                // Stopping or draining: the leader requeues it once this node is gone.
+                Err(
+                    SubmitError::NodeStopped
+                    | SubmitError::Draining
+                    | SubmitError::Discarded { reason: erlmcp_flow_core::DiscardReason::Draining },
+                ) => {}
                 Err(e) => {
                     tracing::warn!(task = %id, error = %e, "open ledger entry cannot be routed; dead-lettering it");
                     let parts = self.core.parts();

@@ -46,6 +46,14 @@ pub enum AgentPoolError {
         /// Why.
         reason: String,
     },
+    /// A pool member's id (`{template}-{index}`) is not a valid agent id.
+    #[error("agent id {id:?} is invalid: {reason}")]
+    InvalidId {
+        /// The id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
     /// No AgentSupervisor answered in time.
     #[error("agent supervisor unavailable")]
     SupervisorUnavailable,

@@ -436,6 +436,66 @@ pub struct RouterConfig {
     /// open are always refused), ≤ 10 000 000 (about 50 bytes each); 0 remembers none.
     /// Default 10000.
     pub dedup_window: u32,
+    /// `[router.queue]`: the bounded queue of submitters waiting for admission.
+    pub queue: QueueConfig,
+    /// `[router.rate_limit]`: an admission rate limit. Absent (the default): no limit.
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// What a full admission queue does with one task too many (`router.queue.discard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscardPolicy {
+    /// Turn the newcomer away (`QueueFull`); waiters keep their places. The default.
+    #[default]
+    Reject,
+    /// Queue the newcomer and push out the oldest waiter of the lowest priority present
+    /// (`EvictedOldest`); a newcomer below every waiter's priority is turned away.
+    Oldest,
+    /// Queue the newcomer and push out the newest waiter of the lowest priority present
+    /// (`EvictedNewest`); when that is the newcomer itself, it is turned away (`QueueFull`).
+    Newest,
+}
+
+/// `[router.queue]`: submitters waiting for an admission slot when the node is at
+/// `router.max_in_flight`.
+///
+/// The defaults keep the behaviour of earlier versions, where waiters were unbounded, as
+/// far as a bound allows: a large queue, and `reject` so that nobody already waiting loses
+/// their place; no TTL (a waiter waits until admitted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Waiters kept at most, 0..=10_000_000 (0: no waiting; a submitter at the limit is
+    /// turned away at once). Default 100000.
+    pub capacity: u32,
+    /// What a full queue does: `"reject"` (default), `"oldest"` or `"newest"`.
+    pub discard: DiscardPolicy,
+    /// Default longest wait for admission, ms, for tasks without their own
+    /// (`Task::with_queue_ttl`). Absent (default): no limit.
+    pub ttl_ms: Option<u64>,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self { capacity: 100_000, discard: DiscardPolicy::Reject, ttl_ms: None }
+    }
+}
+
+/// `[router.rate_limit]`: a token bucket on admissions. A task arriving when the bucket
+/// is empty is discarded (`RateLimited`), not queued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Tokens added per second, in (0, 10_000_000].
+    pub per_second: f64,
+    /// Bucket size: the most tasks admitted in a burst, 1..=10_000_000. Default 1.
+    #[serde(default = "one")]
+    pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for RouterConfig {
@@ -449,6 +509,8 @@ impl Default for RouterConfig {
             fallback_swarm: None,
             dead_letter_capacity: 10_000,
             dedup_window: 10_000,
+            queue: QueueConfig::default(),
+            rate_limit: None,
         }
     }
 }
@@ -1045,6 +1107,16 @@ impl FlowConfig {
             crate::id::SwarmName::new(s).map_err(|e| invalid("router.fallback_swarm", e.to_string()))?;
         }
         positive!(r.dead_letter_capacity, "router.dead_letter_capacity")?;
+        range!(r.queue.capacity, "router.queue.capacity", 0, 10_000_000)?;
+        if let Some(ttl) = r.queue.ttl_ms {
+            positive!(ttl, "router.queue.ttl_ms")?;
+        }
+        if let Some(rl) = &r.rate_limit {
+            check(rl.per_second > 0.0 && rl.per_second <= 1e7, "router.rate_limit.per_second", || {
+                format!("must be in (0, 10000000], got {}", rl.per_second)
+            })?;
+            range!(rl.burst, "router.rate_limit.burst", 1, 10_000_000)?;
+        }
 
         // correlation
         let c = &self.correlation;
@@ -1170,6 +1242,24 @@ mod tests {
         assert_eq!(FlowConfig::from_toml_str(&text).unwrap(), FlowConfig::default());
     }
 
+    /// The admission queue and rate limit parse from TOML; the defaults are a bounded
+    /// `reject` queue without TTL and no rate limit.
+    #[test]
+    fn queue_and_rate_limit_sections_parse() {
+        let d = FlowConfig::default().router;
+        assert_eq!(
+            (d.queue.capacity, d.queue.discard, d.queue.ttl_ms, d.rate_limit),
+            (100_000, DiscardPolicy::Reject, None, None)
+        );
+        let cfg = FlowConfig::from_toml_str(
+            "[router.queue]\ncapacity = 5\ndiscard = \"oldest\"\nttl_ms = 100\n[router.rate_limit]\nper_second = 50.0\nburst = 5",
+        )
+        .unwrap();
+        assert_eq!(cfg.router.queue, QueueConfig { capacity: 5, discard: DiscardPolicy::Oldest, ttl_ms: Some(100) });
+        assert_eq!(cfg.router.rate_limit, Some(RateLimitConfig { per_second: 50.0, burst: 5 }));
+        assert!(FlowConfig::from_toml_str("[router.queue]\ndiscard = \"random\"").is_err());
+    }
+
     /// Out-of-range values are refused with the dotted name of the field.
     #[test]
     fn bad_values_name_the_field() {
@@ -1187,6 +1277,10 @@ mod tests {
             ("[router]\nretry_budget_min_per_sec = 4000000000", "router.retry_budget_min_per_sec"),
             ("[router]\ndedup_window = 4000000000", "router.dedup_window"),
             ("[router]\nfallback_swarm = \"has space\"", "router.fallback_swarm"),
+            ("[router.queue]\ncapacity = 20000000", "router.queue.capacity"),
+            ("[router.queue]\nttl_ms = 0", "router.queue.ttl_ms"),
+            ("[router.rate_limit]\nper_second = 0.0", "router.rate_limit.per_second"),
+            ("[router.rate_limit]\nper_second = 5.0\nburst = 0", "router.rate_limit.burst"),
             ("[codec]\nmax_payload_bytes = 999999999", "codec.max_payload_bytes"),
             ("[node]\nname = \"\"", "node.name"),
             ("[timeouts]\nexecution_ms = 0", "timeouts.execution_ms"),

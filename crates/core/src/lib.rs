@@ -43,9 +43,12 @@ pub use agent::{Agent, AgentError, AgentMsg, AgentRef, AgentReply, AgentReplyErr
 pub use capability::CapabilitySet;
 pub use clock::MonoClock;
 pub use codec::{Codec, CodecError};
-pub use config::{ConfigError, FlowConfig, HttpConfig, McpConfig, McpUpstreamConfig, RaftConfig, StrategyKind};
+pub use config::{
+    ConfigError, DiscardPolicy, FlowConfig, HttpConfig, McpConfig, McpUpstreamConfig, QueueConfig, RaftConfig,
+    RateLimitConfig, StrategyKind,
+};
 pub use delivery::{DeliveryVerdict, deliver_local};
-pub use error::SubmitError;
+pub use error::{DiscardReason, SubmitError};
 pub use id::{AgentId, Capability, NameError, NodeName, SwarmName, TaskId};
 pub use ledger::{LedgerCounts, LedgerError, OpenState, TaskLedger};
 pub use log_limit::{LogLimiter, SharedLogLimiter};

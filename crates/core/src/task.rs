@@ -71,6 +71,11 @@ pub struct Task {
     /// node refusing the delivery are retried as usual. Default false: at-least-once.
     #[serde(default)]
     pub at_most_once: bool,
+    /// Longest wait for admission while the node is at `router.max_in_flight`; a task
+    /// still waiting after it is discarded ([`DiscardReason::Ttl`](crate::DiscardReason)).
+    /// `router.queue.ttl_ms` when absent. Local to the submitting node: not sent on the wire.
+    #[serde(skip)]
+    pub queue_ttl: Option<Duration>,
 }
 
 impl Task {
@@ -95,6 +100,7 @@ impl Task {
             attempt: 0,
             trace: TraceContext::new_root(rng),
             at_most_once: false,
+            queue_ttl: None,
         }
     }
 
@@ -131,6 +137,12 @@ impl Task {
     /// Asks for at-most-once execution (see [`Task::at_most_once`]).
     pub fn with_at_most_once(mut self) -> Self {
         self.at_most_once = true;
+        self
+    }
+
+    /// Sets the longest wait for admission (see [`Task::queue_ttl`]).
+    pub fn with_queue_ttl(mut self, ttl: Duration) -> Self {
+        self.queue_ttl = Some(ttl);
         self
     }
 

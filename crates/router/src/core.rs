@@ -31,7 +31,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -46,7 +46,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::sync::oneshot;
 
-use crate::admission::{AdmissionGate, AdmissionPermit};
+use crate::admission::{AdmissionGate, AdmissionPermit, AdmissionStats, DiscardHandler, TryAdmitError};
 use crate::backoff::Backoff;
 use crate::breaker::{Admission, BreakerCell, CircuitBreakers};
 use crate::correlation::{CorrelationRecord, CorrelationTable};
@@ -136,6 +136,22 @@ pub struct RouterParts {
     pub clock: MonoClock,
 }
 
+/// What [`RouterCore::drain`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct DrainReport {
+    /// Tasks open when the drain began that finished during it.
+    pub finished: u64,
+    /// Tasks still open when the drain gave up waiting (0: the node is idle).
+    pub still_open: u64,
+    /// Submitters waiting for admission that were discarded (`Draining`) by this drain.
+    pub discarded_waiters: u64,
+}
+
+/// The router's lifecycle, in one atomic: accepting, draining, stopped.
+const ACCEPTING: u8 = 0;
+const DRAINING: u8 = 1;
+const STOPPED: u8 = 2;
+
 /// The future of one accepted task's outcome.
 #[derive(Debug)]
 pub struct TaskHandle {
@@ -170,7 +186,7 @@ pub struct RouterCore {
     admission: Arc<AdmissionGate>,
     seed: u64,
     rng_counter: AtomicU64,
-    accepting: AtomicBool,
+    lifecycle: AtomicU8,
     finish_hook: std::sync::OnceLock<FinishHook>,
 }
 
@@ -258,10 +274,10 @@ impl RouterCore {
                 r.retry_budget_min_per_sec,
                 r.retry_budget_ratio,
             ),
-            admission: AdmissionGate::new(r.max_in_flight),
+            admission: AdmissionGate::with_queue(r.max_in_flight, &r.queue, r.rate_limit.as_ref(), parts.clock),
             seed,
             rng_counter: AtomicU64::new(0),
-            accepting: AtomicBool::new(true),
+            lifecycle: AtomicU8::new(ACCEPTING),
             finish_hook: std::sync::OnceLock::new(),
             parts,
         })
@@ -309,18 +325,53 @@ impl RouterCore {
         *self.strategy.write() = strategy;
     }
 
-    /// Submits a task, waiting for an admission slot when the node is at
-    /// `router.max_in_flight` (higher priorities first).
-    pub async fn submit(self: &Arc<Self>, task: Task) -> Result<TaskHandle, SubmitError> {
-        self.validate(&task)?;
-        let permit = self.admission.acquire(task.priority).await;
-        self.accept(task, permit)
+    /// Installs the handler told about every discarded task; only the first call takes
+    /// effect (false after that).
+    pub fn set_discard_handler(&self, handler: Arc<dyn DiscardHandler>) -> bool {
+        self.admission.set_handler(handler)
     }
 
-    /// Submits a task, or fails with [`SubmitError::Overloaded`] at the in-flight limit.
+    /// Admission figures: waiters, discards per reason, cancellations.
+    pub fn admission_stats(&self) -> AdmissionStats {
+        self.admission.stats()
+    }
+
+    /// Submits a task, waiting for an admission slot when the node is at
+    /// `router.max_in_flight` (higher priorities first) in the bounded queue; a task
+    /// discarded while it waits answers [`SubmitError::Discarded`].
+    pub async fn submit(self: &Arc<Self>, task: Task) -> Result<TaskHandle, SubmitError> {
+        let (task, permit) = self.admit(task).await?;
+        self.accept_admitted(task, permit)
+    }
+
+    /// Submits a task, or fails with [`SubmitError::Overloaded`] at the in-flight limit
+    /// (or [`SubmitError::Discarded`] over the rate limit).
     pub fn try_submit(self: &Arc<Self>, task: Task) -> Result<TaskHandle, SubmitError> {
         self.validate(&task)?;
-        let permit = self.admission.try_acquire().ok_or(SubmitError::Overloaded { limit: self.admission.limit() })?;
+        let permit = self.admission.try_admit(&task).map_err(|e| match e {
+            TryAdmitError::Overloaded => SubmitError::Overloaded { limit: self.admission.limit() },
+            TryAdmitError::Discarded(reason) => SubmitError::Discarded { reason },
+        })?;
+        self.accept_admitted(Arc::new(task), permit)
+    }
+
+    /// The door checks and admission without acceptance: the task's admission slot, after
+    /// waiting in the queue if need be. [`accept_admitted`](Self::accept_admitted) then
+    /// accepts it (a cluster node commits the task to the replicated ledger in between,
+    /// so that a task discarded while queued never becomes a ledger entry).
+    pub async fn admit(&self, task: Task) -> Result<(Arc<Task>, AdmissionPermit), SubmitError> {
+        self.validate(&task)?;
+        let task = Arc::new(task);
+        let permit = self.admission.admit(&task).await.map_err(|reason| SubmitError::Discarded { reason })?;
+        Ok((task, permit))
+    }
+
+    /// Accepts an admitted task and starts its driver.
+    pub fn accept_admitted(
+        self: &Arc<Self>,
+        task: Arc<Task>,
+        permit: AdmissionPermit,
+    ) -> Result<TaskHandle, SubmitError> {
         self.accept(task, permit)
     }
 
@@ -331,9 +382,7 @@ impl RouterCore {
     }
 
     fn validate(&self, task: &Task) -> Result<(), SubmitError> {
-        if !self.accepting.load(Ordering::Acquire) {
-            return Err(SubmitError::NodeStopped);
-        }
+        self.check_lifecycle()?;
         if task.capabilities.is_empty() {
             return Err(SubmitError::EmptyCapabilities);
         }
@@ -350,15 +399,19 @@ impl RouterCore {
     /// cheapest way to get one outcome. If the caller stops waiting midway, the task is
     /// not lost: its driver guard hands it to the failure detector, which routes it on.
     pub async fn route(&self, task: Task) -> Result<TaskOutcome, SubmitError> {
-        self.validate(&task)?;
-        let permit = self.admission.acquire(task.priority).await;
+        let (task, permit) = self.admit(task).await?;
+        self.route_admitted(task, permit).await
+    }
+
+    /// [`route`](Self::route) for a task already admitted ([`admit`](Self::admit)).
+    pub async fn route_admitted(&self, task: Arc<Task>, permit: AdmissionPermit) -> Result<TaskOutcome, SubmitError> {
         let (task, rx) = self.open(task, permit)?;
         let id = task.id;
         self.drive(task).await;
         Ok(TaskHandle { id, rx }.await)
     }
 
-    fn accept(self: &Arc<Self>, task: Task, permit: AdmissionPermit) -> Result<TaskHandle, SubmitError> {
+    fn accept(self: &Arc<Self>, task: Arc<Task>, permit: AdmissionPermit) -> Result<TaskHandle, SubmitError> {
         let (task, rx) = self.open(task, permit)?;
         let id = task.id;
         self.spawn_driver(task);
@@ -368,13 +421,10 @@ impl RouterCore {
     /// Enters a task in the ledger: from here on it is accepted.
     fn open(
         &self,
-        task: Task,
+        task: Arc<Task>,
         permit: AdmissionPermit,
     ) -> Result<(Arc<Task>, oneshot::Receiver<TaskOutcome>), SubmitError> {
-        if !self.accepting.load(Ordering::Acquire) {
-            return Err(SubmitError::NodeStopped);
-        }
-        let task = Arc::new(task);
+        self.check_lifecycle()?;
         let id = task.id;
         let now = self.parts.clock.now_ns();
         let rx =
@@ -767,11 +817,38 @@ impl RouterCore {
         verdict
     }
 
-    /// Stops accepting; waits up to `grace` for open tasks, then dead-letters the rest
-    /// as `NodeStopped` so every accepted task still ends in a terminal state.
+    fn check_lifecycle(&self) -> Result<(), SubmitError> {
+        match self.lifecycle.load(Ordering::Acquire) {
+            ACCEPTING => Ok(()),
+            DRAINING => Err(SubmitError::Draining),
+            _ => Err(SubmitError::NodeStopped),
+        }
+    }
+
+    /// Stops accepting new tasks ([`SubmitError::Draining`]), discards the submitters
+    /// waiting for admission ([`DiscardReason::Draining`](erlmcp_flow_core::DiscardReason)),
+    /// and waits up to `timeout` for the accepted tasks to finish. Nothing is
+    /// dead-lettered: what is still open keeps running. A drained node stays drained;
+    /// [`shutdown`](Self::shutdown) is the same drain followed by dead-lettering the rest.
+    pub async fn drain(&self, timeout: Duration) -> DrainReport {
+        let _ = self.lifecycle.compare_exchange(ACCEPTING, DRAINING, Ordering::AcqRel, Ordering::Acquire);
+        self.finish_draining(timeout).await
+    }
+
+    async fn finish_draining(&self, timeout: Duration) -> DrainReport {
+        let open_before = self.parts.tasks.open_count();
+        let discarded_waiters = self.admission.close() as u64;
+        self.parts.tasks.wait_idle(timeout).await;
+        let still_open = self.parts.tasks.open_count();
+        DrainReport { finished: open_before.saturating_sub(still_open), still_open, discarded_waiters }
+    }
+
+    /// Stops accepting; discards the submitters waiting for admission; waits up to
+    /// `grace` for open tasks, then dead-letters the rest as `NodeStopped` so every
+    /// accepted task still ends in a terminal state.
     pub async fn shutdown(&self, grace: Duration) -> usize {
-        self.accepting.store(false, Ordering::Release);
-        if self.parts.tasks.wait_idle(grace).await {
+        self.lifecycle.store(STOPPED, Ordering::Release);
+        if self.finish_draining(grace).await.still_open == 0 {
             return 0;
         }
         let mut n = 0;
@@ -784,9 +861,14 @@ impl RouterCore {
         n
     }
 
-    /// True while submissions are accepted.
+    /// True while submissions are accepted (not draining, not stopped).
     pub fn is_accepting(&self) -> bool {
-        self.accepting.load(Ordering::Acquire)
+        self.lifecycle.load(Ordering::Acquire) == ACCEPTING
+    }
+
+    /// True once [`drain`](Self::drain) was called (and the node did not stop since).
+    pub fn is_draining(&self) -> bool {
+        self.lifecycle.load(Ordering::Acquire) == DRAINING
     }
 
     /// Counter snapshot.

@@ -14,7 +14,9 @@
 //! * [`plan`]: [`RoutePlan`], one task's routing decisions as a synchronous state machine.
 //! * [`backoff`]: exponential backoff with jitter.
 //! * [`retry_budget`]: the lock-free retry budget.
-//! * [`admission`]: the node's in-flight limit, by priority.
+//! * [`admission`]: the node's in-flight limit, by priority; the bounded wait queue, queue
+//!   TTLs, the rate limit and discards ([`DiscardHandler`], [`AdmissionStats`]).
+//! * [`queue`]: the wait queue and the token bucket as synchronous state machines.
 //! * [`tasks`]: [`TaskTable`], the sharded ledger with reply channels and orphan queue.
 //! * [`correlation`]: the correlation tracker (task ↔ trace, TTL, bounded).
 //! * [`dead_letter`]: the inspectable dead-letter queue.
@@ -37,13 +39,15 @@ pub mod failure_detector;
 pub mod metrics;
 pub mod plan;
 pub mod q_learning;
+pub mod queue;
 pub mod retry_budget;
 pub mod router_actor;
 pub mod strategy;
 pub mod tasks;
 
+pub use admission::{AdmissionStats, DiscardCounts, DiscardHandler};
 pub use breaker::{BreakerStatus, CircuitBreaker, CircuitBreakers, CircuitBreakersActor};
-pub use core::{RouterCore, RouterParts, RouterSettings, TaskHandle};
+pub use core::{DrainReport, RouterCore, RouterParts, RouterSettings, TaskHandle};
 pub use correlation::{CorrelationRecord, CorrelationTable, CorrelationTrackerActor};
 pub use dead_letter::{DeadLetter, DeadLetterQueue};
 pub use error::{ControlError, StrategyError};
