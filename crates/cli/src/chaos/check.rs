@@ -97,6 +97,9 @@ pub(crate) struct FinalObservations {
     pub(crate) incidents: Vec<Incident>,
 }
 
+/// What `erlmcp_flow_consensus::supervisor` logs once it has restarted a core that quit.
+const RAFT_CORE_RESTARTED: &str = "raft core restarted";
+
 /// A node log's findings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct LogScan {
@@ -104,10 +107,15 @@ pub(crate) struct LogScan {
     pub(crate) file: String,
     /// Lines reporting a panic.
     pub(crate) panics: Vec<String>,
-    /// Lines reporting that openraft's core quit on an error (the node's consensus is
-    /// dead from then on).
+    /// Lines reporting that openraft's core quit on an error and no restart of the core
+    /// followed in this log (the node's consensus was dead from then on).
     #[serde(default)]
     pub(crate) raft_fatal: Vec<String>,
+    /// The same, followed by the consensus supervisor's "raft core restarted": the core
+    /// quit and came back on the same store (openraft 0.9's snapshot race, handled).
+    /// Reported, not a violation.
+    #[serde(default)]
+    pub(crate) raft_fatal_recovered: Vec<String>,
     /// ERROR lines.
     pub(crate) errors: u64,
     /// WARN lines.
@@ -125,6 +133,9 @@ impl LogScan {
                 scan.panics.push(line.chars().take(300).collect());
             } else if line.contains("RaftCore::main on error") {
                 scan.raft_fatal.push(line.chars().take(300).collect());
+            } else if line.contains(RAFT_CORE_RESTARTED) {
+                scan.raft_fatal_recovered.append(&mut scan.raft_fatal);
+                scan.warnings += 1;
             } else if line.contains(" ERROR ") {
                 scan.errors += 1;
             } else if line.contains(" WARN ") {
@@ -528,6 +539,26 @@ mod tests {
         assert_eq!(v.kv_operations, 2);
         assert_eq!(v.kv_verdict, "linearizable");
         assert_eq!((v.logs[0].warnings, v.logs[0].errors), (1, 1), "coloured or not");
+    }
+
+    /// A core that quit on openraft's fatal error and was restarted by the consensus
+    /// supervisor in the same incarnation is reported, not a violation; one that quit and
+    /// never came back (or quit again after the restart) is `raft-fatal`.
+    #[test]
+    fn a_restarted_raft_core_is_reported_not_a_violation() {
+        let fatal = "2026 ERROR openraft::core::raft_core: quit RaftCore::main on error error=when Read Snapshot(None): replication channel closed";
+        let restarted =
+            "2026 WARN erlmcp_flow_consensus::supervisor: raft core restarted node=node-3 generation=1 restarts=1";
+        let (mut e, _) = ok_evidence();
+        e.logs = vec![LogScan::of("node-3.9.log", &format!("{fatal}\n{restarted}\n"))];
+        let v = check(&e);
+        assert!(v.passed(), "{:?}", v.violations);
+        assert_eq!(v.logs[0].raft_fatal_recovered.len(), 1);
+        for dead in [fatal.to_string(), format!("{fatal}\n{restarted}\n{fatal}\n")] {
+            e.logs = vec![LogScan::of("node-3.9.log", &dead)];
+            let v = check(&e);
+            assert_eq!(v.violations.iter().filter(|x| x.kind == "raft-fatal").count(), 1, "{dead}");
+        }
     }
 
     /// Checking the checker: each doctored piece of evidence is caught as its own

@@ -206,6 +206,11 @@ impl ChaosReport {
         println!("kv: {} operations, {}", self.verdict.kv_operations, self.verdict.kv_verdict);
         let (e, w): (u64, u64) = self.verdict.logs.iter().fold((0, 0), |(e, w), l| (e + l.errors, w + l.warnings));
         println!("logs: {e} ERROR and {w} WARN lines in {} node logs", self.verdict.logs.len());
+        for l in &self.verdict.logs {
+            for f in &l.raft_fatal_recovered {
+                println!("raft core quit and was restarted by its supervisor ({}): {f}", l.file);
+            }
+        }
         println!("quiescence after the faulty phase: {:.1} s", self.quiescence_ms as f64 / 1000.0);
         println!("{line}");
         if self.passed {
