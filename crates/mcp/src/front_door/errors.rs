@@ -62,7 +62,8 @@ pub fn http_body(code: i32, kind: &str, message: &str) -> String {
     .to_string()
 }
 
-/// The answer to a refused submission (nothing ran).
+/// The answer to a submission that was not accepted: refused or discarded (nothing ran),
+/// or indeterminate (the cluster may still run it).
 pub fn submit_refused(tool: &str, e: &SubmitError) -> ErrorData {
     let m = format!("call of {tool} not accepted: {e}");
     match e {
@@ -70,7 +71,16 @@ pub fn submit_refused(tool: &str, e: &SubmitError) -> ErrorData {
         SubmitError::NotLeader { .. } | SubmitError::Unavailable(_) => {
             error(NOT_COMMITTED, "not_committed", format!("{m}; it did not run, retry it"), json!({}))
         }
-        SubmitError::NodeStopped => error(SHUTTING_DOWN, "shutting_down", m, json!({})),
+        SubmitError::NodeStopped | SubmitError::Draining => error(SHUTTING_DOWN, "shutting_down", m, json!({})),
+        SubmitError::Discarded { reason } => {
+            error(OVERLOADED, "overloaded", format!("{m}; it did not run"), json!({"discarded": reason.to_string()}))
+        }
+        SubmitError::Indeterminate { task, .. } => error(
+            MAY_HAVE_RUN,
+            "may_have_run",
+            format!("{m}; the cluster may still run it (its commit was not confirmed): do not assume either way"),
+            json!({"task": task.to_string()}),
+        ),
         SubmitError::PayloadTooLarge { .. } => ErrorData::invalid_params(m, Some(json!({"kind": "invalid_arguments"}))),
         _ => ErrorData::internal_error(m, Some(json!({"kind": "internal"}))),
     }
@@ -151,5 +161,35 @@ pub fn dead_lettered(tool: &str, task: TaskId, reason: &DeadLetterReason) -> Err
             format!("no replica of {tool} could take the call ({detail}); it did not run"),
             t,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use erlmcp_flow::core::DiscardReason;
+
+    use super::*;
+
+    /// Each way a submission can fail reaches the client as its own kind: discards and
+    /// drains are "did not run", an unconfirmed commit is "may have run", never "internal".
+    #[test]
+    fn refusals_map_to_their_kinds() {
+        let kind = |e: SubmitError| {
+            let d = submit_refused("demo.echo", &e);
+            (d.code.0, d.data.and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string)))
+        };
+        assert_eq!(kind(SubmitError::Draining), (SHUTTING_DOWN, Some("shutting_down".into())));
+        assert_eq!(kind(SubmitError::NodeStopped), (SHUTTING_DOWN, Some("shutting_down".into())));
+        assert_eq!(
+            kind(SubmitError::Discarded { reason: DiscardReason::QueueFull }),
+            (OVERLOADED, Some("overloaded".into()))
+        );
+        assert_eq!(kind(SubmitError::Overloaded { limit: 1 }), (OVERLOADED, Some("overloaded".into())));
+        let id = erlmcp_flow::TaskId::new_v4();
+        assert_eq!(
+            kind(SubmitError::Indeterminate { task: id, reason: "deadline".into() }),
+            (MAY_HAVE_RUN, Some("may_have_run".into()))
+        );
+        assert_eq!(kind(SubmitError::Unavailable("x".into())), (NOT_COMMITTED, Some("not_committed".into())));
     }
 }
