@@ -144,20 +144,15 @@ impl FrontDoor {
             task = t;
         }
         let id = task.id;
-        let handle = match s.node.submit(task).await {
-            Ok(h) => h,
-            Err(e) => {
-                McpStats::inc(&s.stats.calls_failed);
-                if matches!(e, erlmcp_flow::SubmitError::Overloaded { .. }) {
-                    McpStats::inc(&s.stats.overloaded);
-                }
-                return Err(errors::submit_refused(&name, &e));
-            }
-        };
-        tokio::pin!(handle);
-        let outcome = loop {
+        // The call is routed on this task (`FlowNode::route`: no driver task to spawn and
+        // no outcome to hand across tasks, two wake-ups fewer than `submit`). If the client
+        // cancels or this future is dropped, the route goes on on its own task to its
+        // terminal state (`DetachOnDrop`): the lane sees the cancellation and answers.
+        let node = s.node.clone();
+        let mut route = DetachOnDrop::new(async move { node.route(task).await });
+        let routed = loop {
             tokio::select! {
-                outcome = &mut handle => break outcome,
+                routed = &mut route => break routed,
                 Some(p) = async { match progress.as_mut() { Some(rx) => rx.recv().await, None => None } } => {
                     if let Some(token) = &client_token {
                         let mut note = ProgressNotificationParam::new(token.clone(), p.progress);
@@ -171,6 +166,16 @@ impl FrontDoor {
                     McpStats::inc(&s.stats.calls_cancelled);
                     return Err(errors::error(errors::CANCELLED, "cancelled", format!("call of {name} cancelled"), json!({"task": id.to_string()})));
                 }
+            }
+        };
+        let outcome = match routed {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                McpStats::inc(&s.stats.calls_failed);
+                if matches!(e, erlmcp_flow::SubmitError::Overloaded { .. }) {
+                    McpStats::inc(&s.stats.overloaded);
+                }
+                return Err(errors::submit_refused(&name, &e));
             }
         };
         drop(guard);
@@ -270,5 +275,93 @@ impl ServerHandler for FrontDoor {
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         McpStats::inc(&self.shared.stats.sessions_opened);
         self.follow_list_changes(context.peer);
+    }
+}
+
+/// A future that, dropped before it finished, finishes on a task of its own instead.
+///
+/// A routed call must reach its terminal state even when the client cancels or its
+/// session goes away: a `FlowNode::route` dropped midway hands its task to orphan
+/// recovery, which drives it again from the start, and for a tool that is not idempotent
+/// that could be a second run while the first attempt is still at the upstream.
+struct DetachOnDrop<F: Future + Send + 'static>
+where
+    F::Output: Send,
+{
+    inner: Option<std::pin::Pin<Box<F>>>,
+}
+
+impl<F: Future + Send + 'static> DetachOnDrop<F>
+where
+    F::Output: Send,
+{
+    fn new(f: F) -> Self {
+        Self { inner: Some(Box::pin(f)) }
+    }
+}
+
+impl<F: Future + Send + 'static> Future for DetachOnDrop<F>
+where
+    F::Output: Send,
+{
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        let this = self.get_mut();
+        let Some(f) = this.inner.as_mut() else {
+            return std::task::Poll::Pending;
+        };
+        let ready = f.as_mut().poll(cx);
+        if ready.is_ready() {
+            this.inner = None;
+        }
+        ready
+    }
+}
+
+impl<F: Future + Send + 'static> Drop for DetachOnDrop<F>
+where
+    F::Output: Send,
+{
+    fn drop(&mut self) {
+        if let Some(f) = self.inner.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(f);
+        }
+    }
+}
+
+#[cfg(test)]
+mod detach_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::DetachOnDrop;
+
+    /// A future dropped after its first poll still runs to completion on its own task;
+    /// one that completed is not run again.
+    #[tokio::test]
+    async fn a_dropped_future_finishes_on_its_own_task() {
+        let finished = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let f = finished.clone();
+        let mut fut = DetachOnDrop::new(async move {
+            let _ = rx.await;
+            f.store(true, Ordering::SeqCst);
+        });
+        // Polled once (pending), then dropped: like a cancelled request handler.
+        assert!(futures::poll!(&mut fut).is_pending());
+        drop(fut);
+        assert!(!finished.load(Ordering::SeqCst));
+        tx.send(()).unwrap();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !finished.load(Ordering::SeqCst) {
+            assert!(tokio::time::Instant::now() < deadline, "the detached future never finished");
+            tokio::task::yield_now().await;
+        }
+        // Completed in place: nothing is detached on drop.
+        let fut = DetachOnDrop::new(async { 7 });
+        assert_eq!(fut.await, 7);
     }
 }
